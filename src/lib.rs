@@ -1,0 +1,50 @@
+//! System V semaphores in user space.
+//!
+//! shmsem implements `semget`, `semop`, `semtimedop` and `semctl` — with
+//! SEM_UNDO, IPC_NOWAIT, IPC_RMID, GETNCNT/GETZCNT and every other command —
+//! over POSIX shared memory. An uncontended single operation is one
+//! compare-and-swap with no system call; blocked processes sleep on shared
+//! futexes and are handed their completed operation by the process that
+//! woke them. Unrelated processes synchronise with no server.
+//!
+//! Two layers share one engine:
+//!
+//! * [`sysv`]: the calls as the kernel has them (ids, [`sysv::Sembuf`],
+//!   errno-valued [`Error`]s), in the namespace given by `SHMSEM_NAMESPACE`
+//!   or explicitly through a [`Namespace`];
+//! * [`SemaphoreSet`]: a handle with typed operations and `Duration` timeouts.
+//!
+//! ```
+//! use shmsem::{Namespace, SemaphoreSet, Op};
+//! # let ns = Namespace::open(&format!("doctest-lib-{}", std::process::id())).unwrap();
+//! let set = SemaphoreSet::create_private(&ns, 2, 0o600)?;
+//! set.set_value(0, 1)?;
+//! set.op(&[Op::wait(0, 1).undo(), Op::post(1, 2)])?;
+//! assert_eq!(set.values()?, vec![0, 2]);
+//! set.remove()?;
+//! # ns.destroy().unwrap();
+//! # Ok::<(), shmsem::Error>(())
+//! ```
+#![warn(unsafe_op_in_unsafe_fn, missing_docs)]
+
+mod api;
+mod engine;
+mod error;
+mod liveness;
+mod registry;
+mod set;
+mod shm;
+pub mod sync;
+pub mod sysv;
+
+pub use api::{Op, SemaphoreSet, SetStatus};
+pub use error::{Error, Result};
+pub use registry::{Limits, Namespace, DEFAULT_NAMESPACE};
+pub use shm_layout as layout;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Items for the loom models and the crate's own tests. Not a stable API.
+    pub use crate::set::heap::HeapSet;
+    pub use crate::set::{SetView, SlowOutcome};
+}
