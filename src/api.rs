@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sysv::{SemctlArg, Sembuf, SemidDs, Timespec};
+use crate::sysv::{Sembuf, SemctlArg, SemidDs, Timespec};
 use crate::{Namespace, Result};
 use shm_layout::{
     GETALL, GETNCNT, GETPID, GETVAL, GETZCNT, IPC_CREAT, IPC_EXCL, IPC_NOWAIT, IPC_PRIVATE,
@@ -25,6 +25,7 @@ pub type SetStatus = SemidDs;
 /// # let _ = (v, z);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
 pub struct Op(Sembuf);
 
 impl Op {
@@ -42,12 +43,20 @@ impl Op {
     }
     /// With SEM_UNDO: reversed when this process exits, however it exits.
     pub const fn undo(self) -> Op {
-        Op(Sembuf::new(self.0.sem_num, self.0.sem_op, self.0.sem_flg | SEM_UNDO as i16))
+        Op(Sembuf::new(
+            self.0.sem_num,
+            self.0.sem_op,
+            self.0.sem_flg | SEM_UNDO as i16,
+        ))
     }
     /// With IPC_NOWAIT: fail with [`Error::WouldBlock`](crate::Error::WouldBlock)
     /// instead of blocking on this op.
     pub const fn nowait(self) -> Op {
-        Op(Sembuf::new(self.0.sem_num, self.0.sem_op, self.0.sem_flg | IPC_NOWAIT as i16))
+        Op(Sembuf::new(
+            self.0.sem_num,
+            self.0.sem_op,
+            self.0.sem_flg | IPC_NOWAIT as i16,
+        ))
     }
     /// The raw `sembuf`.
     pub const fn as_sembuf(&self) -> Sembuf {
@@ -72,8 +81,8 @@ pub struct SemaphoreSet {
 }
 
 fn ops(ops: &[Op]) -> &[Sembuf] {
-    // SAFETY: Op is a #[repr(Rust)] newtype of Sembuf... made sound below by
-    // the transparent representation assertion.
+    // SAFETY: Op is #[repr(transparent)] over Sembuf, so a slice of Ops is a
+    // slice of Sembufs with the same length and lifetime.
     unsafe { core::slice::from_raw_parts(ops.as_ptr().cast::<Sembuf>(), ops.len()) }
 }
 const _: () = assert!(core::mem::size_of::<Op>() == core::mem::size_of::<Sembuf>());
@@ -96,7 +105,12 @@ impl SemaphoreSet {
         Ok(SemaphoreSet { ns: ns.clone(), id })
     }
     /// Opens the set for `key`, creating it with `nsems` and `mode` if absent.
-    pub fn open_or_create(ns: &Arc<Namespace>, key: i32, nsems: u16, mode: u32) -> Result<SemaphoreSet> {
+    pub fn open_or_create(
+        ns: &Arc<Namespace>,
+        key: i32,
+        nsems: u16,
+        mode: u32,
+    ) -> Result<SemaphoreSet> {
         let id = ns.semget(key, nsems as i32, IPC_CREAT | (mode & 0o777) as i32)?;
         Ok(SemaphoreSet { ns: ns.clone(), id })
     }
@@ -127,22 +141,29 @@ impl SemaphoreSet {
     }
     /// The value of semaphore `num`.
     pub fn value(&self, num: u16) -> Result<u16> {
-        Ok(self.ns.semctl(self.id, num as i32, GETVAL, SemctlArg::None)? as u16)
+        Ok(self
+            .ns
+            .semctl(self.id, num as i32, GETVAL, SemctlArg::None)? as u16)
     }
     /// Every value (one consistent snapshot).
     pub fn values(&self) -> Result<Vec<u16>> {
         let st = self.status()?;
         let mut v = vec![0u16; st.nsems as usize];
-        self.ns.semctl(self.id, 0, GETALL, SemctlArg::GetAll(&mut v))?;
+        self.ns
+            .semctl(self.id, 0, GETALL, SemctlArg::GetAll(&mut v))?;
         Ok(v)
     }
     /// Sets semaphore `num` to `value` (SETVAL: clears its undo adjustments).
     pub fn set_value(&self, num: u16, value: u16) -> Result<()> {
-        self.ns.semctl(self.id, num as i32, SETVAL, SemctlArg::Val(value as i32)).map(drop)
+        self.ns
+            .semctl(self.id, num as i32, SETVAL, SemctlArg::Val(value as i32))
+            .map(drop)
     }
     /// Sets every value (SETALL).
     pub fn set_values(&self, values: &[u16]) -> Result<()> {
-        self.ns.semctl(self.id, 0, SETALL, SemctlArg::SetAll(values)).map(drop)
+        self.ns
+            .semctl(self.id, 0, SETALL, SemctlArg::SetAll(values))
+            .map(drop)
     }
     /// Pid of the last process to operate on semaphore `num` (GETPID).
     pub fn pid(&self, num: u16) -> Result<i32> {
@@ -150,16 +171,21 @@ impl SemaphoreSet {
     }
     /// Processes waiting for semaphore `num` to increase (GETNCNT).
     pub fn ncnt(&self, num: u16) -> Result<u32> {
-        Ok(self.ns.semctl(self.id, num as i32, GETNCNT, SemctlArg::None)? as u32)
+        Ok(self
+            .ns
+            .semctl(self.id, num as i32, GETNCNT, SemctlArg::None)? as u32)
     }
     /// Processes waiting for semaphore `num` to become zero (GETZCNT).
     pub fn zcnt(&self, num: u16) -> Result<u32> {
-        Ok(self.ns.semctl(self.id, num as i32, GETZCNT, SemctlArg::None)? as u32)
+        Ok(self
+            .ns
+            .semctl(self.id, num as i32, GETZCNT, SemctlArg::None)? as u32)
     }
     /// The set's status (IPC_STAT).
     pub fn status(&self) -> Result<SetStatus> {
         let mut ds = SemidDs::default();
-        self.ns.semctl(self.id, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))?;
+        self.ns
+            .semctl(self.id, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))?;
         Ok(ds)
     }
     /// Changes owner and mode (IPC_SET).
@@ -168,10 +194,14 @@ impl SemaphoreSet {
         ds.perm.uid = uid;
         ds.perm.gid = gid;
         ds.perm.mode = mode;
-        self.ns.semctl(self.id, 0, IPC_SET, SemctlArg::Set(&ds)).map(drop)
+        self.ns
+            .semctl(self.id, 0, IPC_SET, SemctlArg::Set(&ds))
+            .map(drop)
     }
     /// Removes the set (IPC_RMID): every waiter returns `Removed`.
     pub fn remove(&self) -> Result<()> {
-        self.ns.semctl(self.id, 0, IPC_RMID, SemctlArg::None).map(drop)
+        self.ns
+            .semctl(self.id, 0, IPC_RMID, SemctlArg::None)
+            .map(drop)
     }
 }

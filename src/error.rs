@@ -135,7 +135,14 @@ impl fmt::Display for Error {
             Error::NotPermitted => "only the owner or creator may do this (EPERM)",
             Error::OutOfRange => "value or undo adjustment out of range (ERANGE)",
             Error::Corrupt => "the shared segment is corrupt (EUCLEAN)",
-            Error::Os(e) => return write!(f, "operating system error {} ({})", e, nix::errno::Errno::from_raw(*e).desc()),
+            Error::Os(e) => {
+                return write!(
+                    f,
+                    "operating system error {} ({})",
+                    e,
+                    nix::errno::Errno::from_raw(*e).desc()
+                )
+            }
         };
         f.write_str(msg)
     }

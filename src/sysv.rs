@@ -29,7 +29,11 @@ pub struct Sembuf {
 impl Sembuf {
     /// A `sembuf` from its three fields.
     pub const fn new(sem_num: u16, sem_op: i16, sem_flg: i16) -> Sembuf {
-        Sembuf { sem_num, sem_op, sem_flg }
+        Sembuf {
+            sem_num,
+            sem_op,
+            sem_flg,
+        }
     }
 }
 

@@ -466,7 +466,16 @@ impl SetGeometry {
         let undo_row = align_up(nsems as usize * 2, 8);
         let queue_off = align_up(undo_off + proc_slots as usize * undo_row, 64);
         let size = align_up(queue_off + queue_slots as usize * 128, 4096);
-        SetGeometry { nsems, proc_slots, queue_slots, sems_off, procs_off, undo_off, queue_off, size }
+        SetGeometry {
+            nsems,
+            proc_slots,
+            queue_slots,
+            sems_off,
+            procs_off,
+            undo_off,
+            queue_off,
+            size,
+        }
     }
     /// Bytes between two processes' undo rows.
     pub const fn undo_row(&self) -> usize {
@@ -476,7 +485,10 @@ impl SetGeometry {
 
 /// Size of a registry with `semmni` entries.
 pub const fn registry_size(semmni: u32) -> usize {
-    align_up(64 + semmni as usize * core::mem::size_of::<RegistryEntryLayout>(), 4096)
+    align_up(
+        64 + semmni as usize * core::mem::size_of::<RegistryEntryLayout>(),
+        4096,
+    )
 }
 
 /// The plain layout of [`RegistryEntry`], for size computations.
@@ -494,7 +506,7 @@ const _: () = {
     assert!(size_of::<RegistryHeader>() <= REGISTRY_ENTRIES_OFF);
     assert!(size_of::<RegistryEntry>() == 16);
     assert!(size_of::<RegistryEntryLayout>() == 16);
-    assert!(size_of::<SetHeader>() == 128 + 16 + 32);
+    assert!(size_of::<SetHeader>() == 136);
     assert!(size_of::<SemEntry>() == 32);
     assert!(align_of::<SemEntry>() == 8);
     assert!(size_of::<ProcEntry>() == 32);

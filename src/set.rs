@@ -1,0 +1,6 @@
+//! STUB
+pub struct SetView;
+pub enum SlowOutcome {}
+pub mod heap {
+    pub struct HeapSet;
+}

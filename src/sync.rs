@@ -1,0 +1,142 @@
+//! The one concurrency shim: atomics, futex wait/wake, clocks, spinning.
+//!
+//! In production the atomics are `core`'s and the futex calls are shared
+//! (not `FUTEX_PRIVATE_FLAG`) futexes through rustix, so a wake crosses
+//! process boundaries (DESIGN.md decision 1). Under `cfg(shmsem_loom)` the
+//! atomics are loom's and a futex is one Mutex + Condvar: the waiter compares
+//! the word under the mutex before sleeping, as the kernel compares under its
+//! hash-bucket lock, so no wake-up can be lost between check and sleep.
+//! No other module issues a futex system call or names an atomic type.
+
+pub use shm_layout::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+
+#[cfg(not(shmsem_loom))]
+pub use core::sync::atomic::{fence, Ordering};
+#[cfg(shmsem_loom)]
+pub use loom::sync::atomic::{fence, Ordering};
+
+/// How a futex wait ended. Callers re-check their condition in every case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, or the word no longer held the expected value, or spurious.
+    Woken,
+    /// The absolute deadline passed.
+    TimedOut,
+    /// A signal handler ran (EINTR).
+    Interrupted,
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC.
+#[cfg(not(shmsem_loom))]
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Seconds since the epoch, from the coarse (vDSO, no system call) clock:
+/// the resolution of `otime`/`ctime` is one second anyway.
+#[cfg(not(shmsem_loom))]
+pub fn realtime_secs() -> i64 {
+    rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse).tv_sec
+}
+
+/// Sleeps while `*word == expected`, until woken or until the absolute
+/// CLOCK_MONOTONIC time `deadline_ns`. Always timed (DESIGN.md decision 2):
+/// an untimed wait is restarted by the kernel after an SA_RESTART handler,
+/// so it could never report EINTR.
+#[cfg(not(shmsem_loom))]
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline_ns: u64) -> Wake {
+    use rustix::io::Errno;
+    use rustix::thread::futex;
+    let ts = rustix::time::Timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as i64,
+        tv_nsec: (deadline_ns % 1_000_000_000) as i64,
+    };
+    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; empty
+    // flags mean a shared futex, keyed on the page, visible to every process
+    // that maps it.
+    // The bitset matches every waker (FUTEX_BITSET_MATCH_ANY).
+    match futex::wait_bitset(
+        word,
+        futex::Flags::empty(),
+        expected,
+        Some(&ts),
+        core::num::NonZeroU32::MAX,
+    ) {
+        Ok(()) => Wake::Woken,
+        Err(Errno::TIMEDOUT) => Wake::TimedOut,
+        Err(Errno::INTR) => Wake::Interrupted,
+        Err(_) => Wake::Woken, // EAGAIN: value changed; anything else: re-check.
+    }
+}
+
+/// Wakes up to `n` sleepers on `word` (shared futex).
+#[cfg(not(shmsem_loom))]
+pub fn futex_wake(word: &AtomicU32, n: u32) {
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n);
+}
+
+/// A spin-wait hint.
+#[cfg(not(shmsem_loom))]
+pub fn spin_hint() {
+    core::hint::spin_loop();
+}
+
+/// Gives the processor away (between spinning and sleeping).
+#[cfg(not(shmsem_loom))]
+pub fn yield_now() {
+    std::thread::yield_now();
+}
+
+#[cfg(shmsem_loom)]
+mod loom_futex {
+    use super::*;
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref FUTEX: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+        static ref CLOCK: AtomicU64 = AtomicU64::new(1);
+    }
+
+    /// Loom's clock: a counter the models advance by hand.
+    pub fn monotonic_ns() -> u64 {
+        CLOCK.load(Ordering::SeqCst)
+    }
+    /// Advances loom's clock (a model's "timeout thread").
+    pub fn advance_clock(ns: u64) {
+        CLOCK.fetch_add(ns, Ordering::SeqCst);
+        let _g = FUTEX.0.lock().unwrap();
+        FUTEX.1.notify_all();
+    }
+    /// Loom has no wall clock.
+    pub fn realtime_secs() -> i64 {
+        0
+    }
+    /// Compare-then-sleep under the one mutex.
+    pub fn futex_wait(word: &AtomicU32, expected: u32, deadline_ns: u64) -> Wake {
+        let g = FUTEX.0.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return Wake::Woken;
+        }
+        if monotonic_ns() >= deadline_ns {
+            return Wake::TimedOut;
+        }
+        let _g = FUTEX.1.wait(g).unwrap();
+        Wake::Woken
+    }
+    /// Wakes every sleeper (they re-check).
+    pub fn futex_wake(_word: &AtomicU32, _n: u32) {
+        let _g = FUTEX.0.lock().unwrap();
+        FUTEX.1.notify_all();
+    }
+    /// Spinning is a yield under loom.
+    pub fn spin_hint() {
+        loom::thread::yield_now();
+    }
+    /// A yield.
+    pub fn yield_now() {
+        loom::thread::yield_now();
+    }
+}
+#[cfg(shmsem_loom)]
+pub use loom_futex::*;
