@@ -395,8 +395,9 @@ pub struct ProcEntry {
     pub start_time: AtomicU64,
     /// Number of semaphores with a non-zero undo adjustment (lock holders only).
     pub undo_count: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
+    /// Number of queue slots (head slots) this process has queued or not
+    /// yet collected (lock holders only).
+    pub queued: AtomicU32,
     /// Padding to 32 bytes.
     pub _pad2: AtomicU64,
 }
