@@ -46,5 +46,5 @@ pub use shm_layout as layout;
 pub mod __private {
     //! Items for the loom models and the crate's own tests. Not a stable API.
     pub use crate::set::heap::HeapSet;
-    pub use crate::set::{SetView, SlowOutcome};
+    pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome};
 }

@@ -1,63 +1,972 @@
-//! STUB (being written).
-use crate::sysv::{Sembuf, SemctlArg, Timespec};
-use crate::Result;
-use std::sync::Arc;
+//! Namespaces: the key space, ids, limits, and the process-local cache of
+//! mapped sets; and the four calls, dispatched onto the engine.
+//!
+//! A namespace `NS` is the shared-memory object `/shmsem.NS` (the registry:
+//! limits and one entry per set index) plus one object per set,
+//! `/shmsem.NS.INDEX.SEQ`. Creating and removing sets happens under the
+//! registry's lock, an open-file-description lock on byte 0 of the registry
+//! (the kernel frees it if its holder dies), so `IPC_CREAT|IPC_EXCL` races
+//! have exactly one winner.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicPtr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::set::{Host, Me, SetView, SlowOutcome};
+use crate::shm::{self, Mapping};
+use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
+use crate::sysv::{IpcPerm, SemctlArg, Sembuf, SemidDs, Seminfo, Timespec};
+use crate::{engine, liveness, Error, Result};
+use shm_layout::*;
+
 /// Name of the namespace used when `SHMSEM_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "default";
-/// Per-namespace limits.
+
+/// Per-namespace limits, fixed when the namespace is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Max semaphores per set (SEMMSL).
+    /// Max semaphores per set (SEMMSL), at most 65535.
     pub semmsl: u32,
     /// Max semaphores in the namespace (SEMMNS).
     pub semmns: u32,
-    /// Max ops per call (SEMOPM).
+    /// Max ops per call (SEMOPM), at most 65535.
     pub semopm: u32,
-    /// Max sets (SEMMNI).
+    /// Max sets (SEMMNI), at most 32768.
     pub semmni: u32,
-    /// Pending-queue slots per set.
+    /// Pending-queue slots per set: how many sleepers (a call with more
+    /// than 10 ops takes one slot per 10) can wait at once.
     pub queue_slots: u32,
-    /// Process-table entries per set.
+    /// Process-table entries per set: how many processes can hold undo
+    /// adjustments, sleep, or take the set's lock at once.
     pub proc_slots: u32,
 }
-/// A namespace.
-#[derive(Debug)]
-pub struct Namespace {}
-#[allow(missing_docs, unused_variables)]
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            semmsl: SEMMSL_DEFAULT,
+            semmns: SEMMNS_DEFAULT,
+            semopm: SEMOPM_DEFAULT,
+            semmni: SEMMNI_DEFAULT,
+            queue_slots: QUEUE_SLOTS_DEFAULT,
+            proc_slots: PROC_SLOTS_DEFAULT,
+        }
+    }
+}
+
+impl Limits {
+    fn valid(&self) -> bool {
+        (1..=SEMMSL_MAX).contains(&self.semmsl)
+            && self.semmns >= 1
+            && (1..=SEMOPM_MAX).contains(&self.semopm)
+            && (1..=SEMMNI_MAX).contains(&self.semmni)
+            && (1..=QUEUE_SLOTS_MAX).contains(&self.queue_slots)
+            && (1..PROC_SLOTS_MAX).contains(&self.proc_slots)
+    }
+}
+
+/// This process's registration in one set: its process-table entry and the
+/// descriptor whose lock on the entry's byte says "alive".
+struct Registration {
+    me: Me,
+    fd: Option<OwnedFd>,
+}
+
+/// A set mapped into this process.
+struct SetHandle {
+    seq: u32,
+    name: String,
+    map: Mapping,
+    view: SetView<'static>,
+    /// pid that `me` belongs to (0: none); checked before `me` is used.
+    reg_pid: AtomicI32,
+    /// `Me` packed: slot | gen << 32.
+    reg_me: AtomicU64,
+    reg: Mutex<Option<Registration>>,
+}
+
+/// The real host: liveness from OFD locks, confirmed by pid + start time.
+struct OsHost<'a> {
+    fd: std::os::fd::BorrowedFd<'a>,
+}
+
+impl Host for OsHost<'_> {
+    fn is_dead(&self, view: &SetView<'_>, slot: u32) -> bool {
+        let Some(p) = view.proc(slot) else { return true };
+        match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
+            Ok(false) => true,
+            Ok(true) => !liveness::process_exists(p.pid.load(Ordering::Relaxed), p.start_time.load(Ordering::Relaxed)),
+            Err(_) => false, // cannot tell: never reap a possibly live process
+        }
+    }
+}
+
+/// A namespace: an isolated key space with its own ids and limits.
+pub struct Namespace {
+    name: String,
+    reg: Mapping,
+    limits: Limits,
+    /// Serialises this process's threads; the OFD lock serialises processes.
+    reg_lock: Mutex<Option<(i32, OwnedFd)>>,
+    /// Mapped sets by index (never freed while the namespace lives: other
+    /// threads may hold a pointer; replaced ones move to `retired`).
+    cache: Box<[AtomicPtr<SetHandle>]>,
+    retired: Mutex<Vec<*mut SetHandle>>,
+}
+
+// SAFETY: the raw pointers in `cache`/`retired` are owned boxes that are
+// only freed in Drop, when no other reference to the namespace exists.
+unsafe impl Send for Namespace {}
+// SAFETY: as above; every shared field is atomic or behind a Mutex.
+unsafe impl Sync for Namespace {}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.name).field("limits", &self.limits).finish()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        for p in self.cache.iter() {
+            let p = p.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: installed by Box::into_raw; we are the last user.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+        for &p in self.retired.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+static OPEN: OnceLock<Mutex<HashMap<String, Arc<Namespace>>>> = OnceLock::new();
+static DEFAULT: OnceLock<Arc<Namespace>> = OnceLock::new();
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn registry_name(ns: &str) -> String {
+    format!("/shmsem.{ns}")
+}
+
+fn set_name(ns: &str, idx: u32, seq: u32) -> String {
+    format!("/shmsem.{ns}.{idx}.{seq}")
+}
+
+/// The file mode of a set's segment: a class that the set's mode grants
+/// anything gets read and write on the segment (it needs both to map and
+/// operate); a class granted nothing cannot open the segment at all.
+fn file_mode(mode: u32) -> u32 {
+    let mut m = 0;
+    for shift in [6, 3, 0] {
+        if (mode >> shift) & 0o6 != 0 {
+            m |= 0o6 << shift;
+        }
+    }
+    m
+}
+
+struct Creds {
+    pid: i32,
+    euid: u32,
+    egid: u32,
+    groups: Vec<u32>,
+}
+
+static CREDS: Mutex<Option<Creds>> = Mutex::new(None);
+
+/// Checks `requested` access (9-bit flag) against a set, as ipcperms.
+/// Credentials are read once per process (and again after fork).
+fn permitted(view: &SetView<'_>, flag: u32) -> bool {
+    let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
+    if requested == 0 {
+        return true;
+    }
+    let h = view.hdr;
+    let (uid, gid, cuid, cgid, mode) = view.read_consistent(|v| {
+        let h = v.hdr;
+        (h.uid.load(Ordering::Relaxed), h.gid.load(Ordering::Relaxed), h.cuid.load(Ordering::Relaxed), h.cgid.load(Ordering::Relaxed), h.mode.load(Ordering::Relaxed))
+    });
+    let _ = h;
+    with_creds(|c| {
+        if c.euid == 0 {
+            return true;
+        }
+        let granted = if c.euid == uid || c.euid == cuid {
+            mode >> 6
+        } else if c.egid == gid || c.egid == cgid || c.groups.contains(&gid) || c.groups.contains(&cgid) {
+            mode >> 3
+        } else {
+            mode
+        } & 7;
+        requested & !granted == 0
+    })
+}
+
+fn with_creds<T>(f: impl FnOnce(&Creds) -> T) -> T {
+    let mut g = CREDS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = liveness::pid();
+    if g.as_ref().map(|c| c.pid) != Some(pid) {
+        *g = Some(Creds {
+            pid,
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            groups: nix::unistd::getgroups().map(|v| v.into_iter().map(|g| g.as_raw()).collect()).unwrap_or_default(),
+        });
+    }
+    f(g.as_ref().expect("set above"))
+}
+
+fn owner_or_creator(view: &SetView<'_>) -> bool {
+    let h = view.hdr;
+    with_creds(|c| c.euid == 0 || c.euid == h.uid.load(Ordering::Relaxed) || c.euid == h.cuid.load(Ordering::Relaxed))
+}
+
+/// Registry lock guard: releases the OFD lock, then the process mutex.
+struct RegLock<'a> {
+    _g: std::sync::MutexGuard<'a, Option<(i32, OwnedFd)>>,
+}
+
+impl Drop for RegLock<'_> {
+    fn drop(&mut self) {
+        if let Some((_, fd)) = self._g.as_ref() {
+            shm::ofd_unlock(fd, 0);
+        }
+    }
+}
+
 impl Namespace {
+    /// Opens namespace `name` (1–64 of `[A-Za-z0-9_-]`), creating it with
+    /// default limits if it does not exist.
     pub fn open(name: &str) -> Result<Arc<Namespace>> {
-        todo!()
+        Namespace::open_with_limits(name, Limits::default())
     }
+
+    /// Opens namespace `name`, creating it with `limits` if it does not
+    /// exist (an existing namespace keeps its own limits).
     pub fn open_with_limits(name: &str, limits: Limits) -> Result<Arc<Namespace>> {
-        todo!()
+        if !valid_name(name) || !limits.valid() {
+            return Err(Error::Invalid);
+        }
+        let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ns) = open.get(name) {
+            return Ok(ns.clone());
+        }
+        let ns = Arc::new(Namespace::attach(name, limits)?);
+        open.insert(name.to_string(), ns.clone());
+        Ok(ns)
     }
+
+    /// The process's default namespace: `SHMSEM_NAMESPACE`, or
+    /// [`DEFAULT_NAMESPACE`].
     pub fn default_ns() -> Result<Arc<Namespace>> {
-        todo!()
+        if let Some(ns) = DEFAULT.get() {
+            return Ok(ns.clone());
+        }
+        let name = std::env::var("SHMSEM_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_string());
+        let ns = Namespace::open(&name)?;
+        Ok(DEFAULT.get_or_init(|| ns).clone())
     }
+
+    fn attach(name: &str, limits: Limits) -> Result<Namespace> {
+        let rname = registry_name(name);
+        for _attempt in 0..3 {
+            let size = registry_size(limits.semmni);
+            match Mapping::create_exclusive(&rname, size) {
+                Ok(map) => {
+                    let h = reg_header(&map);
+                    h.magic.store(REGISTRY_MAGIC, Ordering::Relaxed);
+                    h.semmsl.store(limits.semmsl, Ordering::Relaxed);
+                    h.semmns.store(limits.semmns, Ordering::Relaxed);
+                    h.semopm.store(limits.semopm, Ordering::Relaxed);
+                    h.semmni.store(limits.semmni, Ordering::Relaxed);
+                    h.queue_slots.store(limits.queue_slots, Ordering::Relaxed);
+                    h.proc_slots.store(limits.proc_slots, Ordering::Relaxed);
+                    h.size.store(size as u64, Ordering::Relaxed);
+                    // SYNC: publishes the fields above to openers.
+                    h.version.store(LAYOUT_VERSION, Ordering::Release);
+                    map.set_mode(0o666)?;
+                    return Namespace::from_map(name, map);
+                }
+                Err(Error::Os(libc::EEXIST)) | Err(Error::Exists) => {}
+                Err(e) => return Err(e),
+            }
+            let Some(map) = Mapping::open(&rname)? else { continue };
+            // Wait (bounded) for the creator to publish the version.
+            let h = reg_header_checked(&map)?;
+            let until = sync::monotonic_ns() + 2_000_000_000;
+            while h.version.load(Ordering::Acquire) == 0 && sync::monotonic_ns() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if h.version.load(Ordering::Acquire) == 0 {
+                // The creator died half-way: nobody can have used it.
+                shm::unlink(&rname)?;
+                continue;
+            }
+            return Namespace::from_map(name, map);
+        }
+        Err(Error::Corrupt)
+    }
+
+    fn from_map(name: &str, reg: Mapping) -> Result<Namespace> {
+        let h = reg_header_checked(&reg)?;
+        if h.magic.load(Ordering::Relaxed) != REGISTRY_MAGIC || h.version.load(Ordering::Acquire) != LAYOUT_VERSION {
+            return Err(Error::Corrupt);
+        }
+        let limits = Limits {
+            semmsl: h.semmsl.load(Ordering::Relaxed),
+            semmns: h.semmns.load(Ordering::Relaxed),
+            semopm: h.semopm.load(Ordering::Relaxed),
+            semmni: h.semmni.load(Ordering::Relaxed),
+            queue_slots: h.queue_slots.load(Ordering::Relaxed),
+            proc_slots: h.proc_slots.load(Ordering::Relaxed),
+        };
+        if !limits.valid() || reg.len() != registry_size(limits.semmni) || h.size.load(Ordering::Relaxed) != reg.len() as u64 {
+            return Err(Error::Corrupt);
+        }
+        let cache = (0..limits.semmni).map(|_| AtomicPtr::new(core::ptr::null_mut())).collect();
+        Ok(Namespace { name: name.to_string(), reg, limits, reg_lock: Mutex::new(None), cache, retired: Mutex::new(Vec::new()) })
+    }
+
+    /// The namespace's name.
     pub fn name(&self) -> &str {
-        todo!()
+        &self.name
     }
+
+    /// The namespace's limits.
     pub fn limits(&self) -> Limits {
-        todo!()
+        self.limits
     }
+
+    fn entries(&self) -> &[RegistryEntry] {
+        // SAFETY: from_map checked that the mapping holds semmni entries
+        // after REGISTRY_ENTRIES_OFF; entries are atomics, 4-aligned.
+        unsafe { core::slice::from_raw_parts(self.reg.base().add(REGISTRY_ENTRIES_OFF) as *const RegistryEntry, self.limits.semmni as usize) }
+    }
+
+    fn header(&self) -> &RegistryHeader {
+        reg_header(&self.reg)
+    }
+
+    fn lock_registry(&self) -> Result<RegLock<'_>> {
+        let mut g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = liveness::pid();
+        // A forked child must not share the parent's open file description:
+        // OFD locks of one description do not exclude each other.
+        if g.as_ref().map(|(p, _)| *p) != Some(pid) {
+            *g = Some((pid, Mapping::reopen_fd(&registry_name(&self.name)).map_err(|_| Error::Corrupt)?));
+        }
+        let (_, fd) = g.as_ref().expect("set above");
+        shm::ofd_lock_wait(fd, 0)?;
+        Ok(RegLock { _g: g })
+    }
+
+    // -----------------------------------------------------------------
+    // Set lookup
+    // -----------------------------------------------------------------
+
+    /// The mapped set for `id`, or EINVAL for an unknown or stale id.
+    fn lookup(&self, id: i32) -> Result<&SetHandle> {
+        if id < 0 {
+            return Err(Error::Invalid);
+        }
+        let idx = id as u32 & (SEMMNI_MAX - 1);
+        let seq = id as u32 >> IPCMNI_SHIFT;
+        let cell = self.cache.get(idx as usize).ok_or(Error::Invalid)?;
+        // SYNC: Acquire pairs with the Release CAS that installed it.
+        let p = cell.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: installed pointers stay valid while the namespace lives.
+            let h = unsafe { &*p };
+            if h.seq == seq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+                return Ok(h);
+            }
+        }
+        self.lookup_slow(idx, Some(seq))
+    }
+
+    #[cold]
+    fn lookup_slow(&self, idx: u32, seq: Option<u32>) -> Result<&SetHandle> {
+        let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
+        let ss = e.state_seq.load(Ordering::Acquire);
+        let eseq = ss >> ENTRY_SEQ_SHIFT;
+        if ss & ENTRY_STATE_MASK != ENTRY_LIVE || seq.is_some_and(|s| s != eseq) {
+            return Err(Error::Invalid);
+        }
+        let cell = &self.cache[idx as usize];
+        let cur = cell.load(Ordering::Acquire);
+        if !cur.is_null() {
+            // SAFETY: as in lookup.
+            let h = unsafe { &*cur };
+            if h.seq == eseq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+                return Ok(h);
+            }
+        }
+        let name = set_name(&self.name, idx, eseq);
+        let map = Mapping::open(&name)?.ok_or(Error::Invalid)?;
+        // SAFETY: the mapping is page-aligned, `len` bytes long, and lives
+        // in the handle as long as the view; all access is atomic.
+        let view: SetView<'static> = unsafe { SetView::from_raw(map.base(), map.len())? };
+        if view.hdr.id.load(Ordering::Relaxed) as u32 & (SEMMNI_MAX - 1) != idx {
+            return Err(Error::Corrupt);
+        }
+        let h = Box::into_raw(Box::new(SetHandle { seq: eseq, name, map, view, reg_pid: AtomicI32::new(0), reg_me: AtomicU64::new(0), reg: Mutex::new(None) }));
+        // SYNC: Release publishes the handle to other threads' Acquire load.
+        match cell.compare_exchange(cur, h, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(old) => {
+                if !old.is_null() {
+                    self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+                }
+                // SAFETY: just installed; lives as long as the namespace.
+                Ok(unsafe { &*h })
+            }
+            Err(_) => {
+                // Another thread installed one first: use it.
+                // SAFETY: `h` was never shared.
+                drop(unsafe { Box::from_raw(h) });
+                self.lookup_slow(idx, seq)
+            }
+        }
+    }
+
+    /// This process's identity in the set, registering on first use (and
+    /// again in a forked child).
+    fn me(&self, h: &SetHandle) -> Result<Me> {
+        let pid = liveness::pid();
+        // SYNC: Acquire pairs with the Release store of reg_pid after reg_me.
+        if h.reg_pid.load(Ordering::Acquire) == pid {
+            let m = h.reg_me.load(Ordering::Relaxed);
+            return Ok(Me { slot: m as u32, gen: (m >> 32) as u32, pid });
+        }
+        let mut reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = reg.as_ref() {
+            if r.me.pid == pid {
+                return Ok(r.me);
+            }
+        }
+        // First use, or a forked child holding the parent's registration:
+        // close the parent's descriptor (its lock stays with the parent).
+        *reg = None;
+        let r = self.register(h, pid)?;
+        let me = r.me;
+        *reg = Some(r);
+        h.reg_me.store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
+        h.reg_pid.store(pid, Ordering::Release);
+        Ok(me)
+    }
+
+    fn register(&self, h: &SetHandle, pid: i32) -> Result<Registration> {
+        let v = &h.view;
+        let start = liveness::start_time();
+        // The same process before an exec: adopt its entry (and undo).
+        for s in 0..v.proc_slots() {
+            let p = v.proc(s).expect("in range");
+            let sg = p.state_gen.load(Ordering::Acquire);
+            if sg & PROC_STATE_MASK == PROC_ACTIVE && p.pid.load(Ordering::Relaxed) == pid && p.start_time.load(Ordering::Relaxed) == start {
+                let fd = Mapping::reopen_fd(&h.name)?;
+                // Our pre-exec descriptor normally still holds the lock; if
+                // it does not, hold it now.
+                let _ = shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64);
+                return Ok(Registration { me: Me { slot: s, gen: sg >> PROC_GEN_SHIFT, pid }, fd: Some(fd) });
+            }
+        }
+        let fd = Mapping::reopen_fd(&h.name)?;
+        for pass in 0..2 {
+            for s in 0..v.proc_slots() {
+                let p = v.proc(s).expect("in range");
+                let sg = p.state_gen.load(Ordering::Acquire);
+                if sg & PROC_STATE_MASK != PROC_FREE {
+                    continue;
+                }
+                let gen = (sg >> PROC_GEN_SHIFT).wrapping_add(1) & (u32::MAX >> PROC_GEN_SHIFT);
+                let claiming = (gen << PROC_GEN_SHIFT) | PROC_CLAIMING;
+                if p.state_gen.compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                    continue;
+                }
+                if !shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64)? {
+                    // A descriptor inherited from the entry's dead owner
+                    // still holds its byte: leave this entry for later.
+                    p.state_gen.store(sg, Ordering::Release);
+                    continue;
+                }
+                p.pid.store(pid, Ordering::Relaxed);
+                p.start_time.store(start, Ordering::Relaxed);
+                p.undo_count.store(0, Ordering::Relaxed);
+                p.queued.store(0, Ordering::Relaxed);
+                // SYNC: Release publishes pid/start before the entry is ACTIVE.
+                p.state_gen.store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+                return Ok(Registration { me: Me { slot: s, gen, pid }, fd: Some(fd) });
+            }
+            if pass == 0 {
+                // Full: free the entries of dead processes that hold nothing
+                // (those holding undo or queue slots are reaped by sweeps).
+                let host = OsHost { fd: std::os::fd::AsFd::as_fd(&fd) };
+                for s in 0..v.proc_slots() {
+                    let p = v.proc(s).expect("in range");
+                    let sg = p.state_gen.load(Ordering::Acquire);
+                    if sg & PROC_STATE_MASK == PROC_ACTIVE && p.undo_count.load(Ordering::Relaxed) == 0 && p.queued.load(Ordering::Relaxed) == 0 && host.is_dead(v, s) {
+                        let _ = p.state_gen.compare_exchange(sg, sg & !PROC_STATE_MASK, Ordering::AcqRel, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        Err(Error::NoMemory)
+    }
+
+    fn host<'r>(reg: &'r std::sync::MutexGuard<'_, Option<Registration>>, h: &'r SetHandle) -> OsHost<'r> {
+        let fd = match reg.as_ref().and_then(|r| r.fd.as_ref()) {
+            Some(fd) => std::os::fd::AsFd::as_fd(fd),
+            None => h.map.fd(),
+        };
+        OsHost { fd }
+    }
+
+    /// Runs `f` with the set's global lock held.
+    fn locked<T>(&self, h: &SetHandle, f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T) -> Result<T> {
+        let me = self.me(h)?;
+        let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
+        let host = Namespace::host(&reg, h);
+        let mut g = h.view.lock(&me, &host);
+        let r = f(&mut g, &me, &host);
+        drop(g);
+        drop(reg);
+        Ok(r)
+    }
+
+    // -----------------------------------------------------------------
+    // semget
+    // -----------------------------------------------------------------
+
+    /// `semget(2)`.
     pub fn semget(&self, key: i32, nsems: i32, semflg: i32) -> Result<i32> {
-        todo!()
+        if nsems < 0 || nsems as u32 > self.limits.semmsl {
+            return Err(Error::Invalid);
+        }
+        let _l = self.lock_registry()?;
+        self.clean_creating();
+        if key != IPC_PRIVATE {
+            if let Some(idx) = self.find_key(key) {
+                if semflg & IPC_CREAT != 0 && semflg & IPC_EXCL != 0 {
+                    return Err(Error::Exists);
+                }
+                let e = &self.entries()[idx as usize];
+                if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
+                    return Err(Error::Invalid);
+                }
+                let h = self.lookup_slow(idx, None)?;
+                if !permitted(&h.view, (semflg & 0o777) as u32) {
+                    return Err(Error::PermissionDenied);
+                }
+                return Ok(h.view.hdr.id.load(Ordering::Relaxed));
+            }
+            if semflg & IPC_CREAT == 0 {
+                return Err(Error::NotFound);
+            }
+        }
+        self.create(key, nsems as u32, (semflg & 0o777) as u32)
     }
+
+    fn find_key(&self, key: i32) -> Option<u32> {
+        self.entries().iter().position(|e| e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE && e.key.load(Ordering::Relaxed) == key).map(|i| i as u32)
+    }
+
+    /// Entries left CREATING by a creator that died holding the registry
+    /// lock (we hold it now, so nobody else is creating).
+    fn clean_creating(&self) {
+        for (i, e) in self.entries().iter().enumerate() {
+            let ss = e.state_seq.load(Ordering::Acquire);
+            if ss & ENTRY_STATE_MASK == ENTRY_CREATING {
+                let _ = shm::unlink(&set_name(&self.name, i as u32, ss >> ENTRY_SEQ_SHIFT));
+                e.state_seq.store(ss & !ENTRY_STATE_MASK, Ordering::Release);
+            }
+        }
+    }
+
+    fn create(&self, key: i32, nsems: u32, mode: u32) -> Result<i32> {
+        if nsems == 0 {
+            return Err(Error::Invalid);
+        }
+        let h = self.header();
+        if h.used_sems.load(Ordering::Relaxed) as u64 + nsems as u64 > self.limits.semmns as u64 {
+            return Err(Error::NoSpace);
+        }
+        if h.used_sets.load(Ordering::Relaxed) >= self.limits.semmni {
+            return Err(Error::NoSpace);
+        }
+        // Cyclic index allocation; the sequence number advances on wrap.
+        let n = self.limits.semmni;
+        let start = h.next_idx.load(Ordering::Relaxed) % n;
+        let mut seq = h.seq.load(Ordering::Relaxed);
+        let mut found = None;
+        for k in 0..n {
+            let idx = start + k;
+            let idx = if idx >= n {
+                if idx == n {
+                    seq = (seq + 1) % (IPC_SEQ_MAX + 1);
+                }
+                idx - n
+            } else {
+                idx
+            };
+            if self.entries()[idx as usize].state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_FREE {
+                found = Some(idx);
+                break;
+            }
+        }
+        let idx = found.ok_or(Error::NoSpace)?;
+        let e = &self.entries()[idx as usize];
+        e.state_seq.store((seq << ENTRY_SEQ_SHIFT) | ENTRY_CREATING, Ordering::Release);
+        let id = ((seq << IPCMNI_SHIFT) | idx) as i32;
+        let r = self.create_segment(idx, seq, key, id, nsems, mode);
+        if let Err(err) = r {
+            e.state_seq.store(seq << ENTRY_SEQ_SHIFT, Ordering::Release);
+            return Err(err);
+        }
+        e.key.store(key, Ordering::Relaxed);
+        e.nsems.store(nsems, Ordering::Relaxed);
+        e.creator.store(liveness::pid(), Ordering::Relaxed);
+        // SYNC: Release publishes key/nsems before the entry is LIVE.
+        e.state_seq.store((seq << ENTRY_SEQ_SHIFT) | ENTRY_LIVE, Ordering::Release);
+        h.next_idx.store(idx + 1, Ordering::Relaxed);
+        h.seq.store(seq, Ordering::Relaxed);
+        h.used_sets.fetch_add(1, Ordering::Relaxed);
+        h.used_sems.fetch_add(nsems, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    fn create_segment(&self, idx: u32, seq: u32, key: i32, id: i32, nsems: u32, mode: u32) -> Result<()> {
+        let name = set_name(&self.name, idx, seq);
+        let geo = SetGeometry::new(nsems, self.limits.proc_slots, self.limits.queue_slots);
+        let map = match Mapping::create_exclusive(&name, geo.size) {
+            Err(Error::Os(libc::EEXIST)) | Err(Error::Exists) => {
+                // A leftover of a crashed creator or remover: the registry
+                // says the index is free, so nobody uses it.
+                shm::unlink(&name)?;
+                Mapping::create_exclusive(&name, geo.size)?
+            }
+            r => r?,
+        };
+        // SAFETY: the fresh mapping is zeroed, page-aligned and geo.size
+        // bytes long; it starts with a SetHeader.
+        let hdr = unsafe { &*(map.base() as *const SetHeader) };
+        let (uid, gid) = with_creds(|c| (c.euid, c.egid));
+        SetView::init(hdr, &geo, key, id, uid, gid, mode, sync::realtime_secs());
+        map.set_mode(file_mode(mode))?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------
+    // semop
+    // -----------------------------------------------------------------
+
+    /// `semop(2)`.
     pub fn semop(&self, semid: i32, sops: &[Sembuf]) -> Result<()> {
-        todo!()
+        self.semtimedop(semid, sops, None)
     }
-    pub fn semtimedop(
-        &self,
-        semid: i32,
-        sops: &[Sembuf],
-        timeout: Option<&Timespec>,
-    ) -> Result<()> {
-        todo!()
+
+    /// `semtimedop(2)`; `None` waits for ever.
+    pub fn semtimedop(&self, semid: i32, sops: &[Sembuf], timeout: Option<&Timespec>) -> Result<()> {
+        if sops.len() > self.limits.semopm as usize {
+            return Err(Error::TooManyOps);
+        }
+        if sops.is_empty() || semid < 0 {
+            return Err(Error::Invalid);
+        }
+        if let Some(t) = timeout {
+            if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+                return Err(Error::Invalid);
+            }
+        }
+        let h = self.lookup(semid)?;
+        let v = &h.view;
+        if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
+            return Err(Error::SemNumOutOfRange);
+        }
+        let alter = engine::alters(sops);
+        if !permitted(v, if alter { 0o222 } else { 0o444 }) {
+            return Err(Error::PermissionDenied);
+        }
+        if sops.len() == 1 && sops[0].sem_flg as i32 & SEM_UNDO == 0 {
+            if let Some(r) = v.fast_op(sops[0], liveness::pid()) {
+                return r;
+            }
+        }
+        let deadline = match timeout {
+            None => u64::MAX,
+            Some(t) => sync::monotonic_ns().saturating_add(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64),
+        };
+        let me = self.me(h)?;
+        let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
+        let host = Namespace::host(&reg, h);
+        let mut g = v.lock(&me, &host);
+        let out = g.semop(&me, sops, &host);
+        drop(g);
+        let r = match out {
+            SlowOutcome::Now(r) => r,
+            SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
+        };
+        drop(reg);
+        r
     }
+
+    // -----------------------------------------------------------------
+    // semctl
+    // -----------------------------------------------------------------
+
+    /// `semctl(2)`. Returns what the kernel's call returns on success.
     pub fn semctl(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
-        todo!()
+        if semid < 0 || !crate::sysv::is_known_cmd(cmd) {
+            return Err(Error::Invalid);
+        }
+        match cmd {
+            IPC_INFO | SEM_INFO => {
+                let SemctlArg::Info(out) = arg else { return Err(Error::BadAddress) };
+                self.info(cmd, out)
+            }
+            SEM_STAT | SEM_STAT_ANY => {
+                let idx = semid as u32 & (SEMMNI_MAX - 1);
+                if idx >= self.limits.semmni {
+                    return Err(Error::Invalid);
+                }
+                let h = self.lookup_slow(idx, None)?;
+                if cmd == SEM_STAT && !permitted(&h.view, 0o444) {
+                    return Err(Error::PermissionDenied);
+                }
+                let SemctlArg::StatOut(out) = arg else { return Err(Error::BadAddress) };
+                *out = self.stat(h);
+                Ok(h.view.hdr.id.load(Ordering::Relaxed))
+            }
+            SETVAL => {
+                let SemctlArg::Val(val) = arg else { return Err(Error::Invalid) };
+                if !(0..=SEMVMX).contains(&val) {
+                    return Err(Error::OutOfRange);
+                }
+                let h = self.lookup(semid)?;
+                let n = self.semnum(h, semnum)?;
+                if !permitted(&h.view, 0o222) {
+                    return Err(Error::PermissionDenied);
+                }
+                self.locked(h, |g, me, _| {
+                    if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                        return Err(Error::Removed);
+                    }
+                    g.setval(n, val, me.pid);
+                    Ok(0)
+                })?
+            }
+            _ => {
+                let h = self.lookup(semid)?;
+                self.semctl_set(h, semnum, cmd, arg)
+            }
+        }
     }
+
+    fn semnum(&self, h: &SetHandle, semnum: i32) -> Result<usize> {
+        if semnum < 0 || semnum as usize >= h.view.nsems() {
+            return Err(Error::Invalid);
+        }
+        Ok(semnum as usize)
+    }
+
+    fn semctl_set(&self, h: &SetHandle, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let v = &h.view;
+        match cmd {
+            IPC_RMID | IPC_SET => {
+                if !owner_or_creator(v) {
+                    return Err(Error::NotPermitted);
+                }
+                if cmd == IPC_SET {
+                    let SemctlArg::Set(ds) = arg else { return Err(Error::BadAddress) };
+                    let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
+                    self.locked(h, |g, _, _| g.set_perm(uid, gid, mode))?;
+                    // Let the OS follow (best effort: only root may chown).
+                    let _ = h.map.set_owner(uid, gid);
+                    let _ = h.map.set_mode(file_mode(mode));
+                    return Ok(0);
+                }
+                self.remove(h)?;
+                Ok(0)
+            }
+            IPC_STAT => {
+                if !permitted(v, 0o444) {
+                    return Err(Error::PermissionDenied);
+                }
+                let SemctlArg::StatOut(out) = arg else { return Err(Error::BadAddress) };
+                *out = self.stat(h);
+                Ok(0)
+            }
+            GETALL => {
+                if !permitted(v, 0o444) {
+                    return Err(Error::PermissionDenied);
+                }
+                let SemctlArg::GetAll(out) = arg else { return Err(Error::BadAddress) };
+                if out.len() < v.nsems() {
+                    return Err(Error::BadAddress);
+                }
+                if v.snapshot(&mut out[..v.nsems()]).is_none() {
+                    self.locked(h, |g, me, host| {
+                        g.sweep_dead(me, host, true);
+                        g.read_all(&mut out[..v.nsems()]);
+                    })?;
+                }
+                Ok(0)
+            }
+            GETVAL | GETPID | GETNCNT | GETZCNT => {
+                if !permitted(v, 0o444) {
+                    return Err(Error::PermissionDenied);
+                }
+                let n = self.semnum(h, semnum)?;
+                if cmd == GETVAL || cmd == GETPID {
+                    let (val, pid) = match v.read_sem(n) {
+                        Some(x) => x,
+                        None => self.locked(h, |g, me, host| {
+                            g.sweep_dead(me, host, true);
+                            g.read_one(n)
+                        })?,
+                    };
+                    return Ok(if cmd == GETVAL { val } else { pid });
+                }
+                self.locked(h, |g, me, host| {
+                    // A killed sleeper stops counting.
+                    g.sweep_dead(me, host, false);
+                    g.count_waiters(n, cmd == GETZCNT) as i32
+                })
+            }
+            SETALL => {
+                if !permitted(v, 0o222) {
+                    return Err(Error::PermissionDenied);
+                }
+                let SemctlArg::SetAll(vals) = arg else { return Err(Error::BadAddress) };
+                if vals.len() < v.nsems() {
+                    return Err(Error::BadAddress);
+                }
+                let vals = &vals[..v.nsems()];
+                if vals.iter().any(|&x| x as i32 > SEMVMX) {
+                    return Err(Error::OutOfRange);
+                }
+                self.locked(h, |g, me, _| {
+                    if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                        return Err(Error::Removed);
+                    }
+                    g.setall(vals, me.pid);
+                    Ok(0)
+                })?
+            }
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    fn stat(&self, h: &SetHandle) -> SemidDs {
+        let v = &h.view;
+        let mut ds = v.read_consistent(|v| {
+            let x = v.hdr;
+            SemidDs {
+                perm: IpcPerm {
+                    key: x.key.load(Ordering::Relaxed),
+                    uid: x.uid.load(Ordering::Relaxed),
+                    gid: x.gid.load(Ordering::Relaxed),
+                    cuid: x.cuid.load(Ordering::Relaxed),
+                    cgid: x.cgid.load(Ordering::Relaxed),
+                    mode: x.mode.load(Ordering::Relaxed),
+                    seq: h.seq,
+                },
+                otime: 0,
+                ctime: x.ctime.load(Ordering::Relaxed),
+                nsems: v.nsems() as u64,
+            }
+        });
+        ds.otime = v.otime();
+        ds
+    }
+
+    fn info(&self, cmd: i32, out: &mut Seminfo) -> Result<i32> {
+        let l = self.limits;
+        let h = self.header();
+        let c = |x: u32| x.min(i32::MAX as u32) as i32;
+        *out = Seminfo {
+            semmap: c(l.semmns),
+            semmni: c(l.semmni),
+            semmns: c(l.semmns),
+            semmnu: c(l.semmns),
+            semmsl: c(l.semmsl),
+            semopm: c(l.semopm),
+            semume: c(l.semopm),
+            semusz: if cmd == SEM_INFO { c(h.used_sets.load(Ordering::Relaxed)) } else { 16 },
+            semvmx: SEMVMX,
+            semaem: if cmd == SEM_INFO { c(h.used_sems.load(Ordering::Relaxed)) } else { SEMAEM },
+        };
+        let max = self.entries().iter().rposition(|e| e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE);
+        Ok(max.unwrap_or(0) as i32)
+    }
+
+    /// IPC_RMID: waiters get EIDRM, the id becomes stale, the segment's name
+    /// goes (mappings of it stay valid until unmapped).
+    fn remove(&self, h: &SetHandle) -> Result<()> {
+        let _l = self.lock_registry()?;
+        let removed = self.locked(h, |g, _, _| {
+            if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                return false;
+            }
+            g.remove();
+            true
+        })?;
+        if !removed {
+            return Err(Error::Invalid);
+        }
+        self.free_entry(h.view.hdr.id.load(Ordering::Relaxed), h.view.nsems() as u32);
+        shm::unlink(&h.name)
+    }
+
+    fn free_entry(&self, id: i32, nsems: u32) {
+        let idx = id as u32 & (SEMMNI_MAX - 1);
+        if let Some(e) = self.entries().get(idx as usize) {
+            let ss = e.state_seq.load(Ordering::Acquire);
+            if ss & ENTRY_STATE_MASK == ENTRY_LIVE {
+                e.state_seq.store(ss & !ENTRY_STATE_MASK, Ordering::Release);
+                let h = self.header();
+                h.used_sets.fetch_sub(1, Ordering::Relaxed);
+                h.used_sems.fetch_sub(nsems.min(h.used_sems.load(Ordering::Relaxed)), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Removes every set of the namespace (their sleepers get EIDRM) and the
+    /// namespace itself, leaving nothing in /dev/shm. Meant for tests and
+    /// tear-down; other processes' later calls fail or recreate it.
     pub fn destroy(&self) -> Result<()> {
-        todo!()
+        for idx in 0..self.limits.semmni {
+            if self.entries()[idx as usize].state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK != ENTRY_LIVE {
+                continue;
+            }
+            if let Ok(h) = self.lookup_slow(idx, None) {
+                let _ = self.remove(h);
+            }
+        }
+        for name in shm::list(&format!("shmsem.{}.", self.name)) {
+            shm::unlink(&name)?;
+        }
+        shm::unlink(&registry_name(&self.name))?;
+        if let Some(m) = OPEN.get() {
+            m.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+        }
+        Ok(())
     }
+}
+
+fn reg_header(map: &Mapping) -> &RegistryHeader {
+    // SAFETY: every registry mapping is at least one page (registry_size),
+    // page-aligned, and accessed only through atomics.
+    unsafe { &*(map.base() as *const RegistryHeader) }
+}
+
+fn reg_header_checked(map: &Mapping) -> Result<&RegistryHeader> {
+    if map.len() < REGISTRY_ENTRIES_OFF {
+        return Err(Error::Corrupt);
+    }
+    Ok(reg_header(map))
 }

@@ -87,11 +87,6 @@ impl Mapping {
         rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(os)
     }
 
-    /// Size of the object as the file system reports it.
-    pub fn file_size(&self) -> Result<u64> {
-        Ok(rustix::fs::fstat(&self.file).map_err(os)?.st_size as u64)
-    }
-
     /// Start of the mapping.
     pub fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
@@ -146,10 +141,10 @@ fn flock(kind: libc::c_int, byte: i64) -> libc::flock {
 /// Takes an exclusive open-file-description lock on one byte. `Ok(false)`
 /// if someone else holds it. The kernel releases it when the last
 /// descriptor of the description closes, that is, when the process dies.
-pub fn ofd_try_lock(fd: impl AsRawFd, byte: i64) -> Result<bool> {
+pub fn ofd_try_lock(fd: impl AsFd, byte: i64) -> Result<bool> {
     let fl = flock(libc::F_WRLCK, byte);
     // SAFETY: fcntl with F_OFD_SETLK reads one valid flock struct.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     if r == 0 {
         return Ok(true);
     }
@@ -161,18 +156,18 @@ pub fn ofd_try_lock(fd: impl AsRawFd, byte: i64) -> Result<bool> {
 }
 
 /// Releases a lock taken by [`ofd_try_lock`].
-pub fn ofd_unlock(fd: impl AsRawFd, byte: i64) {
+pub fn ofd_unlock(fd: impl AsFd, byte: i64) {
     let fl = flock(libc::F_UNLCK, byte);
     // SAFETY: as in ofd_try_lock.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &fl) };
 }
 
 /// Whether some open file description (other than `fd`'s) holds a lock on
 /// the byte.
-pub fn ofd_is_locked(fd: impl AsRawFd, byte: i64) -> Result<bool> {
+pub fn ofd_is_locked(fd: impl AsFd, byte: i64) -> Result<bool> {
     let mut fl = flock(libc::F_WRLCK, byte);
     // SAFETY: F_OFD_GETLK reads and writes one valid flock struct.
-    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
     if r != 0 {
         return Err(Error::from_errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
     }
@@ -181,11 +176,11 @@ pub fn ofd_is_locked(fd: impl AsRawFd, byte: i64) -> Result<bool> {
 
 /// Blocks until an exclusive OFD lock on `byte` is ours (used as the
 /// namespace registry's mutex: the kernel frees it if the holder dies).
-pub fn ofd_lock_wait(fd: impl AsRawFd, byte: i64) -> Result<()> {
+pub fn ofd_lock_wait(fd: impl AsFd, byte: i64) -> Result<()> {
     let fl = flock(libc::F_WRLCK, byte);
     loop {
         // SAFETY: as in ofd_try_lock.
-        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
         if r == 0 {
             return Ok(());
         }

@@ -1,1 +1,530 @@
-//! STUB
+//! An `LD_PRELOAD` library that runs unmodified programs on shmsem.
+//!
+//! It exports glibc's `semget`, `semop`, `semtimedop`, `semctl` and
+//! `syscall` with glibc's signatures and conventions (-1 and `errno` on
+//! error). The semaphore calls go to the default shmsem namespace (the
+//! environment variable `SHMSEM_NAMESPACE`, else `"default"`) instead of the
+//! kernel; `syscall` routes `SYS_semget`, `SYS_semop`, `SYS_semtimedop` and
+//! `SYS_semctl` the same way and passes every other number to the real
+//! `syscall` of the C library.
+//!
+//! ```text
+//! cargo build --release -p shmsem-preload
+//! SHMSEM_NAMESPACE=myapp LD_PRELOAD=target/release/libshmsem_preload.so ./prog
+//! ```
+//!
+//! Rules every entry point keeps:
+//!
+//! * No panic crosses the C ABI: each entry runs under `catch_unwind`, and a
+//!   panic becomes -1 with `errno = EINVAL`.
+//! * Pointers from C are never dereferenced directly. They are copied in and
+//!   out with `process_vm_readv` / `process_vm_writev` on our own pid, which
+//!   fail with EFAULT on an unmapped or protected address instead of
+//!   crashing, so a bad pointer gives EFAULT as it does in the kernel.
+//! * The kernel's order of checks is kept (SEMANTICS.md C and F): for
+//!   example `semop(id, NULL, 0)` is EINVAL without touching the pointer,
+//!   and an IPC_STAT of an unknown id into a bad buffer is EINVAL, not EFAULT.
+//! * No thread-local state with a destructor is used: C programs call
+//!   `semctl(IPC_RMID)` from `atexit` handlers, which glibc runs after it has
+//!   destroyed thread-local storage. `errno` is glibc's own and is left as it
+//!   was on success.
+#![warn(unsafe_op_in_unsafe_fn, missing_docs)]
+
+use std::mem::{size_of, MaybeUninit};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, c_long, c_void, size_t};
+use shmsem::layout::IPCMNI_SHIFT;
+use shmsem::sysv::{
+    is_known_cmd, IpcPerm, SemctlArg, SemidDs, Seminfo, Sembuf, Timespec, GETALL, GETNCNT,
+    GETPID, GETVAL, GETZCNT, IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT,
+    SEM_STAT_ANY, SETALL, SETVAL,
+};
+use shmsem::{Error, Namespace};
+
+type Result<T> = std::result::Result<T, Error>;
+
+// ---------------------------------------------------------------------------
+// errno and the panic barrier
+// ---------------------------------------------------------------------------
+
+fn errno() -> c_int {
+    // SAFETY: __errno_location returns glibc's thread-local errno, valid for
+    // the calling thread for its whole life (including atexit handlers).
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(value: c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// Runs one entry point: a panic becomes EINVAL, an error becomes -1 with
+/// errno set, and errno is left untouched on success (as the kernel call
+/// would leave it).
+fn guarded(f: impl FnOnce() -> Result<c_int>) -> c_int {
+    let saved = errno();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => {
+            set_errno(saved);
+            value
+        }
+        Ok(Err(e)) => {
+            set_errno(e.errno());
+            -1
+        }
+        Err(_panic) => {
+            set_errno(libc::EINVAL);
+            -1
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Copying to and from the caller's memory without trusting its pointers
+// ---------------------------------------------------------------------------
+
+/// Copies `len` bytes from address `src` of this process into `dst`.
+/// EFAULT if any of the bytes is not readable.
+///
+/// # Safety
+///
+/// * `dst` must be valid for writes of `len` bytes.
+unsafe fn copy_in(dst: *mut c_void, src: usize, len: usize) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let local = libc::iovec {
+        iov_base: dst,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: src as *mut c_void,
+        iov_len: len,
+    };
+    // The pid is asked for every time: a cached pid would be the parent's in
+    // a child made by a raw clone, and these calls would then silently read
+    // (or write) the parent's memory.
+    // SAFETY: `local` describes `len` writable bytes (the caller's
+    // obligation); `remote` is only read by the kernel, which checks it and
+    // reports EFAULT for unmapped or unreadable addresses.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == len as isize {
+        Ok(())
+    } else if n >= 0 {
+        // A partial copy: the range runs into an unreadable page.
+        Err(Error::BadAddress)
+    } else {
+        Err(Error::from_errno(errno()))
+    }
+}
+
+/// Copies `len` bytes from `src` to address `dst` of this process.
+/// EFAULT if any of the destination bytes is not writable.
+///
+/// # Safety
+///
+/// * `src` must be valid for reads of `len` bytes.
+unsafe fn copy_out(dst: usize, src: *const c_void, len: usize) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let local = libc::iovec {
+        iov_base: src as *mut c_void,
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: dst as *mut c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `len` readable bytes (the caller's
+    // obligation); the kernel only reads them. `remote` is checked by the
+    // kernel, which reports EFAULT for unmapped or read-only addresses.
+    let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == len as isize {
+        Ok(())
+    } else if n >= 0 {
+        Err(Error::BadAddress)
+    } else {
+        Err(Error::from_errno(errno()))
+    }
+}
+
+/// Reads one `T` from address `src`.
+///
+/// # Safety
+///
+/// * Every bit pattern must be a valid `T` (plain C data).
+unsafe fn read_struct<T: Copy>(src: usize) -> Result<T> {
+    let mut value = MaybeUninit::<T>::uninit();
+    // SAFETY: `value` is valid for writes of size_of::<T>() bytes.
+    unsafe { copy_in(value.as_mut_ptr().cast(), src, size_of::<T>())? };
+    // SAFETY: all its bytes were written, and any bit pattern is a valid T
+    // (the caller's obligation).
+    Ok(unsafe { value.assume_init() })
+}
+
+/// Writes `value` to address `dst`.
+fn write_struct<T: Copy>(dst: usize, value: &T) -> Result<()> {
+    // SAFETY: `value` is a live reference, readable for size_of::<T>() bytes.
+    unsafe { copy_out(dst, (value as *const T).cast(), size_of::<T>()) }
+}
+
+/// Reads `out.len()` values of `T` from address `src` into `out`.
+///
+/// # Safety
+///
+/// * Every bit pattern must be a valid `T` (plain C data).
+unsafe fn read_array<T: Copy>(src: usize, out: &mut [T]) -> Result<()> {
+    // SAFETY: `out` is valid for writes of its whole size; the bytes written
+    // are valid `T`s (the caller's obligation).
+    unsafe { copy_in(out.as_mut_ptr().cast(), src, std::mem::size_of_val(out)) }
+}
+
+/// Writes the values of `src` to address `dst`.
+fn write_array<T: Copy>(dst: usize, src: &[T]) -> Result<()> {
+    // SAFETY: `src` is a live slice, readable for its whole size.
+    unsafe { copy_out(dst, src.as_ptr().cast(), std::mem::size_of_val(src)) }
+}
+
+// ---------------------------------------------------------------------------
+// Conversions between the C structures and shmsem's
+// ---------------------------------------------------------------------------
+
+fn semid_ds_to_c(ds: &SemidDs) -> libc::semid_ds {
+    // SAFETY: semid_ds is plain C data for which all-zero bytes are valid;
+    // the kernel also zeroes the structure (reserved fields included) before
+    // filling it in.
+    let mut c: libc::semid_ds = unsafe { std::mem::zeroed() };
+    c.sem_perm.__key = ds.perm.key;
+    c.sem_perm.uid = ds.perm.uid;
+    c.sem_perm.gid = ds.perm.gid;
+    c.sem_perm.cuid = ds.perm.cuid;
+    c.sem_perm.cgid = ds.perm.cgid;
+    // `mode` is an unsigned short on x86-64 and an unsigned int on aarch64.
+    c.sem_perm.mode = ds.perm.mode as _;
+    // The kernel's ipc64_perm.seq is an unsigned short.
+    c.sem_perm.__seq = ds.perm.seq as u16;
+    c.sem_otime = ds.otime as libc::time_t;
+    c.sem_ctime = ds.ctime as libc::time_t;
+    c.sem_nsems = ds.nsems as _;
+    c
+}
+
+/// The fields IPC_SET uses (uid, gid, mode); the engine keeps only the 9
+/// permission bits of the mode, as the kernel does.
+fn semid_ds_from_c(c: &libc::semid_ds) -> SemidDs {
+    SemidDs {
+        perm: IpcPerm {
+            key: c.sem_perm.__key,
+            uid: c.sem_perm.uid,
+            gid: c.sem_perm.gid,
+            cuid: c.sem_perm.cuid,
+            cgid: c.sem_perm.cgid,
+            mode: c.sem_perm.mode as u32,
+            seq: c.sem_perm.__seq as u32,
+        },
+        otime: c.sem_otime as i64,
+        ctime: c.sem_ctime as i64,
+        nsems: c.sem_nsems as u64,
+    }
+}
+
+fn seminfo_to_c(si: &Seminfo) -> libc::seminfo {
+    libc::seminfo {
+        semmap: si.semmap,
+        semmni: si.semmni,
+        semmns: si.semmns,
+        semmnu: si.semmnu,
+        semmsl: si.semmsl,
+        semopm: si.semopm,
+        semume: si.semume,
+        semusz: si.semusz,
+        semvmx: si.semvmx,
+        semaem: si.semaem,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The calls
+// ---------------------------------------------------------------------------
+
+fn do_semget(key: c_int, nsems: c_int, semflg: c_int) -> Result<c_int> {
+    Namespace::default_ns()?.semget(key, nsems, semflg)
+}
+
+/// Up to this many operations are copied to the stack; more go to the heap
+/// (the kernel's SEMOPM_FAST is 64).
+const SOPS_ON_STACK: usize = 64;
+
+/// semop and semtimedop. `timeout` is the caller's pointer, 0 for none.
+/// `nsops` is an `unsigned int`, as the kernel takes it (glibc's `size_t`
+/// is truncated on the way into the system call).
+fn do_semtimedop(semid: c_int, sops: usize, nsops: u32, timeout: usize) -> Result<c_int> {
+    // 0. An unreadable timeout is EFAULT before anything else.
+    let timeout = if timeout == 0 {
+        None
+    } else {
+        // SAFETY: timespec is two integers; any bit pattern is valid.
+        let ts: libc::timespec = unsafe { read_struct(timeout)? };
+        Some(Timespec {
+            tv_sec: ts.tv_sec as i64,
+            tv_nsec: ts.tv_nsec as i64,
+        })
+    };
+    let ns = Namespace::default_ns()?;
+    // 1. Too many operations: E2BIG, nothing copied.
+    if nsops > ns.limits().semopm {
+        return Err(Error::TooManyOps);
+    }
+    // 2. No operation: EINVAL without touching the pointer.
+    if nsops < 1 {
+        return Err(Error::Invalid);
+    }
+    // 3. Copy the operations: EFAULT if unreadable. The rest of the order
+    // (semid < 0, bad timeout, unknown id, EFBIG, ...) is the engine's.
+    let n = nsops as usize;
+    let mut stack = [Sembuf::default(); SOPS_ON_STACK];
+    let mut heap = Vec::new();
+    let ops: &mut [Sembuf] = if n <= SOPS_ON_STACK {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, Sembuf::default());
+        &mut heap[..]
+    };
+    // SAFETY: Sembuf is #[repr(C)] { u16, i16, i16 }, as C's struct sembuf;
+    // any bit pattern is valid.
+    unsafe { read_array(sops, ops)? };
+    ns.semtimedop(semid, ops, timeout.as_ref())?;
+    Ok(0)
+}
+
+/// Finds the number of semaphores of set `semid` (and its status), which
+/// GETALL and SETALL need to know how much to copy.
+///
+/// SEM_STAT_ANY on the id's index needs no permission, so SETALL on a
+/// write-only set still works; the returned id must be `semid` itself,
+/// otherwise (a stale id) IPC_STAT gives the lookup error the kernel gives.
+fn set_status(ns: &Namespace, semid: c_int) -> Result<SemidDs> {
+    let index = semid & ((1 << IPCMNI_SHIFT) - 1);
+    let mut ds = SemidDs::default();
+    if let Ok(id) = ns.semctl(index, 0, SEM_STAT_ANY, SemctlArg::StatOut(&mut ds)) {
+        if id == semid {
+            return Ok(ds);
+        }
+    }
+    let mut ds = SemidDs::default();
+    ns.semctl(semid, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))?;
+    Ok(ds)
+}
+
+/// Whether this process may alter a set with these permissions
+/// (SEMANTICS.md I: owner, else group, else other bits; root passes).
+fn may_alter(perm: &IpcPerm) -> bool {
+    // SAFETY: geteuid and getegid cannot fail and touch no memory of ours.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 {
+        return true;
+    }
+    let granted = if euid == perm.cuid || euid == perm.uid {
+        perm.mode >> 6
+    } else if in_group(egid, perm.cgid) || in_group(egid, perm.gid) {
+        perm.mode >> 3
+    } else {
+        perm.mode
+    };
+    granted & 0o2 != 0
+}
+
+fn in_group(egid: libc::gid_t, gid: libc::gid_t) -> bool {
+    if egid == gid {
+        return true;
+    }
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: `groups` holds 256 gid_t; getgroups writes at most that many
+    // and returns -1 (EINVAL) if there are more.
+    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
+}
+
+/// semctl, for the glibc wrapper and the raw system call alike. `arg` is
+/// the `union semun` as a machine word.
+///
+/// glibc rejects unknown commands before the system call; the kernel's
+/// semctl (x86-64 and aarch64: `ksys_semctl(..., IPC_64)`, no
+/// `ipc_parse_version`) rejects them in its `default:` case, and there a
+/// command with the IPC_64 bit (0x100) is just another unknown command:
+/// `syscall(SYS_semctl, id, 0, IPC_64|GETVAL, 0)` is EINVAL (checked on
+/// Linux 6.18 x86-64). glibc passes known commands through unchanged on
+/// these architectures (`__IPC_64` is 0 there). So both paths behave alike.
+fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_int> {
+    if semid < 0 || !is_known_cmd(cmd) {
+        return Err(Error::Invalid);
+    }
+    let ns = Namespace::default_ns()?;
+    match cmd {
+        IPC_RMID | GETVAL | GETPID | GETNCNT | GETZCNT => {
+            ns.semctl(semid, semnum, cmd, SemctlArg::None)
+        }
+        // The kernel takes `(int)arg`: the low 32 bits of the union.
+        SETVAL => ns.semctl(semid, semnum, cmd, SemctlArg::Val(arg as u32 as i32)),
+        IPC_STAT | SEM_STAT | SEM_STAT_ANY => {
+            // Lookup and permission errors come before the copy-out.
+            let mut ds = SemidDs::default();
+            let ret = ns.semctl(semid, semnum, cmd, SemctlArg::StatOut(&mut ds))?;
+            write_struct(arg, &semid_ds_to_c(&ds))?;
+            Ok(ret)
+        }
+        IPC_SET => {
+            // The kernel copies the buffer in first.
+            // SAFETY: semid_ds is plain C data; any bit pattern is valid.
+            let c: libc::semid_ds = unsafe { read_struct(arg)? };
+            ns.semctl(semid, semnum, cmd, SemctlArg::Set(&semid_ds_from_c(&c)))
+        }
+        IPC_INFO | SEM_INFO => {
+            let mut si = Seminfo::default();
+            let ret = ns.semctl(semid, semnum, cmd, SemctlArg::Info(&mut si))?;
+            write_struct(arg, &seminfo_to_c(&si))?;
+            Ok(ret)
+        }
+        GETALL => {
+            // Lookup, then read permission, then the copy-out.
+            let nsems = set_status(&ns, semid)?.nsems as usize;
+            let mut values = vec![0u16; nsems];
+            let ret = ns.semctl(semid, semnum, cmd, SemctlArg::GetAll(&mut values))?;
+            write_array(arg, &values)?;
+            Ok(ret)
+        }
+        SETALL => {
+            // Lookup, then write permission, then the copy-in (EFAULT), then
+            // the values (ERANGE).
+            let ds = set_status(&ns, semid)?;
+            let mut values = vec![0u16; ds.nsems as usize];
+            // SAFETY: u16 has no invalid bit patterns.
+            if let Err(e) = unsafe { read_array(arg, &mut values) } {
+                if !may_alter(&ds.perm) {
+                    return Err(Error::PermissionDenied);
+                }
+                return Err(e);
+            }
+            ns.semctl(semid, semnum, cmd, SemctlArg::SetAll(&values))
+        }
+        _ => Err(Error::Invalid),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The exported symbols
+// ---------------------------------------------------------------------------
+
+/// `int semget(key_t key, int nsems, int semflg)`.
+#[no_mangle]
+pub extern "C" fn semget(key: libc::key_t, nsems: c_int, semflg: c_int) -> c_int {
+    guarded(|| do_semget(key, nsems, semflg))
+}
+
+/// `int semop(int semid, struct sembuf *sops, size_t nsops)`.
+#[no_mangle]
+pub extern "C" fn semop(semid: c_int, sops: *mut c_void, nsops: size_t) -> c_int {
+    guarded(|| do_semtimedop(semid, sops as usize, nsops as u32, 0))
+}
+
+/// `int semtimedop(int semid, struct sembuf *sops, size_t nsops,
+/// const struct timespec *timeout)`.
+#[no_mangle]
+pub extern "C" fn semtimedop(
+    semid: c_int,
+    sops: *mut c_void,
+    nsops: size_t,
+    timeout: *const c_void,
+) -> c_int {
+    guarded(|| do_semtimedop(semid, sops as usize, nsops as u32, timeout as usize))
+}
+
+/// `int semctl(int semid, int semnum, int cmd, ...)`.
+///
+/// Stable Rust cannot define a C-variadic function, so the optional fourth
+/// argument (`union semun`, a pointer-sized union) is declared as a fixed
+/// `usize`. This is ABI-compatible on x86-64 (System V) and aarch64 Linux
+/// (AAPCS64): the first variadic integer or pointer argument travels in the
+/// same register as a fourth fixed one (rcx / x3), and a union of an int
+/// and pointers is classified as one integer word. When the caller passes
+/// only three arguments the register holds garbage, which the commands that
+/// take no argument never look at. (Not valid for Apple's arm64 ABI, which
+/// puts variadic arguments on the stack; this library is Linux-only.)
+#[no_mangle]
+pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> c_int {
+    guarded(|| do_semctl(semid, semnum, cmd, arg))
+}
+
+/// The real `syscall` of the C library, looked up once.
+static REAL_SYSCALL: AtomicUsize = AtomicUsize::new(0);
+
+type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
+
+fn real_syscall() -> Option<SyscallFn> {
+    let mut addr = REAL_SYSCALL.load(Ordering::Acquire);
+    if addr == 0 {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always
+        // safe to call; it returns the next definition after this library
+        // (the C library's) or null.
+        addr = unsafe { libc::dlsym(libc::RTLD_NEXT, c"syscall".as_ptr()) } as usize;
+        if addr == 0 {
+            return None;
+        }
+        // SYNC: racing initialisers store the same address.
+        REAL_SYSCALL.store(addr, Ordering::Release);
+    }
+    // SAFETY: `addr` is the C library's `long syscall(long, ...)`.
+    Some(unsafe { std::mem::transmute::<usize, SyscallFn>(addr) })
+}
+
+/// `long syscall(long number, ...)`.
+///
+/// Declared with six fixed `long` arguments after the number: on x86-64 and
+/// aarch64 Linux variadic integer arguments are passed exactly like fixed
+/// ones (rsi, rdx, rcx, r8, r9, then the stack / x1..x6), which is also how
+/// glibc's own `syscall` reads them. Arguments the caller did not pass hold
+/// garbage and are ignored by the system call, as with glibc.
+///
+/// The four semaphore system calls go to shmsem with the kernel's argument
+/// types (int ids and counts, `unsigned int` nsops, the raw semun word);
+/// anything else is handed to the real `syscall` with all six arguments,
+/// and its result and errno are returned untouched.
+///
+/// # Safety
+///
+/// As for the C function: the arguments must suit the system call.
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    match number {
+        libc::SYS_semget => guarded(|| do_semget(a1 as c_int, a2 as c_int, a3 as c_int)) as c_long,
+        libc::SYS_semop => {
+            guarded(|| do_semtimedop(a1 as c_int, a2 as usize, a3 as u32, 0)) as c_long
+        }
+        libc::SYS_semtimedop => {
+            guarded(|| do_semtimedop(a1 as c_int, a2 as usize, a3 as u32, a4 as usize)) as c_long
+        }
+        libc::SYS_semctl => {
+            guarded(|| do_semctl(a1 as c_int, a2 as c_int, a3 as c_int, a4 as usize)) as c_long
+        }
+        _ => match real_syscall() {
+            // SAFETY: the caller's arguments are forwarded unchanged to the
+            // real syscall, whose contract they were written for.
+            Some(real) => unsafe { real(number, a1, a2, a3, a4, a5, a6) },
+            None => {
+                set_errno(libc::ENOSYS);
+                -1
+            }
+        },
+    }
+}
