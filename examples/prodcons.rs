@@ -54,7 +54,7 @@ const BUF: usize = 8;
 /// The consumer that is killed inside the critical section...
 const VICTIM: usize = 1;
 /// ...on its first take after it has recorded this many items.
-const KILL_AFTER: u64 = 1_000;
+const KILL_AFTER: u64 = 5_000;
 
 const SEM_EMPTY: u16 = 0;
 const SEM_FULL: u16 = 1;
@@ -70,14 +70,13 @@ const NO_POS: u64 = u64::MAX;
 /// How long any one phase may take before the run is declared hung.
 const PHASE_DEADLINE: Duration = Duration::from_secs(40);
 
-/// Victim phases (`Shared::victim_phase`).
-const PHASE_RUNNING: u32 = 0;
+/// Victim phases (`Shared::victim_phase`); 0 while it runs normally.
 /// Decided to stop in the critical section; about to P(full).
 const PHASE_FATAL_ROUND: u32 = 1;
-/// Did P(full) and holds the mutex.
+/// Did P(full) and holds the mutex; has not taken an item yet.
 const PHASE_HOLDS_MUTEX: u32 = 2;
-/// Holds the mutex with the item moved into its hand; waits to be killed.
-const PHASE_WAITS_FOR_KILL: u32 = 3;
+/// Holds the mutex with the item moved into its hand.
+const PHASE_TOOK_ITEM: u32 = 3;
 
 /// What a consumer has taken off the ring (see the module documentation).
 #[repr(C)]
@@ -105,6 +104,10 @@ struct Shared {
     produced: [AtomicU64; PRODUCERS],
     hands: [Hand; CONSUMERS],
     victim_phase: AtomicU32,
+    /// Set by the victim once it sits in the critical section for good.
+    victim_waiting: AtomicU32,
+    /// 1: the victim stops before taking the item (`--before-take`).
+    before_take: AtomicU32,
     /// Who took the mutex first after the victim held it: `Who::code`.
     first_after: AtomicU32,
     first_after_pid: AtomicI32,
@@ -241,7 +244,20 @@ fn item_index(item: u64) -> Option<usize> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let mut before_take = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--before-take" => before_take = true,
+            _ => {
+                eprintln!(
+                    "usage: prodcons [--before-take]\n  --before-take: kill the consumer \
+                     after P(full) and P(mutex) but before it takes the item"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(before_take) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             println!("FAILED: the accounting does not balance");
@@ -255,7 +271,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs the demonstration; Ok(balanced?) or why it could not finish.
-fn run() -> Result<bool, Failure> {
+fn run(before_take: bool) -> Result<bool, Failure> {
     let start = Instant::now();
     let name = format!("prodcons-{}", std::process::id());
     let ns = Namespace::open(&name)?;
@@ -299,6 +315,7 @@ fn run() -> Result<bool, Failure> {
         for hand in &sh.hands {
             hand.ring_pos.store(NO_POS, SeqCst);
         }
+        sh.before_take.store(u32::from(before_take), SeqCst);
     }
     println!(
         "{} namespace {name}, set id {}: empty={BUF} full=0 mutex=1; \
@@ -325,7 +342,7 @@ fn run() -> Result<bool, Failure> {
     // Wait until the victim sits in the critical section, then kill it.
     let victim = Who::Consumer(VICTIM);
     let deadline = Instant::now() + PHASE_DEADLINE;
-    while run.shared().victim_phase.load(SeqCst) != PHASE_WAITS_FOR_KILL {
+    while run.shared().victim_waiting.load(SeqCst) == 0 {
         reap_finished(&mut run)?;
         if let Some(c) = run
             .children
@@ -354,11 +371,15 @@ fn run() -> Result<bool, Failure> {
     while set.ncnt(SEM_MUTEX)? == 0 && Instant::now() < queue_deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let held = run.shared().hands[VICTIM].item.load(SeqCst);
+    let holding = if before_take {
+        "a 'full' unit but no item".to_string()
+    } else {
+        format!("item {}", run.shared().hands[VICTIM].item.load(SeqCst))
+    };
     let victim_pid = child(&run, victim).pid;
     println!(
-        "{} {victim} (pid {victim_pid}) is inside the critical section holding item {held}: \
-         mutex={mutex_value}, {} process(es) waiting for the mutex, {} for 'full', {} for 'empty'",
+        "{} {victim} (pid {victim_pid}) is inside the critical section holding {holding}: \
+         mutex={mutex_value}; waiting: {} for the mutex, {} for 'full', {} for 'empty'",
         run.stamp(),
         set.ncnt(SEM_MUTEX)?,
         set.ncnt(SEM_FULL)?,
@@ -411,13 +432,38 @@ fn run() -> Result<bool, Failure> {
             return fail(format!("{who} failed: {}", describe(status)));
         }
     }
-    println!(
-        "{} all producers done; sending {} poison pills",
-        run.stamp(),
-        CONSUMERS - 1
-    );
+    println!("{} all producers done", run.stamp());
+
+    // Let the consumers eat what they can: until every survivor waits on
+    // 'full' and 'full' is 0. Whatever is still in the ring then has no
+    // 'full' unit (one was taken by the dead consumer): drain it.
+    let survivors = (CONSUMERS - 1) as u32;
     let deadline = Instant::now() + PHASE_DEADLINE;
-    for _ in 0..CONSUMERS - 1 {
+    while set.value(SEM_FULL)? != 0 || set.ncnt(SEM_FULL)? != survivors {
+        if Instant::now() > deadline {
+            return fail(format!(
+                "the consumers did not settle on an empty 'full' (full={}, {} waiting)",
+                set.value(SEM_FULL)?,
+                set.ncnt(SEM_FULL)?
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drained = drain(&run, &set, Some(deadline))?;
+    if drained.is_empty() {
+        println!(
+            "{} the consumers emptied the ring: nothing left to drain",
+            run.stamp()
+        );
+    } else {
+        println!(
+            "{} drained {} item(s) left in the ring with no 'full' unit: {drained:?}",
+            run.stamp(),
+            drained.len()
+        );
+    }
+    println!("{} sending {survivors} poison pills", run.stamp());
+    for _ in 0..survivors {
         put(&run, &set, Who::Parent, PILL, Some(deadline))?;
     }
     for c in (0..CONSUMERS).filter(|&c| c != VICTIM) {
@@ -441,7 +487,7 @@ fn run() -> Result<bool, Failure> {
     }
     println!("{} all surviving consumers done", run.stamp());
 
-    let balanced = account(&run, &set)?;
+    let balanced = account(&run, &set, drained)?;
     drop(run); // kills nothing (all reaped), destroys the namespace
     Ok(balanced)
 }
@@ -616,6 +662,9 @@ fn consume(run: &Run, set: &SemaphoreSet, c: usize) -> Result<(), Failure> {
         lock(run, set, who, None)?;
         if fatal {
             sh.victim_phase.store(PHASE_HOLDS_MUTEX, SeqCst);
+            if sh.before_take.load(SeqCst) == 1 {
+                wait_to_be_killed(run, who, "holding a 'full' unit but no item yet");
+            }
         }
         let head = sh.head.load(SeqCst);
         let tail = sh.tail.load(SeqCst);
@@ -632,17 +681,8 @@ fn consume(run: &Run, set: &SemaphoreSet, c: usize) -> Result<(), Failure> {
         sh.head.store(head + 1, SeqCst); // commit: no longer in the ring
         slot.store(NO_ITEM, SeqCst);
         if fatal {
-            sh.victim_phase.store(PHASE_WAITS_FOR_KILL, SeqCst);
-            println!(
-                "{} {who}: inside the critical section with item {item} in hand; \
-                 waiting to be killed",
-                run.stamp()
-            );
-            let _ = std::io::stdout().flush();
-            loop {
-                // SAFETY: pause() only suspends this thread until a signal.
-                unsafe { libc::pause() };
-            }
+            sh.victim_phase.store(PHASE_TOOK_ITEM, SeqCst);
+            wait_to_be_killed(run, who, &format!("with item {item} in hand"));
         }
         unlock(set)?;
         set.op(&[Op::post(SEM_EMPTY, 1)])?;
@@ -655,8 +695,43 @@ fn consume(run: &Run, set: &SemaphoreSet, c: usize) -> Result<(), Failure> {
     }
 }
 
+/// The parent takes whatever is in the ring, under the mutex and without
+/// P(full) (there is no 'full' unit for it); returns the items.
+fn drain(run: &Run, set: &SemaphoreSet, deadline: Option<Instant>) -> Result<Vec<u64>, Failure> {
+    lock(run, set, Who::Parent, deadline)?;
+    let sh = run.shared();
+    let mut items = Vec::new();
+    loop {
+        let head = sh.head.load(SeqCst);
+        if head >= sh.tail.load(SeqCst) {
+            break;
+        }
+        let slot = &sh.ring[head as usize % BUF];
+        items.push(slot.load(SeqCst));
+        sh.head.store(head + 1, SeqCst);
+        slot.store(NO_ITEM, SeqCst);
+    }
+    unlock(set)?;
+    Ok(items)
+}
+
+/// The victim's end: announce, then sit in the critical section.
+fn wait_to_be_killed(run: &Run, who: Who, what: &str) -> ! {
+    println!(
+        "{} {who}: inside the critical section {what}; waiting to be killed",
+        run.stamp()
+    );
+    let _ = std::io::stdout().flush();
+    run.shared().victim_waiting.store(1, SeqCst);
+    loop {
+        // SAFETY: pause() only suspends this thread until a signal.
+        unsafe { libc::pause() };
+    }
+}
+
 /// Checks the books after every child has ended; prints the summary.
-fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
+/// `drained`: what the parent took out of the ring before the pills.
+fn account(run: &Run, set: &SemaphoreSet, mut drained: Vec<u64>) -> Result<bool, Failure> {
     let sh = run.shared();
     let values = set.values()?;
     let head = sh.head.load(SeqCst);
@@ -695,8 +770,11 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
         lost.push(v_item);
     }
 
-    // What is left in the ring: drained by the parent and reported.
-    let mut drained = Vec::new();
+    // What the parent drained before the pills, and anything still in the
+    // ring now (there should be nothing).
+    for &item in &drained {
+        note(item, &mut seen);
+    }
     let mut pills_left = 0u64;
     for pos in head..tail {
         let item = sh.ring[pos as usize % BUF].swap(NO_ITEM, SeqCst);
@@ -712,13 +790,12 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
     let missing = seen.iter().filter(|&&n| n == 0).count();
 
     // The semaphores at the end. Every slot of the buffer is, at rest, one
-    // unit of `empty`, one unit of `full`, or held by the dead consumer
-    // (which did P(full) without SEM_UNDO and never did V(empty)).
+    // unit of `empty`, one unit of `full` (then an item is in the ring), or
+    // held by the dead consumer, which did P(full) without SEM_UNDO and never
+    // did V(empty). The parent drains without semaphore operations.
     let phase = sh.victim_phase.load(SeqCst);
-    let victim_units = u16::from(phase != PHASE_RUNNING);
-    let full_without_item = u16::from(phase == PHASE_FATAL_ROUND || phase == PHASE_HOLDS_MUTEX);
-    let in_ring = (tail - head) as u16;
-    let want_full = in_ring - full_without_item.min(in_ring);
+    let victim_units = u16::from(phase >= PHASE_HOLDS_MUTEX);
+    let want_full = (tail - head).min(BUF as u64) as u16;
     let want_empty = BUF as u16 - victim_units - want_full;
 
     println!();
@@ -732,7 +809,10 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
         };
         let fate = match c.status {
             Some(WaitStatus::Signaled(_, Signal::SIGKILL, _)) => {
-                format!("SIGKILLed holding the mutex, {} item in hand", lost.len())
+                format!(
+                    "SIGKILLed in the critical section, {} item(s) in hand",
+                    lost.len()
+                )
             }
             Some(s) => describe(s),
             None => "still running?".to_string(),
@@ -745,7 +825,7 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
         );
     }
     println!();
-    let row = |label: &str, v: u64| println!("  {label:<58} {v:>7}");
+    let row = |label: &str, v: u64| println!("  {label:<62} {v:>7}");
     row("produced", produced);
     row("consumed (recorded by the consumers)", consumed);
     row(
@@ -753,14 +833,14 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
         lost.len() as u64,
     );
     row(
-        "left in the buffer (drained by the parent at the end)",
+        "left in the buffer (drained by the parent)",
         drained.len() as u64,
     );
     let sum = consumed + lost.len() as u64 + drained.len() as u64;
     let balance = sum == produced && produced == TOTAL as u64;
     row("consumed + lost + left", sum);
     println!(
-        "  {:<58} {}",
+        "  {:<62} {:>7}",
         "produced == consumed + lost + left",
         if balance { "yes" } else { "NO" }
     );
@@ -784,15 +864,21 @@ fn account(run: &Run, set: &SemaphoreSet) -> Result<bool, Failure> {
     let sems_ok = values == [want_empty, want_full, 1];
     ok &= sems_ok;
     println!();
-    println!(
-        "  Why empty ends at {want_empty}, not {BUF}: the killed consumer did P(full) without \
-         SEM_UNDO,\n  so nothing gives that unit back. It matches the item it took out of the \
-         ring, so\n  'full' still equals the ring's contents; but it never did V(empty), so \
-         the buffer\n  works with one slot fewer from then on. Only the mutex (taken with \
-         SEM_UNDO) was\n  restored. Had it died after P(full) but before taking the item, \
-         that item would\n  have stayed in the ring without a 'full' unit, and the parent \
-         would drain it here\n  as 'left in the buffer'."
-    );
+    let why = if phase == PHASE_TOOK_ITEM {
+        "  The killed consumer did P(full) without SEM_UNDO: nothing gives that unit back.\n  \
+         It had taken the item out of the ring (lost, above), so 'full' still matched the\n  \
+         ring's contents; but it never did V(empty), so from the kill on the buffer has\n  \
+         one slot fewer. SEM_UNDO restored only the mutex. (With --before-take it dies\n  \
+         before taking the item: that item then stays in the ring with no 'full' unit,\n  \
+         and the parent drains it.)"
+    } else {
+        "  The killed consumer did P(full) without SEM_UNDO but died before taking an item:\n  \
+         from then on the ring held one item more than 'full' counted, which no consumer\n  \
+         could get. The parent drained it (left in the buffer, above). The dead consumer\n  \
+         never did V(empty), so that slot's unit is gone: the buffer has one slot fewer.\n  \
+         SEM_UNDO restored only the mutex."
+    };
+    println!("{why}");
     println!();
     println!(
         "  result: {}",

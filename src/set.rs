@@ -1184,10 +1184,30 @@ pub mod heap {
         queue: Vec<QueueSlot>,
     }
 
-    fn zero<T>() -> T {
-        // SAFETY: every layout type is a struct of atomics (or arrays of
-        // them), for which all-zero bytes are a valid value.
-        unsafe { core::mem::zeroed() }
+    /// Builds a layout struct with every atomic field at zero (loom's
+    /// atomics are not plain memory: zeroed bytes are not a valid value).
+    macro_rules! zeroed {
+        ($t:ident { $($f:ident: $a:ident),* $(,)? } $(, [$arr:ident; $n:expr])?) => {
+            $t { $($f: $a::new(0),)* $($arr: core::array::from_fn::<_, $n, _>(|_| AtomicU64::new(0)))? }
+        };
+    }
+    use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+
+    fn header() -> SetHeader {
+        zeroed!(SetHeader { magic: AtomicU64, version: AtomicU32, nsems: AtomicU32, size: AtomicU64, key: AtomicI32, id: AtomicI32,
+            proc_slots: AtomicU32, queue_slots: AtomicU32, lock: AtomicU32, seq: AtomicU32, global_mode: AtomicU32, removed: AtomicU32,
+            uid: AtomicU32, gid: AtomicU32, cuid: AtomicU32, cgid: AtomicU32, mode: AtomicU32, alter_head: AtomicU32, alter_tail: AtomicU32,
+            const_head: AtomicU32, const_tail: AtomicU32, alloc_hint: AtomicU32, ctime: AtomicI64 }, [reserved; 4])
+    }
+    fn sem() -> SemEntry {
+        zeroed!(SemEntry { word: AtomicU64, otime: AtomicI64, nwait: AtomicU32, nundo: AtomicU32, _pad: AtomicU64 })
+    }
+    fn proc_entry() -> ProcEntry {
+        zeroed!(ProcEntry { state_gen: AtomicU32, pid: AtomicI32, start_time: AtomicU64, undo_count: AtomicU32, queued: AtomicU32, _pad2: AtomicU64 })
+    }
+    fn slot() -> QueueSlot {
+        zeroed!(QueueSlot { status: AtomicU32, next: AtomicU32, prev: AtomicU32, proc_slot: AtomicU32, pid: AtomicI32, nsops: AtomicU32,
+            flags: AtomicU32, blocked: AtomicU32, cont: AtomicU32, _pad: AtomicU32, since: AtomicU64 }, [ops; SLOT_OPS])
     }
 
     impl HeapSet {
@@ -1196,11 +1216,11 @@ pub mod heap {
         pub fn new(nsems: u32, procs: u32, queue: u32) -> HeapSet {
             let geo = SetGeometry::new(nsems, procs, queue);
             let hs = HeapSet {
-                hdr: Box::new(zero()),
-                sems: (0..nsems).map(|_| zero()).collect(),
-                procs: (0..procs).map(|_| zero()).collect(),
+                hdr: Box::new(header()),
+                sems: (0..nsems).map(|_| sem()).collect(),
+                procs: (0..procs).map(|_| proc_entry()).collect(),
                 undo: (0..geo.undo_row() / 2 * procs as usize).map(|_| AtomicI16::new(0)).collect(),
-                queue: (0..queue).map(|_| zero()).collect(),
+                queue: (0..queue).map(|_| slot()).collect(),
             };
             SetView::init(&hs.hdr, &geo, 0, 0, 0, 0, 0o600, 0);
             hs

@@ -12,7 +12,9 @@ pub use shm_layout::{
     SEM_UNDO, SETALL, SETVAL,
 };
 
-use crate::{Error, Namespace, Result};
+use crate::Error;
+#[cfg(not(shmsem_loom))]
+use crate::{Namespace, Result};
 
 /// One operation, laid out as C's `struct sembuf`.
 #[repr(C)]
@@ -115,21 +117,25 @@ pub enum SemctlArg<'a> {
     Info(&'a mut Seminfo),
 }
 
+#[cfg(not(shmsem_loom))]
 /// `semget(2)` in the default namespace.
 pub fn semget(key: i32, nsems: i32, semflg: i32) -> Result<i32> {
     Namespace::default_ns()?.semget(key, nsems, semflg)
 }
 
+#[cfg(not(shmsem_loom))]
 /// `semop(2)` in the default namespace.
 pub fn semop(semid: i32, sops: &[Sembuf]) -> Result<()> {
     Namespace::default_ns()?.semtimedop(semid, sops, None)
 }
 
+#[cfg(not(shmsem_loom))]
 /// `semtimedop(2)` in the default namespace. `None` waits for ever.
 pub fn semtimedop(semid: i32, sops: &[Sembuf], timeout: Option<&Timespec>) -> Result<()> {
     Namespace::default_ns()?.semtimedop(semid, sops, timeout)
 }
 
+#[cfg(not(shmsem_loom))]
 /// `semctl(2)` in the default namespace. Returns what the kernel's call
 /// returns on success (the value for GETVAL, 0 for most commands, the index
 /// for IPC_INFO/SEM_INFO, the id for SEM_STAT).

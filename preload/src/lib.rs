@@ -37,9 +37,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use libc::{c_int, c_long, c_void, size_t};
 use shmsem::layout::IPCMNI_SHIFT;
 use shmsem::sysv::{
-    is_known_cmd, IpcPerm, SemctlArg, SemidDs, Seminfo, Sembuf, Timespec, GETALL, GETNCNT,
-    GETPID, GETVAL, GETZCNT, IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT,
-    SEM_STAT_ANY, SETALL, SETVAL,
+    is_known_cmd, IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, GETALL, GETNCNT, GETPID,
+    GETVAL, GETZCNT, IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT, SEM_STAT_ANY,
+    SETALL, SETVAL,
 };
 use shmsem::{Error, Namespace};
 

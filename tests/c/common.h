@@ -37,7 +37,7 @@ union semun {
     } while (0)
 
 /* The symbolic name of an errno value, for output compared with the kernel. */
-static const char *errname(int e)
+static inline const char *errname(int e)
 {
     switch (e) {
     case 0: return "0";
@@ -61,7 +61,7 @@ static const char *errname(int e)
 }
 
 /* The key to use: argv[1] as a number, or IPC_PRIVATE for "private". */
-static key_t key_arg(int argc, char **argv)
+static inline key_t key_arg(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "private") == 0)
         return IPC_PRIVATE;
@@ -70,7 +70,7 @@ static key_t key_arg(int argc, char **argv)
 
 /* Tells the test we are ready (one line on stdout), then waits until it
  * writes a line (or closes) our stdin. */
-static void handshake(const char *what, int id)
+static inline void handshake(const char *what, int id)
 {
     char line[64];
     printf("ready %s %d\n", what, id);
@@ -80,7 +80,7 @@ static void handshake(const char *what, int id)
     }
 }
 
-static double now_seconds(void)
+static inline double now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -87,11 +87,27 @@ fn last_errno() -> i32 {
         .expect("an errno")
 }
 
-/// The kernel, through libc.
-pub struct Kernel;
+/// The kernel, through libc. `key_xor` maps keys (non-zero only in the
+/// harness self-test, where the "shmsem" side is a second kernel user).
+pub struct Kernel {
+    pub key_xor: i32,
+}
+
+/// The kernel as the oracle.
+pub const KERNEL: Kernel = Kernel { key_xor: 0 };
+
+/// In the self-test the second side uses keys with this bit flipped.
+const SELFTEST_KEY_XOR: i32 = 0x2000_0000;
+
+/// Set DIFF_SELFTEST=1 to run every test kernel-against-kernel: checks the
+/// harness and the expectations written in the tests, without shmsem.
+pub fn selftest() -> bool {
+    std::env::var_os("DIFF_SELFTEST").is_some()
+}
 
 impl SemApi for Kernel {
     fn semget(&self, key: i32, nsems: i32, semflg: i32) -> R<i32> {
+        let key = if key == 0 { 0 } else { key ^ self.key_xor };
         // SAFETY: semget takes no pointers.
         let r = unsafe { libc::semget(key, nsems, semflg) };
         if r < 0 {
@@ -159,7 +175,11 @@ impl SemApi for Kernel {
                     libc::semctl(semid, semnum, cmd, &mut ds as *mut libc::semid_ds)
                 };
                 if r >= 0 {
-                    out.stat = Some(from_kernel_ds(&ds));
+                    let mut d = from_kernel_ds(&ds);
+                    if d.perm.key != 0 {
+                        d.perm.key ^= self.key_xor;
+                    }
+                    out.stat = Some(d);
                 }
                 r
             }
@@ -338,7 +358,9 @@ pub fn unused_kernel_key() -> i32 {
         seed = splitmix(seed ^ COUNTER.fetch_add(1, Ordering::Relaxed) as u64);
         // Positive, non-zero, away from small numbers people pick by hand.
         let key = ((seed as u32) & 0x3fff_ffff | 0x4000_0000) as i32;
-        if Kernel.semget(key, 0, 0) == Err(libc::ENOENT) {
+        if KERNEL.semget(key, 0, 0) == Err(libc::ENOENT)
+            && KERNEL.semget(key ^ SELFTEST_KEY_XOR, 0, 0) == Err(libc::ENOENT)
+        {
             return key;
         }
     }
@@ -458,7 +480,10 @@ pub struct Pair {
 /// compares the observable state of every set created so far.
 pub struct Dual {
     pub k: Kernel,
-    pub s: Shm,
+    /// shmsem (or, in the self-test, a second kernel side).
+    pub s: Box<dyn SemApi>,
+    /// shmsem's namespace (None in the self-test).
+    pub ns: Option<Arc<Namespace>>,
     pub ns_name: String,
     pub pairs: Vec<Pair>,
     /// What to print first on a mismatch (test name, seed, step).
@@ -477,11 +502,20 @@ impl Dual {
     /// A fresh namespace named after the test.
     pub fn new(test: &str) -> Dual {
         let ns_name = unique_ns(test);
-        let ns = Namespace::open(&ns_name)
-            .unwrap_or_else(|e| panic!("Namespace::open({ns_name}) failed: {e}"));
+        let (s, ns): (Box<dyn SemApi>, _) = if selftest() {
+            let k2 = Kernel {
+                key_xor: SELFTEST_KEY_XOR,
+            };
+            (Box::new(k2), None)
+        } else {
+            let ns = Namespace::open(&ns_name)
+                .unwrap_or_else(|e| panic!("Namespace::open({ns_name}) failed: {e}"));
+            (Box::new(Shm { ns: ns.clone() }), Some(ns))
+        };
         Dual {
-            k: Kernel,
-            s: Shm { ns },
+            k: KERNEL,
+            s,
+            ns,
             ns_name,
             pairs: Vec::new(),
             ctx: test.to_string(),
@@ -492,9 +526,17 @@ impl Dual {
         }
     }
 
+    /// True when the second side is shmsem (not the self-test).
+    pub fn is_shm(&self) -> bool {
+        self.ns.is_some()
+    }
+
     /// Opens the namespace again by name, as an unrelated process would
     /// (used by children that changed their user).
     pub fn reopen_shm(&mut self) {
+        if self.ns.is_none() {
+            return;
+        }
         let ns = Namespace::open(&self.ns_name).unwrap_or_else(|e| {
             panic!(
                 "Namespace::open({}) as uid {} failed: {e} (errno {})",
@@ -504,7 +546,8 @@ impl Dual {
                 e.errno()
             )
         });
-        self.s = Shm { ns };
+        self.s = Box::new(Shm { ns: ns.clone() });
+        self.ns = Some(ns);
     }
 
     fn note(&mut self, call: String) {
@@ -530,7 +573,7 @@ impl Dual {
                 p.s,
                 p.nsems,
                 snap(&self.k, p.k, p.nsems),
-                snap(&self.s, p.s, p.nsems)
+                snap(&*self.s, p.s, p.nsems)
             ));
         }
         panic!("{msg}");
@@ -563,7 +606,11 @@ impl Dual {
         self.note(call.clone());
         let k = self.k.semget(key, nsems, flg);
         let s = self.s.semget(key, nsems, flg);
-        if let Ok(kid) = k {
+        let mut made = vec![k];
+        if self.ns.is_none() {
+            made.push(s); // self-test: the second side's sets are kernel sets too
+        }
+        for kid in made.into_iter().flatten() {
             if !self.kernel_ids.contains(&kid) {
                 self.kernel_ids.push(kid);
             }
@@ -694,7 +741,7 @@ impl Dual {
         for i in 0..self.pairs.len() {
             let p = self.pairs[i].clone();
             let ks = snap(&self.k, p.k, p.nsems);
-            let ss = snap(&self.s, p.s, p.nsems);
+            let ss = snap(&*self.s, p.s, p.nsems);
             let what = format!("state of set k={} s={} after the last call", p.k, p.s);
             let same_core = ks.stat == ss.stat
                 && ks.all == ss.all
@@ -835,9 +882,9 @@ impl Drop for Dual {
         }
         for &kid in &self.kernel_ids {
             // Best effort: already removed sets give EINVAL.
-            let _ = Kernel.semctl(kid, 0, IPC_RMID, &Arg::None);
+            let _ = KERNEL.semctl(kid, 0, IPC_RMID, &Arg::None);
         }
-        let ns = self.s.ns.clone();
+        let Some(ns) = self.ns.clone() else { return };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ns.destroy()));
         if let Ok(Err(e)) = r {
             eprintln!("warning: destroying namespace {} failed: {e}", self.ns_name);
@@ -928,11 +975,6 @@ impl ChildIo {
     /// Tells the parent "I reached a checkpoint".
     pub fn ready(&mut self) {
         write_frame(&mut self.to_parent, b'R', &[]);
-    }
-    /// Sends some numbers to the parent.
-    pub fn send(&mut self, vals: &[i32]) {
-        let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_frame(&mut self.to_parent, b'V', &bytes);
     }
     /// Waits for the parent's go-ahead.
     pub fn wait_go(&mut self) {
@@ -1082,14 +1124,6 @@ impl Child {
     /// Waits for the child's next `ready()`.
     pub fn expect_ready(&mut self) {
         self.frame_or_die(b'R');
-    }
-
-    /// Receives the child's next `send()`.
-    pub fn recv(&mut self) -> Vec<i32> {
-        let b = self.frame_or_die(b'V');
-        b.chunks(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
     }
 
     /// Lets the child go on past its `wait_go()`.

@@ -92,8 +92,7 @@ impl Watchdog {
     fn start(name: &'static str, secs: u64) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(Duration::from_secs(secs))
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
             {
                 eprintln!("WATCHDOG: test `{name}` still running after {secs}s: hang; aborting");
                 std::process::abort();
@@ -129,7 +128,9 @@ pub fn describe(code: i32) -> String {
     match code {
         OK => "0 (success)".to_string(),
         PANICKED => format!("{code} (the child panicked)"),
-        c if c >= CHECK_FAILED => format!("{c} (check #{} inside the child failed)", c - CHECK_FAILED),
+        c if c >= CHECK_FAILED => {
+            format!("{c} (check #{} inside the child failed)", c - CHECK_FAILED)
+        }
         c => format!("{c} ({})", shmsem::Error::from_errno(c)),
     }
 }
@@ -173,6 +174,11 @@ impl Kids {
 
     /// Waits (with the deadline) for `pid` to end and returns how it ended.
     pub fn wait(&mut self, pid: Pid, what: &str) -> WaitStatus {
+        self.wait_within(pid, DEADLINE, what)
+    }
+
+    /// Like [`Kids::wait`] with an explicit deadline.
+    pub fn wait_within(&mut self, pid: Pid, limit: Duration, what: &str) -> WaitStatus {
         let start = Instant::now();
         loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -183,8 +189,8 @@ impl Kids {
                 }
                 Err(e) => panic!("{what}: waitpid({pid}): {e}"),
             }
-            if start.elapsed() > DEADLINE {
-                panic!("{what}: child {pid} still running after {DEADLINE:?} (hang?)");
+            if start.elapsed() > limit {
+                panic!("{what}: child {pid} still running after {limit:?} (hang?)");
             }
             thread::sleep(Duration::from_millis(2));
         }
@@ -200,7 +206,10 @@ impl Kids {
                 describe(code),
                 describe(got)
             ),
-            other => panic!("{what}: expected exit code {}, got {other:?}", describe(code)),
+            other => panic!(
+                "{what}: expected exit code {}, got {other:?}",
+                describe(code)
+            ),
         }
     }
 
@@ -275,12 +284,16 @@ pub fn sempid(set: &SemaphoreSet, n: u16) -> i32 {
 
 /// Waits until semaphore `n` has exactly `count` processes in GETNCNT.
 pub fn wait_ncnt(set: &SemaphoreSet, n: u16, count: u32) {
-    poll_until(&format!("GETNCNT({n}) == {count}"), || ncnt(set, n) == count);
+    poll_until(&format!("GETNCNT({n}) == {count}"), || {
+        ncnt(set, n) == count
+    });
 }
 
 /// Waits until semaphore `n` has exactly `count` processes in GETZCNT.
 pub fn wait_zcnt(set: &SemaphoreSet, n: u16, count: u32) {
-    poll_until(&format!("GETZCNT({n}) == {count}"), || zcnt(set, n) == count);
+    poll_until(&format!("GETZCNT({n}) == {count}"), || {
+        zcnt(set, n) == count
+    });
 }
 
 /// Takes one unit of semaphore `n` (no undo), waiting at most
@@ -299,7 +312,9 @@ pub fn wait_asleep_in_futex(pid: Pid) {
     poll_until(&format!("process {pid} asleep in futex()"), || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // The state is the first field after the parenthesised command name.
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
         if state != Some('S') {
             return false;
         }
@@ -357,7 +372,10 @@ impl Signal1 {
         };
         // SAFETY: `pfd` is one valid pollfd that lives across the call.
         let n = unsafe { libc::poll(&mut pfd, 1, DEADLINE.as_millis() as libc::c_int) };
-        assert!(n == 1, "{what}: no notice from the child within {DEADLINE:?}");
+        assert!(
+            n == 1,
+            "{what}: no notice from the child within {DEADLINE:?}"
+        );
         let mut b = [0u8; 1];
         let got = nix::unistd::read(&self.read, &mut b).expect("read the notice");
         assert_eq!(got, 1, "{what}: the child closed the pipe without a notice");
