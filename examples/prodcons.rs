@@ -20,9 +20,14 @@
 //! it has taken out of the ring but not yet recorded. SEM_UNDO gives the
 //! mutex back (in the kernel at exit; in shmsem the first process that
 //! notices the death applies the dead process's adjustments), and the others
-//! run to the end. The parent then accounts for every item exactly:
-//! produced = consumed + lost (in the dead consumer's hand) + left in the
-//! buffer, with no duplicates, and exits non-zero if that does not balance.
+//! run to the end. With `--before-take` (`cargo run --release --example
+//! prodcons -- --before-take`) it is killed after P(full) and P(mutex) but
+//! before it takes an item, which leaves one item in the ring that no 'full'
+//! unit counts; the parent drains it.
+//!
+//! The parent then accounts for every item exactly: produced = consumed +
+//! lost (in the dead consumer's hand) + left in the buffer, with no
+//! duplicates, and exits non-zero if that does not balance.
 //!
 //! Taking an item is crash-consistent, so the parent can tell exactly where
 //! an item was whatever instruction a consumer died at: under the mutex the
@@ -70,7 +75,8 @@ const NO_POS: u64 = u64::MAX;
 /// How long any one phase may take before the run is declared hung.
 const PHASE_DEADLINE: Duration = Duration::from_secs(40);
 
-/// Victim phases (`Shared::victim_phase`); 0 while it runs normally.
+// The victim's phases (`Shared::victim_phase`); 0 while it runs normally.
+
 /// Decided to stop in the critical section; about to P(full).
 const PHASE_FATAL_ROUND: u32 = 1;
 /// Did P(full) and holds the mutex; has not taken an item yet.

@@ -171,60 +171,65 @@ fn file_mode(mode: u32) -> u32 {
     m
 }
 
-struct Creds {
-    pid: i32,
-    euid: u32,
-    egid: u32,
-    groups: Vec<u32>,
+/// The process's credentials, read once per process (and again in a forked
+/// child: the pid changes). Lock-free: the permission check runs on every
+/// call, including the fast path.
+static CRED_PID: AtomicI32 = AtomicI32::new(0);
+static CRED_EUID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static CRED_EGID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Supplementary groups, only needed when neither owner nor primary group matches.
+static GROUPS: Mutex<(i32, Vec<u32>)> = Mutex::new((0, Vec::new()));
+
+/// (euid, egid) of this process.
+fn creds() -> (u32, u32) {
+    let pid = liveness::pid();
+    // SYNC: Acquire pairs with the Release store of CRED_PID below, after
+    // the uid and gid stores.
+    if CRED_PID.load(Ordering::Acquire) != pid {
+        CRED_EUID.store(rustix::process::geteuid().as_raw(), Ordering::Relaxed);
+        CRED_EGID.store(rustix::process::getegid().as_raw(), Ordering::Relaxed);
+        CRED_PID.store(pid, Ordering::Release);
+    }
+    (CRED_EUID.load(Ordering::Relaxed), CRED_EGID.load(Ordering::Relaxed))
 }
 
-static CREDS: Mutex<Option<Creds>> = Mutex::new(None);
+fn in_groups(a: u32, b: u32) -> bool {
+    let mut g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = liveness::pid();
+    if g.0 != pid {
+        *g = (pid, nix::unistd::getgroups().map(|v| v.into_iter().map(|g| g.as_raw()).collect()).unwrap_or_default());
+    }
+    g.1.contains(&a) || g.1.contains(&b)
+}
 
 /// Checks `requested` access (9-bit flag) against a set, as ipcperms.
-/// Credentials are read once per process (and again after fork).
 fn permitted(view: &SetView<'_>, flag: u32) -> bool {
     let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
     if requested == 0 {
         return true;
     }
-    let h = view.hdr;
+    let (euid, egid) = creds();
+    if euid == 0 {
+        return true;
+    }
     let (uid, gid, cuid, cgid, mode) = view.read_consistent(|v| {
         let h = v.hdr;
         (h.uid.load(Ordering::Relaxed), h.gid.load(Ordering::Relaxed), h.cuid.load(Ordering::Relaxed), h.cgid.load(Ordering::Relaxed), h.mode.load(Ordering::Relaxed))
     });
-    let _ = h;
-    with_creds(|c| {
-        if c.euid == 0 {
-            return true;
-        }
-        let granted = if c.euid == uid || c.euid == cuid {
-            mode >> 6
-        } else if c.egid == gid || c.egid == cgid || c.groups.contains(&gid) || c.groups.contains(&cgid) {
-            mode >> 3
-        } else {
-            mode
-        } & 7;
-        requested & !granted == 0
-    })
-}
-
-fn with_creds<T>(f: impl FnOnce(&Creds) -> T) -> T {
-    let mut g = CREDS.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = liveness::pid();
-    if g.as_ref().map(|c| c.pid) != Some(pid) {
-        *g = Some(Creds {
-            pid,
-            euid: rustix::process::geteuid().as_raw(),
-            egid: rustix::process::getegid().as_raw(),
-            groups: nix::unistd::getgroups().map(|v| v.into_iter().map(|g| g.as_raw()).collect()).unwrap_or_default(),
-        });
-    }
-    f(g.as_ref().expect("set above"))
+    let granted = if euid == uid || euid == cuid {
+        mode >> 6
+    } else if egid == gid || egid == cgid || in_groups(gid, cgid) {
+        mode >> 3
+    } else {
+        mode
+    } & 7;
+    requested & !granted == 0
 }
 
 fn owner_or_creator(view: &SetView<'_>) -> bool {
     let h = view.hdr;
-    with_creds(|c| c.euid == 0 || c.euid == h.uid.load(Ordering::Relaxed) || c.euid == h.cuid.load(Ordering::Relaxed))
+    let (euid, _) = creds();
+    euid == 0 || euid == h.uid.load(Ordering::Relaxed) || euid == h.cuid.load(Ordering::Relaxed)
 }
 
 /// Registry lock guard: releases the OFD lock, then the process mutex.
@@ -414,6 +419,9 @@ impl Namespace {
         let view: SetView<'static> = unsafe { SetView::from_raw(map.base(), map.len())? };
         if view.hdr.id.load(Ordering::Relaxed) as u32 & (SEMMNI_MAX - 1) != idx {
             return Err(Error::Corrupt);
+        }
+        if view.hdr.removed.load(Ordering::Acquire) != 0 {
+            return Err(Error::Invalid);
         }
         let h = Box::into_raw(Box::new(SetHandle { seq: eseq, name, map, view, reg_pid: AtomicI32::new(0), reg_me: AtomicU64::new(0), reg: Mutex::new(None) }));
         // SYNC: Release publishes the handle to other threads' Acquire load.
@@ -654,7 +662,7 @@ impl Namespace {
         // SAFETY: the fresh mapping is zeroed, page-aligned and geo.size
         // bytes long; it starts with a SetHeader.
         let hdr = unsafe { &*(map.base() as *const SetHeader) };
-        let (uid, gid) = with_creds(|c| (c.euid, c.egid));
+        let (uid, gid) = creds();
         SetView::init(hdr, &geo, key, id, uid, gid, mode, sync::realtime_secs());
         map.set_mode(file_mode(mode))?;
         Ok(())
@@ -908,17 +916,13 @@ impl Namespace {
     /// goes (mappings of it stay valid until unmapped).
     fn remove(&self, h: &SetHandle) -> Result<()> {
         let _l = self.lock_registry()?;
-        let removed = self.locked(h, |g, _, _| {
-            if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
-                return false;
-            }
-            g.remove();
-            true
-        })?;
-        if !removed {
+        if h.view.hdr.removed.load(Ordering::Acquire) != 0 {
             return Err(Error::Invalid);
         }
+        // As the kernel: the id dies before any waiter wakes, so a woken
+        // waiter that uses the old id gets EINVAL.
         self.free_entry(h.view.hdr.id.load(Ordering::Relaxed), h.view.nsems() as u32);
+        self.locked(h, |g, _, _| g.remove())?;
         shm::unlink(&h.name)
     }
 

@@ -305,17 +305,20 @@ pub fn take_within_undo_deadline(set: &SemaphoreSet, n: u16, what: &str) {
     }
 }
 
+/// The one-letter state of a process from /proc (R, S, T, Z...).
+pub fn process_state(pid: Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state is the first field after the parenthesised command name.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+}
+
 /// Waits until `pid` is asleep in a futex system call (so a signal sent now
 /// interrupts the wait itself, not the code leading to it).
 pub fn wait_asleep_in_futex(pid: Pid) {
     const SYS_FUTEX: &str = "202"; // x86-64
     poll_until(&format!("process {pid} asleep in futex()"), || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The state is the first field after the parenthesised command name.
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        if state != Some('S') {
+        if process_state(pid) != Some('S') {
             return false;
         }
         match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
