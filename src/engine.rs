@@ -47,7 +47,12 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    fn slot(&mut self, num: u16, value: &mut dyn FnMut(u16) -> i32, adj: &mut dyn FnMut(u16) -> i32) -> usize {
+    fn slot(
+        &mut self,
+        num: u16,
+        value: &mut dyn FnMut(u16) -> i32,
+        adj: &mut dyn FnMut(u16) -> i32,
+    ) -> usize {
         // Calls are short (SEMOPM ops at most); a linear search beats hashing
         // for the common one to eight.
         if let Some(i) = self.touched.iter().position(|t| t.num == num) {
@@ -55,7 +60,13 @@ impl Scratch {
         }
         let v = value(num);
         let a = adj(num);
-        self.touched.push(Touched { num, value: v, adj: a, old_value: v, old_adj: a });
+        self.touched.push(Touched {
+            num,
+            value: v,
+            adj: a,
+            old_value: v,
+            old_adj: a,
+        });
         self.touched.len() - 1
     }
 }
@@ -126,21 +137,36 @@ mod tests {
     #[test]
     fn duplicates_see_each_other() {
         // SEMANTICS D1: value 1, [{0,+1},{0,-2}] succeeds with 0.
-        assert_eq!(run(&[1], &[Sembuf::new(0, 1, 0), Sembuf::new(0, -2, 0)]), (Eval::Done, vec![0]));
+        assert_eq!(
+            run(&[1], &[Sembuf::new(0, 1, 0), Sembuf::new(0, -2, 0)]),
+            (Eval::Done, vec![0])
+        );
         // [{0,+1},{0,0,NOWAIT}] on 0 -> EAGAIN.
         let nw = IPC_NOWAIT as i16;
-        assert_eq!(run(&[0], &[Sembuf::new(0, 1, 0), Sembuf::new(0, 0, nw)]).0, Eval::Fail(Error::WouldBlock));
+        assert_eq!(
+            run(&[0], &[Sembuf::new(0, 1, 0), Sembuf::new(0, 0, nw)]).0,
+            Eval::Fail(Error::WouldBlock)
+        );
     }
 
     #[test]
     fn first_blocking_op_decides() {
         let nw = IPC_NOWAIT as i16;
         // Op 0 blocks without NOWAIT: Block(0) even though op 1 has NOWAIT.
-        assert_eq!(run(&[0, 0], &[Sembuf::new(0, -1, 0), Sembuf::new(1, -1, nw)]).0, Eval::Block(0));
+        assert_eq!(
+            run(&[0, 0], &[Sembuf::new(0, -1, 0), Sembuf::new(1, -1, nw)]).0,
+            Eval::Block(0)
+        );
         // ERANGE before a later block.
-        assert_eq!(run(&[32767, 0], &[Sembuf::new(0, 1, 0), Sembuf::new(1, -1, 0)]).0, Eval::Fail(Error::OutOfRange));
+        assert_eq!(
+            run(&[32767, 0], &[Sembuf::new(0, 1, 0), Sembuf::new(1, -1, 0)]).0,
+            Eval::Fail(Error::OutOfRange)
+        );
         // A block before a later ERANGE.
-        assert_eq!(run(&[0, 32767], &[Sembuf::new(0, -1, 0), Sembuf::new(1, 1, 0)]).0, Eval::Block(0));
+        assert_eq!(
+            run(&[0, 32767], &[Sembuf::new(0, -1, 0), Sembuf::new(1, 1, 0)]).0,
+            Eval::Block(0)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::set::{Host, Me, SetView, SlowOutcome};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
-use crate::sysv::{IpcPerm, SemctlArg, Sembuf, SemidDs, Seminfo, Timespec};
+use crate::sysv::{IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec};
 use crate::{engine, liveness, Error, Result};
 use shm_layout::*;
 
@@ -93,10 +93,15 @@ struct OsHost<'a> {
 
 impl Host for OsHost<'_> {
     fn is_dead(&self, view: &SetView<'_>, slot: u32) -> bool {
-        let Some(p) = view.proc(slot) else { return true };
+        let Some(p) = view.proc(slot) else {
+            return true;
+        };
         match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
             Ok(false) => true,
-            Ok(true) => !liveness::process_exists(p.pid.load(Ordering::Relaxed), p.start_time.load(Ordering::Relaxed)),
+            Ok(true) => !liveness::process_exists(
+                p.pid.load(Ordering::Relaxed),
+                p.start_time.load(Ordering::Relaxed),
+            ),
             Err(_) => false, // cannot tell: never reap a possibly live process
         }
     }
@@ -123,7 +128,10 @@ unsafe impl Sync for Namespace {}
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace").field("name", &self.name).field("limits", &self.limits).finish()
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -136,7 +144,12 @@ impl Drop for Namespace {
                 drop(unsafe { Box::from_raw(p) });
             }
         }
-        for &p in self.retired.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
+        for &p in self
+            .retired
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             // SAFETY: as above.
             drop(unsafe { Box::from_raw(p) });
         }
@@ -147,7 +160,11 @@ static OPEN: OnceLock<Mutex<HashMap<String, Arc<Namespace>>>> = OnceLock::new();
 static DEFAULT: OnceLock<Arc<Namespace>> = OnceLock::new();
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn registry_name(ns: &str) -> String {
@@ -190,14 +207,22 @@ fn creds() -> (u32, u32) {
         CRED_EGID.store(rustix::process::getegid().as_raw(), Ordering::Relaxed);
         CRED_PID.store(pid, Ordering::Release);
     }
-    (CRED_EUID.load(Ordering::Relaxed), CRED_EGID.load(Ordering::Relaxed))
+    (
+        CRED_EUID.load(Ordering::Relaxed),
+        CRED_EGID.load(Ordering::Relaxed),
+    )
 }
 
 fn in_groups(a: u32, b: u32) -> bool {
     let mut g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let pid = liveness::pid();
     if g.0 != pid {
-        *g = (pid, nix::unistd::getgroups().map(|v| v.into_iter().map(|g| g.as_raw()).collect()).unwrap_or_default());
+        *g = (
+            pid,
+            nix::unistd::getgroups()
+                .map(|v| v.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default(),
+        );
     }
     g.1.contains(&a) || g.1.contains(&b)
 }
@@ -214,7 +239,13 @@ fn permitted(view: &SetView<'_>, flag: u32) -> bool {
     }
     let (uid, gid, cuid, cgid, mode) = view.read_consistent(|v| {
         let h = v.hdr;
-        (h.uid.load(Ordering::Relaxed), h.gid.load(Ordering::Relaxed), h.cuid.load(Ordering::Relaxed), h.cgid.load(Ordering::Relaxed), h.mode.load(Ordering::Relaxed))
+        (
+            h.uid.load(Ordering::Relaxed),
+            h.gid.load(Ordering::Relaxed),
+            h.cuid.load(Ordering::Relaxed),
+            h.cgid.load(Ordering::Relaxed),
+            h.mode.load(Ordering::Relaxed),
+        )
     });
     let granted = if euid == uid || euid == cuid {
         mode >> 6
@@ -258,7 +289,10 @@ impl Namespace {
         if !valid_name(name) || !limits.valid() {
             return Err(Error::Invalid);
         }
-        let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(ns) = open.get(name) {
             return Ok(ns.clone());
         }
@@ -273,7 +307,8 @@ impl Namespace {
         if let Some(ns) = DEFAULT.get() {
             return Ok(ns.clone());
         }
-        let name = std::env::var("SHMSEM_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_string());
+        let name =
+            std::env::var("SHMSEM_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_string());
         let ns = Namespace::open(&name)?;
         Ok(DEFAULT.get_or_init(|| ns).clone())
     }
@@ -301,7 +336,9 @@ impl Namespace {
                 Err(Error::Os(libc::EEXIST)) | Err(Error::Exists) => {}
                 Err(e) => return Err(e),
             }
-            let Some(map) = Mapping::open(&rname)? else { continue };
+            let Some(map) = Mapping::open(&rname)? else {
+                continue;
+            };
             // Wait (bounded) for the creator to publish the version.
             let h = reg_header_checked(&map)?;
             let until = sync::monotonic_ns() + 2_000_000_000;
@@ -320,7 +357,9 @@ impl Namespace {
 
     fn from_map(name: &str, reg: Mapping) -> Result<Namespace> {
         let h = reg_header_checked(&reg)?;
-        if h.magic.load(Ordering::Relaxed) != REGISTRY_MAGIC || h.version.load(Ordering::Acquire) != LAYOUT_VERSION {
+        if h.magic.load(Ordering::Relaxed) != REGISTRY_MAGIC
+            || h.version.load(Ordering::Acquire) != LAYOUT_VERSION
+        {
             return Err(Error::Corrupt);
         }
         let limits = Limits {
@@ -331,11 +370,23 @@ impl Namespace {
             queue_slots: h.queue_slots.load(Ordering::Relaxed),
             proc_slots: h.proc_slots.load(Ordering::Relaxed),
         };
-        if !limits.valid() || reg.len() != registry_size(limits.semmni) || h.size.load(Ordering::Relaxed) != reg.len() as u64 {
+        if !limits.valid()
+            || reg.len() != registry_size(limits.semmni)
+            || h.size.load(Ordering::Relaxed) != reg.len() as u64
+        {
             return Err(Error::Corrupt);
         }
-        let cache = (0..limits.semmni).map(|_| AtomicPtr::new(core::ptr::null_mut())).collect();
-        Ok(Namespace { name: name.to_string(), reg, limits, reg_lock: Mutex::new(None), cache, retired: Mutex::new(Vec::new()) })
+        let cache = (0..limits.semmni)
+            .map(|_| AtomicPtr::new(core::ptr::null_mut()))
+            .collect();
+        Ok(Namespace {
+            name: name.to_string(),
+            reg,
+            limits,
+            reg_lock: Mutex::new(None),
+            cache,
+            retired: Mutex::new(Vec::new()),
+        })
     }
 
     /// The namespace's name.
@@ -351,7 +402,12 @@ impl Namespace {
     fn entries(&self) -> &[RegistryEntry] {
         // SAFETY: from_map checked that the mapping holds semmni entries
         // after REGISTRY_ENTRIES_OFF; entries are atomics, 4-aligned.
-        unsafe { core::slice::from_raw_parts(self.reg.base().add(REGISTRY_ENTRIES_OFF) as *const RegistryEntry, self.limits.semmni as usize) }
+        unsafe {
+            core::slice::from_raw_parts(
+                self.reg.base().add(REGISTRY_ENTRIES_OFF) as *const RegistryEntry,
+                self.limits.semmni as usize,
+            )
+        }
     }
 
     fn header(&self) -> &RegistryHeader {
@@ -364,7 +420,10 @@ impl Namespace {
         // A forked child must not share the parent's open file description:
         // OFD locks of one description do not exclude each other.
         if g.as_ref().map(|(p, _)| *p) != Some(pid) {
-            *g = Some((pid, Mapping::reopen_fd(&registry_name(&self.name)).map_err(|_| Error::Corrupt)?));
+            *g = Some((
+                pid,
+                Mapping::reopen_fd(&registry_name(&self.name)).map_err(|_| Error::Corrupt)?,
+            ));
         }
         let (_, fd) = g.as_ref().expect("set above");
         shm::ofd_lock_wait(fd, 0)?;
@@ -423,12 +482,23 @@ impl Namespace {
         if view.hdr.removed.load(Ordering::Acquire) != 0 {
             return Err(Error::Invalid);
         }
-        let h = Box::into_raw(Box::new(SetHandle { seq: eseq, name, map, view, reg_pid: AtomicI32::new(0), reg_me: AtomicU64::new(0), reg: Mutex::new(None) }));
+        let h = Box::into_raw(Box::new(SetHandle {
+            seq: eseq,
+            name,
+            map,
+            view,
+            reg_pid: AtomicI32::new(0),
+            reg_me: AtomicU64::new(0),
+            reg: Mutex::new(None),
+        }));
         // SYNC: Release publishes the handle to other threads' Acquire load.
         match cell.compare_exchange(cur, h, Ordering::AcqRel, Ordering::Acquire) {
             Ok(old) => {
                 if !old.is_null() {
-                    self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+                    self.retired
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(old);
                 }
                 // SAFETY: just installed; lives as long as the namespace.
                 Ok(unsafe { &*h })
@@ -449,7 +519,11 @@ impl Namespace {
         // SYNC: Acquire pairs with the Release store of reg_pid after reg_me.
         if h.reg_pid.load(Ordering::Acquire) == pid {
             let m = h.reg_me.load(Ordering::Relaxed);
-            return Ok(Me { slot: m as u32, gen: (m >> 32) as u32, pid });
+            return Ok(Me {
+                slot: m as u32,
+                gen: (m >> 32) as u32,
+                pid,
+            });
         }
         let mut reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = reg.as_ref() {
@@ -463,7 +537,8 @@ impl Namespace {
         let r = self.register(h, pid)?;
         let me = r.me;
         *reg = Some(r);
-        h.reg_me.store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
+        h.reg_me
+            .store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
         h.reg_pid.store(pid, Ordering::Release);
         Ok(me)
     }
@@ -475,12 +550,22 @@ impl Namespace {
         for s in 0..v.proc_slots() {
             let p = v.proc(s).expect("in range");
             let sg = p.state_gen.load(Ordering::Acquire);
-            if sg & PROC_STATE_MASK == PROC_ACTIVE && p.pid.load(Ordering::Relaxed) == pid && p.start_time.load(Ordering::Relaxed) == start {
+            if sg & PROC_STATE_MASK == PROC_ACTIVE
+                && p.pid.load(Ordering::Relaxed) == pid
+                && p.start_time.load(Ordering::Relaxed) == start
+            {
                 let fd = Mapping::reopen_fd(&h.name)?;
                 // Our pre-exec descriptor normally still holds the lock; if
                 // it does not, hold it now.
                 let _ = shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64);
-                return Ok(Registration { me: Me { slot: s, gen: sg >> PROC_GEN_SHIFT, pid }, fd: Some(fd) });
+                return Ok(Registration {
+                    me: Me {
+                        slot: s,
+                        gen: sg >> PROC_GEN_SHIFT,
+                        pid,
+                    },
+                    fd: Some(fd),
+                });
             }
         }
         let fd = Mapping::reopen_fd(&h.name)?;
@@ -493,7 +578,10 @@ impl Namespace {
                 }
                 let gen = (sg >> PROC_GEN_SHIFT).wrapping_add(1) & (u32::MAX >> PROC_GEN_SHIFT);
                 let claiming = (gen << PROC_GEN_SHIFT) | PROC_CLAIMING;
-                if p.state_gen.compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                if p.state_gen
+                    .compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
                     continue;
                 }
                 if !shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64)? {
@@ -507,18 +595,33 @@ impl Namespace {
                 p.undo_count.store(0, Ordering::Relaxed);
                 p.queued.store(0, Ordering::Relaxed);
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
-                p.state_gen.store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
-                return Ok(Registration { me: Me { slot: s, gen, pid }, fd: Some(fd) });
+                p.state_gen
+                    .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+                return Ok(Registration {
+                    me: Me { slot: s, gen, pid },
+                    fd: Some(fd),
+                });
             }
             if pass == 0 {
                 // Full: free the entries of dead processes that hold nothing
                 // (those holding undo or queue slots are reaped by sweeps).
-                let host = OsHost { fd: std::os::fd::AsFd::as_fd(&fd) };
+                let host = OsHost {
+                    fd: std::os::fd::AsFd::as_fd(&fd),
+                };
                 for s in 0..v.proc_slots() {
                     let p = v.proc(s).expect("in range");
                     let sg = p.state_gen.load(Ordering::Acquire);
-                    if sg & PROC_STATE_MASK == PROC_ACTIVE && p.undo_count.load(Ordering::Relaxed) == 0 && p.queued.load(Ordering::Relaxed) == 0 && host.is_dead(v, s) {
-                        let _ = p.state_gen.compare_exchange(sg, sg & !PROC_STATE_MASK, Ordering::AcqRel, Ordering::Relaxed);
+                    if sg & PROC_STATE_MASK == PROC_ACTIVE
+                        && p.undo_count.load(Ordering::Relaxed) == 0
+                        && p.queued.load(Ordering::Relaxed) == 0
+                        && host.is_dead(v, s)
+                    {
+                        let _ = p.state_gen.compare_exchange(
+                            sg,
+                            sg & !PROC_STATE_MASK,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
             }
@@ -526,7 +629,10 @@ impl Namespace {
         Err(Error::NoMemory)
     }
 
-    fn host<'r>(reg: &'r std::sync::MutexGuard<'_, Option<Registration>>, h: &'r SetHandle) -> OsHost<'r> {
+    fn host<'r>(
+        reg: &'r std::sync::MutexGuard<'_, Option<Registration>>,
+        h: &'r SetHandle,
+    ) -> OsHost<'r> {
         let fd = match reg.as_ref().and_then(|r| r.fd.as_ref()) {
             Some(fd) => std::os::fd::AsFd::as_fd(fd),
             None => h.map.fd(),
@@ -535,7 +641,11 @@ impl Namespace {
     }
 
     /// Runs `f` with the set's global lock held.
-    fn locked<T>(&self, h: &SetHandle, f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T) -> Result<T> {
+    fn locked<T>(
+        &self,
+        h: &SetHandle,
+        f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T,
+    ) -> Result<T> {
         let me = self.me(h)?;
         let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
         let host = Namespace::host(&reg, h);
@@ -580,7 +690,13 @@ impl Namespace {
     }
 
     fn find_key(&self, key: i32) -> Option<u32> {
-        self.entries().iter().position(|e| e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE && e.key.load(Ordering::Relaxed) == key).map(|i| i as u32)
+        self.entries()
+            .iter()
+            .position(|e| {
+                e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE
+                    && e.key.load(Ordering::Relaxed) == key
+            })
+            .map(|i| i as u32)
     }
 
     /// Entries left CREATING by a creator that died holding the registry
@@ -621,14 +737,20 @@ impl Namespace {
             } else {
                 idx
             };
-            if self.entries()[idx as usize].state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_FREE {
+            if self.entries()[idx as usize]
+                .state_seq
+                .load(Ordering::Acquire)
+                & ENTRY_STATE_MASK
+                == ENTRY_FREE
+            {
                 found = Some(idx);
                 break;
             }
         }
         let idx = found.ok_or(Error::NoSpace)?;
         let e = &self.entries()[idx as usize];
-        e.state_seq.store((seq << ENTRY_SEQ_SHIFT) | ENTRY_CREATING, Ordering::Release);
+        e.state_seq
+            .store((seq << ENTRY_SEQ_SHIFT) | ENTRY_CREATING, Ordering::Release);
         let id = ((seq << IPCMNI_SHIFT) | idx) as i32;
         let r = self.create_segment(idx, seq, key, id, nsems, mode);
         if let Err(err) = r {
@@ -639,7 +761,8 @@ impl Namespace {
         e.nsems.store(nsems, Ordering::Relaxed);
         e.creator.store(liveness::pid(), Ordering::Relaxed);
         // SYNC: Release publishes key/nsems before the entry is LIVE.
-        e.state_seq.store((seq << ENTRY_SEQ_SHIFT) | ENTRY_LIVE, Ordering::Release);
+        e.state_seq
+            .store((seq << ENTRY_SEQ_SHIFT) | ENTRY_LIVE, Ordering::Release);
         h.next_idx.store(idx + 1, Ordering::Relaxed);
         h.seq.store(seq, Ordering::Relaxed);
         h.used_sets.fetch_add(1, Ordering::Relaxed);
@@ -647,7 +770,15 @@ impl Namespace {
         Ok(id)
     }
 
-    fn create_segment(&self, idx: u32, seq: u32, key: i32, id: i32, nsems: u32, mode: u32) -> Result<()> {
+    fn create_segment(
+        &self,
+        idx: u32,
+        seq: u32,
+        key: i32,
+        id: i32,
+        nsems: u32,
+        mode: u32,
+    ) -> Result<()> {
         let name = set_name(&self.name, idx, seq);
         let geo = SetGeometry::new(nsems, self.limits.proc_slots, self.limits.queue_slots);
         let map = match Mapping::create_exclusive(&name, geo.size) {
@@ -678,7 +809,12 @@ impl Namespace {
     }
 
     /// `semtimedop(2)`; `None` waits for ever.
-    pub fn semtimedop(&self, semid: i32, sops: &[Sembuf], timeout: Option<&Timespec>) -> Result<()> {
+    pub fn semtimedop(
+        &self,
+        semid: i32,
+        sops: &[Sembuf],
+        timeout: Option<&Timespec>,
+    ) -> Result<()> {
         if sops.len() > self.limits.semopm as usize {
             return Err(Error::TooManyOps);
         }
@@ -706,7 +842,8 @@ impl Namespace {
         }
         let deadline = match timeout {
             None => u64::MAX,
-            Some(t) => sync::monotonic_ns().saturating_add(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64),
+            Some(t) => sync::monotonic_ns()
+                .saturating_add(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64),
         };
         let me = self.me(h)?;
         let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
@@ -733,7 +870,9 @@ impl Namespace {
         }
         match cmd {
             IPC_INFO | SEM_INFO => {
-                let SemctlArg::Info(out) = arg else { return Err(Error::BadAddress) };
+                let SemctlArg::Info(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
                 self.info(cmd, out)
             }
             SEM_STAT | SEM_STAT_ANY => {
@@ -745,12 +884,16 @@ impl Namespace {
                 if cmd == SEM_STAT && !permitted(&h.view, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
-                let SemctlArg::StatOut(out) = arg else { return Err(Error::BadAddress) };
+                let SemctlArg::StatOut(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
                 *out = self.stat(h);
                 Ok(h.view.hdr.id.load(Ordering::Relaxed))
             }
             SETVAL => {
-                let SemctlArg::Val(val) = arg else { return Err(Error::Invalid) };
+                let SemctlArg::Val(val) = arg else {
+                    return Err(Error::Invalid);
+                };
                 if !(0..=SEMVMX).contains(&val) {
                     return Err(Error::OutOfRange);
                 }
@@ -789,7 +932,9 @@ impl Namespace {
                     return Err(Error::NotPermitted);
                 }
                 if cmd == IPC_SET {
-                    let SemctlArg::Set(ds) = arg else { return Err(Error::BadAddress) };
+                    let SemctlArg::Set(ds) = arg else {
+                        return Err(Error::BadAddress);
+                    };
                     let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
                     self.locked(h, |g, _, _| g.set_perm(uid, gid, mode))?;
                     // Let the OS follow (best effort: only root may chown).
@@ -804,7 +949,9 @@ impl Namespace {
                 if !permitted(v, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
-                let SemctlArg::StatOut(out) = arg else { return Err(Error::BadAddress) };
+                let SemctlArg::StatOut(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
                 *out = self.stat(h);
                 Ok(0)
             }
@@ -812,7 +959,9 @@ impl Namespace {
                 if !permitted(v, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
-                let SemctlArg::GetAll(out) = arg else { return Err(Error::BadAddress) };
+                let SemctlArg::GetAll(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
                 if out.len() < v.nsems() {
                     return Err(Error::BadAddress);
                 }
@@ -849,7 +998,9 @@ impl Namespace {
                 if !permitted(v, 0o222) {
                     return Err(Error::PermissionDenied);
                 }
-                let SemctlArg::SetAll(vals) = arg else { return Err(Error::BadAddress) };
+                let SemctlArg::SetAll(vals) = arg else {
+                    return Err(Error::BadAddress);
+                };
                 if vals.len() < v.nsems() {
                     return Err(Error::BadAddress);
                 }
@@ -904,11 +1055,22 @@ impl Namespace {
             semmsl: c(l.semmsl),
             semopm: c(l.semopm),
             semume: c(l.semopm),
-            semusz: if cmd == SEM_INFO { c(h.used_sets.load(Ordering::Relaxed)) } else { 16 },
+            semusz: if cmd == SEM_INFO {
+                c(h.used_sets.load(Ordering::Relaxed))
+            } else {
+                20
+            },
             semvmx: SEMVMX,
-            semaem: if cmd == SEM_INFO { c(h.used_sems.load(Ordering::Relaxed)) } else { SEMAEM },
+            semaem: if cmd == SEM_INFO {
+                c(h.used_sems.load(Ordering::Relaxed))
+            } else {
+                SEMAEM
+            },
         };
-        let max = self.entries().iter().rposition(|e| e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE);
+        let max = self
+            .entries()
+            .iter()
+            .rposition(|e| e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE);
         Ok(max.unwrap_or(0) as i32)
     }
 
@@ -934,7 +1096,10 @@ impl Namespace {
                 e.state_seq.store(ss & !ENTRY_STATE_MASK, Ordering::Release);
                 let h = self.header();
                 h.used_sets.fetch_sub(1, Ordering::Relaxed);
-                h.used_sems.fetch_sub(nsems.min(h.used_sems.load(Ordering::Relaxed)), Ordering::Relaxed);
+                h.used_sems.fetch_sub(
+                    nsems.min(h.used_sems.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
             }
         }
     }
@@ -944,7 +1109,12 @@ impl Namespace {
     /// tear-down; other processes' later calls fail or recreate it.
     pub fn destroy(&self) -> Result<()> {
         for idx in 0..self.limits.semmni {
-            if self.entries()[idx as usize].state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK != ENTRY_LIVE {
+            if self.entries()[idx as usize]
+                .state_seq
+                .load(Ordering::Acquire)
+                & ENTRY_STATE_MASK
+                != ENTRY_LIVE
+            {
                 continue;
             }
             if let Ok(h) = self.lookup_slow(idx, None) {
@@ -956,7 +1126,9 @@ impl Namespace {
         }
         shm::unlink(&registry_name(&self.name))?;
         if let Some(m) = OPEN.get() {
-            m.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.name);
         }
         Ok(())
     }

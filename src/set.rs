@@ -136,7 +136,13 @@ impl<'a> SetView<'a> {
         let nsems = hdr.nsems.load(Ordering::Relaxed);
         let procs = hdr.proc_slots.load(Ordering::Relaxed);
         let qs = hdr.queue_slots.load(Ordering::Relaxed);
-        if nsems == 0 || nsems > SEMMSL_MAX || procs == 0 || procs > PROC_SLOTS_MAX || qs == 0 || qs > QUEUE_SLOTS_MAX {
+        if nsems == 0
+            || nsems > SEMMSL_MAX
+            || procs == 0
+            || procs > PROC_SLOTS_MAX
+            || qs == 0
+            || qs > QUEUE_SLOTS_MAX
+        {
             return Err(Error::Corrupt);
         }
         let geo = SetGeometry::new(nsems, procs, qs);
@@ -148,10 +154,22 @@ impl<'a> SetView<'a> {
         unsafe {
             Ok(SetView {
                 hdr,
-                sems: core::slice::from_raw_parts(base.add(geo.sems_off) as *const SemEntry, nsems as usize),
-                procs: core::slice::from_raw_parts(base.add(geo.procs_off) as *const ProcEntry, procs as usize),
-                undo: core::slice::from_raw_parts(base.add(geo.undo_off) as *const AtomicI16, geo.undo_row() / 2 * procs as usize),
-                queue: core::slice::from_raw_parts(base.add(geo.queue_off) as *const QueueSlot, qs as usize),
+                sems: core::slice::from_raw_parts(
+                    base.add(geo.sems_off) as *const SemEntry,
+                    nsems as usize,
+                ),
+                procs: core::slice::from_raw_parts(
+                    base.add(geo.procs_off) as *const ProcEntry,
+                    procs as usize,
+                ),
+                undo: core::slice::from_raw_parts(
+                    base.add(geo.undo_off) as *const AtomicI16,
+                    geo.undo_row() / 2 * procs as usize,
+                ),
+                queue: core::slice::from_raw_parts(
+                    base.add(geo.queue_off) as *const QueueSlot,
+                    qs as usize,
+                ),
                 geo,
             })
         }
@@ -168,12 +186,28 @@ impl<'a> SetView<'a> {
     ) -> SetView<'a> {
         let geo = SetGeometry::new(sems.len() as u32, procs.len() as u32, queue.len() as u32);
         assert!(undo.len() >= geo.undo_row() / 2 * procs.len());
-        SetView { hdr, sems, procs, undo, queue, geo }
+        SetView {
+            hdr,
+            sems,
+            procs,
+            undo,
+            queue,
+            geo,
+        }
     }
 
     /// Writes a fresh set's header and initial state (everything zero,
     /// queues empty), then publishes the version. The memory must be zeroed.
-    pub fn init(hdr: &SetHeader, geo: &SetGeometry, key: i32, id: i32, uid: u32, gid: u32, mode: u32, now: i64) {
+    pub fn init(
+        hdr: &SetHeader,
+        geo: &SetGeometry,
+        key: i32,
+        id: i32,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        now: i64,
+    ) {
         hdr.magic.store(SET_MAGIC, Ordering::Relaxed);
         hdr.nsems.store(geo.nsems, Ordering::Relaxed);
         hdr.size.store(geo.size as u64, Ordering::Relaxed);
@@ -188,7 +222,12 @@ impl<'a> SetView<'a> {
             f.store(gid, Ordering::Relaxed);
         }
         hdr.mode.store(mode & 0o777, Ordering::Relaxed);
-        for f in [&hdr.alter_head, &hdr.alter_tail, &hdr.const_head, &hdr.const_tail] {
+        for f in [
+            &hdr.alter_head,
+            &hdr.alter_tail,
+            &hdr.const_head,
+            &hdr.const_tail,
+        ] {
             f.store(NIL, Ordering::Relaxed);
         }
         hdr.ctime.store(now, Ordering::Relaxed);
@@ -252,7 +291,12 @@ impl<'a> SetView<'a> {
             }
             // SYNC: AcqRel pairs with the lock holder's release store when
             // it clears GLOBAL (unmark) and with other fast-path CASes.
-            match e.word.compare_exchange_weak(w, word_with(w, new, pid), Ordering::AcqRel, Ordering::Acquire) {
+            match e.word.compare_exchange_weak(
+                w,
+                word_with(w, new, pid),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     set_otime(e);
                     return Some(Ok(()));
@@ -317,7 +361,13 @@ impl<'a> SetView<'a> {
             }
             sync::fence(Ordering::Acquire);
             if same && self.hdr.seq.load(Ordering::Relaxed) == s1 {
-                if first.iter().any(|w| w & SEM_UNDO_HELD != 0) || (first.iter().any(|w| w & SEM_GLOBAL != 0) && self.sems.iter().any(|e| e.nundo.load(Ordering::Relaxed) != 0)) {
+                if first.iter().any(|w| w & SEM_UNDO_HELD != 0)
+                    || (first.iter().any(|w| w & SEM_GLOBAL != 0)
+                        && self
+                            .sems
+                            .iter()
+                            .any(|e| e.nundo.load(Ordering::Relaxed) != 0))
+                {
                     return None;
                 }
                 for (o, w) in out.iter_mut().zip(&first) {
@@ -347,7 +397,11 @@ impl<'a> SetView<'a> {
 
     /// The latest otime over the semaphores (IPC_STAT's sem_otime).
     pub fn otime(&self) -> i64 {
-        self.sems.iter().map(|e| e.otime.load(Ordering::Relaxed)).max().unwrap_or(0)
+        self.sems
+            .iter()
+            .map(|e| e.otime.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
     }
 
     // -----------------------------------------------------------------
@@ -360,10 +414,20 @@ impl<'a> SetView<'a> {
         let tok = me.token();
         let l = &self.hdr.lock;
         // SYNC: Acquire pairs with the Release swap in Guard::drop.
-        if l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             self.lock_slow(tok, host);
         }
-        let mut g = Guard { v: self, global: false, marked: Vec::new(), wrote: false, wakes: Vec::new(), scratch: Scratch::default(), ops: Vec::new() };
+        let mut g = Guard {
+            v: self,
+            global: false,
+            marked: Vec::new(),
+            wrote: false,
+            wakes: Vec::new(),
+            scratch: Scratch::default(),
+            ops: Vec::new(),
+        };
         if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
             g.global = true;
         }
@@ -375,7 +439,10 @@ impl<'a> SetView<'a> {
         let l = &self.hdr.lock;
         for _ in 0..LOCK_SPINS {
             sync::spin_hint();
-            if l.load(Ordering::Relaxed) == 0 && l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if l.load(Ordering::Relaxed) == 0
+                && l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
                 return;
             }
         }
@@ -383,19 +450,43 @@ impl<'a> SetView<'a> {
             let cur = l.load(Ordering::Relaxed);
             if cur == 0 {
                 // Others may sleep: keep CONTENDED so our unlock wakes one.
-                if l.compare_exchange(0, tok | LOCK_CONTENDED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if l.compare_exchange(
+                    0,
+                    tok | LOCK_CONTENDED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+                {
                     return;
                 }
                 continue;
             }
-            if cur & LOCK_CONTENDED == 0 && l.compare_exchange(cur, cur | LOCK_CONTENDED, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            if cur & LOCK_CONTENDED == 0
+                && l.compare_exchange(
+                    cur,
+                    cur | LOCK_CONTENDED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
                 continue;
             }
             let deadline = sync::monotonic_ns() + SWEEP_SLICE_NS;
-            if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut && self.owner_dead(cur, host) {
+            if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut
+                && self.owner_dead(cur, host)
+            {
                 // SYNC: Acquire as for a normal acquisition; the dead
                 // owner's partial writes are repaired below.
-                if l.compare_exchange(cur | LOCK_CONTENDED, tok | LOCK_CONTENDED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if l.compare_exchange(
+                    cur | LOCK_CONTENDED,
+                    tok | LOCK_CONTENDED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+                {
                     self.repair();
                     return;
                 }
@@ -405,7 +496,9 @@ impl<'a> SetView<'a> {
 
     fn owner_dead(&self, word: u32, host: &dyn Host) -> bool {
         let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
-        let Some(p) = self.proc(slot) else { return true };
+        let Some(p) = self.proc(slot) else {
+            return true;
+        };
         let sg = p.state_gen.load(Ordering::Acquire);
         let gen = (sg >> PROC_GEN_SHIFT) & LOCK_GEN_MASK;
         if sg & PROC_STATE_MASK != PROC_ACTIVE || gen != (word >> LOCK_GEN_SHIFT) & LOCK_GEN_MASK {
@@ -429,7 +522,9 @@ impl<'a> SetView<'a> {
             e.nundo.store(0, Ordering::Relaxed);
         }
         if self.hdr.global_mode.load(Ordering::Relaxed) != GLOBAL_FOREVER {
-            self.hdr.global_mode.store(USE_GLOBAL_LOCK_HYSTERESIS, Ordering::Relaxed);
+            self.hdr
+                .global_mode
+                .store(USE_GLOBAL_LOCK_HYSTERESIS, Ordering::Relaxed);
         }
         for p in 0..self.proc_slots() {
             let mut n = 0;
@@ -439,7 +534,9 @@ impl<'a> SetView<'a> {
                     self.sems[s].nundo.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            self.procs[p as usize].undo_count.store(n, Ordering::Relaxed);
+            self.procs[p as usize]
+                .undo_count
+                .store(n, Ordering::Relaxed);
             self.procs[p as usize].queued.store(0, Ordering::Relaxed);
         }
         let mut ops = Vec::new();
@@ -499,7 +596,14 @@ impl<'a> SetView<'a> {
     /// deadline passes (`WouldBlock`) or a signal arrives (`Interrupted`).
     /// Between slices it sweeps dead processes, so that their undo reaches
     /// us even if nobody else looks.
-    pub fn wait(&self, me: &Me, slot: u32, expected: u32, deadline: u64, host: &dyn Host) -> Result<()> {
+    pub fn wait(
+        &self,
+        me: &Me,
+        slot: u32,
+        expected: u32,
+        deadline: u64,
+        host: &dyn Host,
+    ) -> Result<()> {
         let q = self.slot(slot)?;
         loop {
             // SYNC: Acquire pairs with the Release store of DONE in
@@ -512,12 +616,16 @@ impl<'a> SetView<'a> {
             let slice = deadline.min(now.saturating_add(SWEEP_SLICE_NS));
             match sync::futex_wait(&q.status, expected, slice) {
                 Wake::Woken => {}
-                Wake::TimedOut if sync::monotonic_ns() >= deadline => return self.cancel(me, slot, expected, Error::WouldBlock, host),
+                Wake::TimedOut if sync::monotonic_ns() >= deadline => {
+                    return self.cancel(me, slot, expected, Error::WouldBlock, host)
+                }
                 Wake::TimedOut => {
                     let mut g = self.lock(me, host);
                     g.sweep_dead(me, host, false);
                 }
-                Wake::Interrupted => return self.cancel(me, slot, expected, Error::Interrupted, host),
+                Wake::Interrupted => {
+                    return self.cancel(me, slot, expected, Error::Interrupted, host)
+                }
             }
         }
     }
@@ -529,7 +637,8 @@ impl<'a> SetView<'a> {
         }
         let q = &self.queue[slot as usize];
         // The slot is ours until we free it; the waker no longer touches it.
-        q.status.store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        q.status
+            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
         if let Some(p) = self.proc(me.slot) {
             p.queued.fetch_sub(1, Ordering::Relaxed);
         }
@@ -550,7 +659,8 @@ impl<'a> SetView<'a> {
             return self.collect(me, slot, st);
         }
         g.dequeue(slot);
-        q.status.store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        q.status
+            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
         if let Some(p) = self.proc(me.slot) {
             p.queued.fetch_sub(1, Ordering::Relaxed);
         }
@@ -569,7 +679,10 @@ fn set_otime(e: &SemEntry) {
 
 /// The distinct semaphore numbers of a call, in first-mention order.
 fn distinct(ops: &[Sembuf]) -> impl Iterator<Item = u16> + '_ {
-    ops.iter().enumerate().filter(move |(i, o)| !ops[..*i].iter().any(|p| p.sem_num == o.sem_num)).map(|(_, o)| o.sem_num)
+    ops.iter()
+        .enumerate()
+        .filter(move |(i, o)| !ops[..*i].iter().any(|p| p.sem_num == o.sem_num))
+        .map(|(_, o)| o.sem_num)
 }
 
 /// The global lock, held. Dropping it ends the section: marks are cleared
@@ -606,7 +719,11 @@ impl<'v, 'a> Guard<'v, 'a> {
             self.marked.clear();
         }
         if m != GLOBAL_FOREVER {
-            let want = if complex { USE_GLOBAL_LOCK_HYSTERESIS } else { m.max(1) };
+            let want = if complex {
+                USE_GLOBAL_LOCK_HYSTERESIS
+            } else {
+                m.max(1)
+            };
             hdr.global_mode.store(want, Ordering::Relaxed);
         }
         self.global = true;
@@ -630,7 +747,10 @@ impl<'v, 'a> Guard<'v, 'a> {
         if !self.wrote {
             self.wrote = true;
             let s = self.v.hdr.seq.load(Ordering::Relaxed);
-            self.v.hdr.seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+            self.v
+                .hdr
+                .seq
+                .store(s.wrapping_add(1) | 1, Ordering::Relaxed);
             // SYNC: orders the odd `seq` before the data writes that follow;
             // pairs with the readers' Acquire fence before their re-check.
             sync::fence(Ordering::Release);
@@ -753,14 +873,16 @@ impl<'v, 'a> Guard<'v, 'a> {
                 for &i in &slots {
                     let q = &v.queue[i as usize];
                     let st = q.status.load(Ordering::Relaxed);
-                    q.status.store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Relaxed);
+                    q.status
+                        .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Relaxed);
                 }
                 return Err(Error::NoMemory);
             };
             // Reserve it at once so the next search skips it.
             let q = &v.queue[i as usize];
             let g = gen_of(q.status.load(Ordering::Relaxed)).wrapping_add(1) & 0xffff;
-            q.status.store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
+            q.status
+                .store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
             slots.push(i);
         }
         self.begin_write();
@@ -770,7 +892,8 @@ impl<'v, 'a> Guard<'v, 'a> {
             for (w, s) in q.ops.iter().zip(chunk) {
                 w.store(pack_op(s.sem_num, s.sem_op, s.sem_flg), Ordering::Relaxed);
             }
-            q.cont.store(slots.get(k + 1).copied().unwrap_or(NIL), Ordering::Relaxed);
+            q.cont
+                .store(slots.get(k + 1).copied().unwrap_or(NIL), Ordering::Relaxed);
         }
         let head = slots[0];
         let q = &v.queue[head as usize];
@@ -778,7 +901,11 @@ impl<'v, 'a> Guard<'v, 'a> {
         q.pid.store(me.pid, Ordering::Relaxed);
         q.nsops.store(sops.len() as u32, Ordering::Relaxed);
         let alter = engine::alters(sops);
-        let flags = if engine::has_undo(sops) { SLOT_F_UNDO } else { 0 } | if alter { SLOT_F_ALTER } else { 0 };
+        let flags = if engine::has_undo(sops) {
+            SLOT_F_UNDO
+        } else {
+            0
+        } | if alter { SLOT_F_ALTER } else { 0 };
         q.flags.store(flags, Ordering::Relaxed);
         q.since.store(sync::monotonic_ns(), Ordering::Relaxed);
         self.set_blocked(head, &sops[blocked_at]);
@@ -788,7 +915,11 @@ impl<'v, 'a> Guard<'v, 'a> {
         if let Some(p) = v.proc(me.slot) {
             p.queued.fetch_add(1, Ordering::Relaxed);
         }
-        let (head_f, tail_f) = if alter { (&v.hdr.alter_head, &v.hdr.alter_tail) } else { (&v.hdr.const_head, &v.hdr.const_tail) };
+        let (head_f, tail_f) = if alter {
+            (&v.hdr.alter_head, &v.hdr.alter_tail)
+        } else {
+            (&v.hdr.const_head, &v.hdr.const_tail)
+        };
         let tail = tail_f.load(Ordering::Relaxed);
         q.prev.store(tail, Ordering::Relaxed);
         q.next.store(NIL, Ordering::Relaxed);
@@ -806,7 +937,9 @@ impl<'v, 'a> Guard<'v, 'a> {
 
     fn set_blocked(&mut self, slot: u32, op: &Sembuf) {
         let b = op.sem_num as u32 | if op.sem_op == 0 { BLOCKED_ZERO } else { 0 };
-        self.v.queue[slot as usize].blocked.store(b, Ordering::Relaxed);
+        self.v.queue[slot as usize]
+            .blocked
+            .store(b, Ordering::Relaxed);
     }
 
     /// Unlinks queued slot `i` from its FIFO and drops its waiter counts;
@@ -817,8 +950,15 @@ impl<'v, 'a> Guard<'v, 'a> {
         self.begin_write();
         let q = &v.queue[i as usize];
         let alter = q.flags.load(Ordering::Relaxed) & SLOT_F_ALTER != 0;
-        let (head_f, tail_f) = if alter { (&v.hdr.alter_head, &v.hdr.alter_tail) } else { (&v.hdr.const_head, &v.hdr.const_tail) };
-        let (prev, next) = (q.prev.load(Ordering::Relaxed), q.next.load(Ordering::Relaxed));
+        let (head_f, tail_f) = if alter {
+            (&v.hdr.alter_head, &v.hdr.alter_tail)
+        } else {
+            (&v.hdr.const_head, &v.hdr.const_tail)
+        };
+        let (prev, next) = (
+            q.prev.load(Ordering::Relaxed),
+            q.next.load(Ordering::Relaxed),
+        );
         match v.queue.get(prev as usize) {
             Some(p) => p.next.store(next, Ordering::Relaxed),
             None => head_f.store(next, Ordering::Relaxed),
@@ -848,7 +988,8 @@ impl<'v, 'a> Guard<'v, 'a> {
                 break;
             }
             hops += 1;
-            cq.status.store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            cq.status
+                .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
             c = cq.cont.load(Ordering::Relaxed);
         }
         q.cont.store(NIL, Ordering::Relaxed);
@@ -866,7 +1007,8 @@ impl<'v, 'a> Guard<'v, 'a> {
         };
         // SYNC: Release pairs with the sleeper's Acquire load of its status
         // (SetView::wait): values written for it happen before it returns.
-        q.status.store(make_status(gen_of(st), SLOT_DONE, errno), Ordering::Release);
+        q.status
+            .store(make_status(gen_of(st), SLOT_DONE, errno), Ordering::Release);
         self.wakes.push(i);
     }
 
@@ -888,7 +1030,11 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// that could enable another, so it runs to the end.
     fn try_list(&mut self, alter: bool) -> bool {
         let v = self.v;
-        let head = if alter { &v.hdr.alter_head } else { &v.hdr.const_head };
+        let head = if alter {
+            &v.hdr.alter_head
+        } else {
+            &v.hdr.const_head
+        };
         let mut i = head.load(Ordering::Relaxed);
         let mut hops = 0;
         let mut ops = core::mem::take(&mut self.ops);
@@ -991,12 +1137,14 @@ impl<'v, 'a> Guard<'v, 'a> {
                 self.dequeue(i);
             }
             if state(st) == SLOT_QUEUED || state(st) == SLOT_DONE {
-                q.status.store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+                q.status
+                    .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
             }
         }
         // Its undo, as the kernel's exit_sem: value += adj, clamped.
         let mut changed = false;
-        if pe.undo_count.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0 {
+        if pe.undo_count.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0
+        {
             for n in 0..v.nsems() {
                 let adj = v.undo_cell(p, n).load(Ordering::Relaxed) as i32;
                 if adj == 0 {
@@ -1012,7 +1160,9 @@ impl<'v, 'a> Guard<'v, 'a> {
         pe.undo_count.store(0, Ordering::Relaxed);
         pe.queued.store(0, Ordering::Relaxed);
         let free = (sg & !PROC_STATE_MASK) | PROC_FREE;
-        let _ = pe.state_gen.compare_exchange(sg, free, Ordering::AcqRel, Ordering::Relaxed);
+        let _ = pe
+            .state_gen
+            .compare_exchange(sg, free, Ordering::AcqRel, Ordering::Relaxed);
         changed
     }
 
@@ -1022,7 +1172,10 @@ impl<'v, 'a> Guard<'v, 'a> {
         self.enter_global(true);
         self.clear_adjs(Some(n));
         self.write_value(n, val, pid);
-        self.v.hdr.ctime.store(sync::realtime_secs(), Ordering::Relaxed);
+        self.v
+            .hdr
+            .ctime
+            .store(sync::realtime_secs(), Ordering::Relaxed);
         self.update_queue();
     }
 
@@ -1033,7 +1186,10 @@ impl<'v, 'a> Guard<'v, 'a> {
         for (n, &x) in vals.iter().enumerate().take(self.v.nsems()) {
             self.write_value(n, x as i32, pid);
         }
-        self.v.hdr.ctime.store(sync::realtime_secs(), Ordering::Relaxed);
+        self.v
+            .hdr
+            .ctime
+            .store(sync::realtime_secs(), Ordering::Relaxed);
         self.update_queue();
     }
 
@@ -1080,7 +1236,8 @@ impl<'v, 'a> Guard<'v, 'a> {
         }
         for e in v.sems {
             let w = e.word.load(Ordering::Relaxed);
-            e.word.store(w & (SEM_GLOBAL | SEM_VALUE_MASK), Ordering::Release);
+            e.word
+                .store(w & (SEM_GLOBAL | SEM_VALUE_MASK), Ordering::Release);
         }
     }
 
@@ -1194,20 +1351,71 @@ pub mod heap {
     use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
 
     fn header() -> SetHeader {
-        zeroed!(SetHeader { magic: AtomicU64, version: AtomicU32, nsems: AtomicU32, size: AtomicU64, key: AtomicI32, id: AtomicI32,
-            proc_slots: AtomicU32, queue_slots: AtomicU32, lock: AtomicU32, seq: AtomicU32, global_mode: AtomicU32, removed: AtomicU32,
-            uid: AtomicU32, gid: AtomicU32, cuid: AtomicU32, cgid: AtomicU32, mode: AtomicU32, alter_head: AtomicU32, alter_tail: AtomicU32,
-            const_head: AtomicU32, const_tail: AtomicU32, alloc_hint: AtomicU32, ctime: AtomicI64 }, [reserved; 4])
+        zeroed!(
+            SetHeader {
+                magic: AtomicU64,
+                version: AtomicU32,
+                nsems: AtomicU32,
+                size: AtomicU64,
+                key: AtomicI32,
+                id: AtomicI32,
+                proc_slots: AtomicU32,
+                queue_slots: AtomicU32,
+                lock: AtomicU32,
+                seq: AtomicU32,
+                global_mode: AtomicU32,
+                removed: AtomicU32,
+                uid: AtomicU32,
+                gid: AtomicU32,
+                cuid: AtomicU32,
+                cgid: AtomicU32,
+                mode: AtomicU32,
+                alter_head: AtomicU32,
+                alter_tail: AtomicU32,
+                const_head: AtomicU32,
+                const_tail: AtomicU32,
+                alloc_hint: AtomicU32,
+                ctime: AtomicI64
+            },
+            [reserved; 4]
+        )
     }
     fn sem() -> SemEntry {
-        zeroed!(SemEntry { word: AtomicU64, otime: AtomicI64, nwait: AtomicU32, nundo: AtomicU32, _pad: AtomicU64 })
+        zeroed!(SemEntry {
+            word: AtomicU64,
+            otime: AtomicI64,
+            nwait: AtomicU32,
+            nundo: AtomicU32,
+            _pad: AtomicU64
+        })
     }
     fn proc_entry() -> ProcEntry {
-        zeroed!(ProcEntry { state_gen: AtomicU32, pid: AtomicI32, start_time: AtomicU64, undo_count: AtomicU32, queued: AtomicU32, _pad2: AtomicU64 })
+        zeroed!(ProcEntry {
+            state_gen: AtomicU32,
+            pid: AtomicI32,
+            start_time: AtomicU64,
+            undo_count: AtomicU32,
+            queued: AtomicU32,
+            _pad2: AtomicU64
+        })
     }
     fn slot() -> QueueSlot {
-        zeroed!(QueueSlot { status: AtomicU32, next: AtomicU32, prev: AtomicU32, proc_slot: AtomicU32, pid: AtomicI32, nsops: AtomicU32,
-            flags: AtomicU32, blocked: AtomicU32, cont: AtomicU32, _pad: AtomicU32, since: AtomicU64 }, [ops; SLOT_OPS])
+        zeroed!(
+            QueueSlot {
+                status: AtomicU32,
+                next: AtomicU32,
+                prev: AtomicU32,
+                proc_slot: AtomicU32,
+                pid: AtomicI32,
+                nsops: AtomicU32,
+                flags: AtomicU32,
+                blocked: AtomicU32,
+                cont: AtomicU32,
+                _pad: AtomicU32,
+                since: AtomicU64
+            },
+            [ops; SLOT_OPS]
+        )
     }
 
     impl HeapSet {
@@ -1219,7 +1427,9 @@ pub mod heap {
                 hdr: Box::new(header()),
                 sems: (0..nsems).map(|_| sem()).collect(),
                 procs: (0..procs).map(|_| proc_entry()).collect(),
-                undo: (0..geo.undo_row() / 2 * procs as usize).map(|_| AtomicI16::new(0)).collect(),
+                undo: (0..geo.undo_row() / 2 * procs as usize)
+                    .map(|_| AtomicI16::new(0))
+                    .collect(),
                 queue: (0..queue).map(|_| slot()).collect(),
             };
             SetView::init(&hs.hdr, &geo, 0, 0, 0, 0, 0o600, 0);
@@ -1234,7 +1444,8 @@ pub mod heap {
             let p = &self.procs[slot as usize];
             let gen = (p.state_gen.load(Ordering::Relaxed) >> PROC_GEN_SHIFT) + 1;
             p.pid.store(pid, Ordering::Relaxed);
-            p.state_gen.store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+            p.state_gen
+                .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
             Me { slot, gen, pid }
         }
     }

@@ -35,7 +35,9 @@ impl Mapping {
         // that does not load shmsem (DESIGN.md, "Facts about the C side").
         rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).map_err(os)?;
         let file = File::from(fd);
-        let map = memmap2::MmapOptions::new().map_raw(&file).map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let map = memmap2::MmapOptions::new()
+            .map_raw(&file)
+            .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
         Ok(Mapping { map, file })
     }
 
@@ -44,10 +46,16 @@ impl Mapping {
     /// SIGBUS later), and maps it. The caller initialises it and then calls
     /// [`Mapping::set_mode`].
     pub fn create_exclusive(name: &str, size: usize) -> Result<Mapping> {
-        let fd = rustix::shm::open(name, OFlags::CREATE | OFlags::EXCL | OFlags::RDWR, Mode::from_raw_mode(0o600)).map_err(os)?;
+        let fd = rustix::shm::open(
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(os)?;
         let r = (|| {
             rustix::fs::ftruncate(&fd, size as u64).map_err(os)?;
-            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64).map_err(os)?;
+            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)
+                .map_err(os)?;
             Mapping::map(fd)
         })();
         if r.is_err() {
@@ -83,7 +91,10 @@ impl Mapping {
 
     /// Changes the object's owner (only root may give it away).
     pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
-        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
         rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(os)
     }
 
@@ -169,7 +180,11 @@ pub fn ofd_is_locked(fd: impl AsFd, byte: i64) -> Result<bool> {
     // SAFETY: F_OFD_GETLK reads and writes one valid flock struct.
     let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
     if r != 0 {
-        return Err(Error::from_errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+        return Err(Error::from_errno(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
     }
     Ok(fl.l_type as libc::c_int != libc::F_UNLCK)
 }

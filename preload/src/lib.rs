@@ -17,10 +17,11 @@
 //!
 //! * No panic crosses the C ABI: each entry runs under `catch_unwind`, and a
 //!   panic becomes -1 with `errno = EINVAL`.
-//! * Pointers from C are never dereferenced directly. They are copied in and
-//!   out with `process_vm_readv` / `process_vm_writev` on our own pid, which
-//!   fail with EFAULT on an unmapped or protected address instead of
-//!   crashing, so a bad pointer gives EFAULT as it does in the kernel.
+//! * A bad pointer from C gives EFAULT, as in the kernel, never a crash.
+//!   Input that is certainly mapped (on the calling thread's live stack or
+//!   in the main program's static data) is read directly; anything else is
+//!   copied in and out with `process_vm_readv` / `process_vm_writev` on our
+//!   own pid, which fail with EFAULT on an unmapped or protected address.
 //! * The kernel's order of checks is kept (SEMANTICS.md C and F): for
 //!   example `semop(id, NULL, 0)` is EINVAL without touching the pointer,
 //!   and an IPC_STAT of an unknown id into a bad buffer is EINVAL, not EFAULT.
@@ -32,7 +33,8 @@
 
 use std::mem::{size_of, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use libc::{c_int, c_long, c_void, size_t};
 use shmsem::layout::IPCMNI_SHIFT;
@@ -84,6 +86,138 @@ fn guarded(f: impl FnOnce() -> Result<c_int>) -> c_int {
 // ---------------------------------------------------------------------------
 // Copying to and from the caller's memory without trusting its pointers
 // ---------------------------------------------------------------------------
+//
+// The safe way is process_vm_readv / process_vm_writev on our own pid: the
+// kernel does the copy and reports EFAULT for a bad address. It costs two
+// system calls (getpid and the copy, ~0.5 us here, more than the kernel's
+// whole semop), so the common cases skip it when the range is certainly
+// mapped:
+//
+// * the calling thread's live stack above our own frame, where C programs
+//   keep their `struct sembuf` and `struct timespec` (a thread's stack
+//   cannot be unmapped while the thread runs on it). For reads only: a
+//   dangling pointer to a dead C frame can point into our own live frames,
+//   and writing there (IPC_STAT, GETALL) would corrupt them, where the
+//   kernel would scribble on dead stack;
+// * the loaded segments of the main program, where `static struct sembuf`
+//   arrays live (never unmapped; a program that mprotects its own data
+//   segment to PROT_NONE and then passes a pointer into it would crash
+//   here instead of getting EFAULT).
+//
+// Anything else (heap, other threads' stacks, shared libraries, garbage)
+// goes through the kernel.
+
+thread_local! {
+    /// This thread's stack as (lowest, highest + 1) address; (0, 0) until
+    /// looked up, (usize::MAX, 0) if that failed (matches nothing). A
+    /// `const` Cell of integers has no destructor, so it stays usable in
+    /// atexit handlers after glibc has destroyed thread-local storage.
+    static STACK: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn stack_bounds() -> (usize, usize) {
+    let cached = STACK.try_with(|c| c.get()).unwrap_or((usize::MAX, 0));
+    if cached != (0, 0) {
+        return cached;
+    }
+    let found = query_stack_bounds().unwrap_or((usize::MAX, 0));
+    let _ = STACK.try_with(|c| c.set(found));
+    found
+}
+
+fn query_stack_bounds() -> Option<(usize, usize)> {
+    let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: pthread_getattr_np initialises `attr` when it returns 0.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let mut addr: *mut c_void = std::ptr::null_mut();
+    let mut size: size_t = 0;
+    // SAFETY: `attr` was initialised above and is destroyed exactly once;
+    // the out-pointers are valid locals.
+    let r = unsafe {
+        let r = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        r
+    };
+    let lo = addr as usize;
+    (r == 0 && size > 0).then(|| (lo, lo.saturating_add(size)))
+}
+
+/// Whether `[addr, addr + len)` lies in this thread's stack between our
+/// own frame and the top of the stack: memory that is live stack and
+/// therefore mapped read-write. Only when we run on that stack (not on a
+/// signal stack or a coroutine's stack elsewhere).
+#[inline(never)]
+fn on_my_stack(addr: usize, len: usize) -> bool {
+    let marker = 0u8;
+    let sp = std::hint::black_box(&marker) as *const u8 as usize;
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let (lo, hi) = stack_bounds();
+    lo <= sp && sp < hi && sp <= addr && end <= hi
+}
+
+/// Readable ranges of the main program's PT_LOAD segments, found once.
+const MAX_SEGMENTS: usize = 8;
+const PROGRAM_UNKNOWN: u8 = 0;
+const PROGRAM_READY: u8 = 1;
+static PROGRAM_STATE: AtomicU8 = AtomicU8::new(PROGRAM_UNKNOWN);
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_RANGE: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+static PROGRAM_SEGMENTS: [(AtomicUsize, AtomicUsize); MAX_SEGMENTS] = [NO_RANGE; MAX_SEGMENTS];
+
+/// Whether `[addr, addr + len)` lies in one readable segment of the main
+/// program.
+fn in_main_program(addr: usize, len: usize) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    // SYNC: Acquire pairs with the Release store of PROGRAM_READY below.
+    if PROGRAM_STATE.load(Ordering::Acquire) != PROGRAM_READY {
+        // No Once: a racing second initialiser stores the same values, and
+        // a lock held by another thread at fork() cannot block a child.
+        // SAFETY: the callback matches dl_iterate_phdr's contract and only
+        // reads the program headers it is handed.
+        unsafe { libc::dl_iterate_phdr(Some(record_main_program), std::ptr::null_mut()) };
+        PROGRAM_STATE.store(PROGRAM_READY, Ordering::Release);
+    }
+    PROGRAM_SEGMENTS.iter().any(|(start, stop)| {
+        let (start, stop) = (start.load(Ordering::Relaxed), stop.load(Ordering::Relaxed));
+        start < stop && start <= addr && end <= stop
+    })
+}
+
+/// dl_iterate_phdr callback: records the first object's (the main
+/// program's) readable PT_LOAD segments, then stops the iteration.
+unsafe extern "C" fn record_main_program(
+    info: *mut libc::dl_phdr_info,
+    _size: size_t,
+    _data: *mut c_void,
+) -> c_int {
+    const PF_R: u32 = 4;
+    // SAFETY: dl_iterate_phdr hands a valid info whose dlpi_phdr points to
+    // dlpi_phnum program headers.
+    let (base, phdrs) = unsafe {
+        let info = &*info;
+        (
+            info.dlpi_addr as usize,
+            std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize),
+        )
+    };
+    let mut n = 0;
+    for ph in phdrs {
+        if ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 && n < MAX_SEGMENTS {
+            let start = base.wrapping_add(ph.p_vaddr as usize);
+            let stop = start.wrapping_add(ph.p_memsz as usize);
+            PROGRAM_SEGMENTS[n].0.store(start, Ordering::Relaxed);
+            PROGRAM_SEGMENTS[n].1.store(stop, Ordering::Relaxed);
+            n += 1;
+        }
+    }
+    1
+}
 
 /// Copies `len` bytes from address `src` of this process into `dst`.
 /// EFAULT if any of the bytes is not readable.
@@ -93,6 +227,15 @@ fn guarded(f: impl FnOnce() -> Result<c_int>) -> c_int {
 /// * `dst` must be valid for writes of `len` bytes.
 unsafe fn copy_in(dst: *mut c_void, src: usize, len: usize) -> Result<()> {
     if len == 0 {
+        return Ok(());
+    }
+    if on_my_stack(src, len) || in_main_program(src, len) {
+        // SAFETY: the range is mapped and readable (see the two checks) and
+        // `dst` is valid for `len` bytes (the caller's obligation). A
+        // garbage pointer could point into our own frames, even into `dst`:
+        // `copy` (memmove) allows the overlap, and reading our frames only
+        // yields garbage values, as the kernel reading a dead stack would.
+        unsafe { std::ptr::copy(src as *const u8, dst.cast::<u8>(), len) };
         return Ok(());
     }
     let local = libc::iovec {
@@ -214,6 +357,9 @@ fn semid_ds_to_c(ds: &SemidDs) -> libc::semid_ds {
 
 /// The fields IPC_SET uses (uid, gid, mode); the engine keeps only the 9
 /// permission bits of the mode, as the kernel does.
+// The C field types (time_t, __syscall_ulong_t, mode) differ between
+// targets, so the casts are the same-type ones only on some of them.
+#[allow(clippy::unnecessary_cast)]
 fn semid_ds_from_c(c: &libc::semid_ds) -> SemidDs {
     SemidDs {
         perm: IpcPerm {
@@ -250,8 +396,20 @@ fn seminfo_to_c(si: &Seminfo) -> libc::seminfo {
 // The calls
 // ---------------------------------------------------------------------------
 
+/// The default namespace, opened once. Kept here rather than asked of
+/// `Namespace::default_ns` on every call, which clones an `Arc`: a shared
+/// reference count that concurrent callers would bounce between cores.
+fn namespace() -> Result<&'static Namespace> {
+    static NS: OnceLock<Arc<Namespace>> = OnceLock::new();
+    if let Some(ns) = NS.get() {
+        return Ok(ns);
+    }
+    let ns = Namespace::default_ns()?;
+    Ok(NS.get_or_init(|| ns))
+}
+
 fn do_semget(key: c_int, nsems: c_int, semflg: c_int) -> Result<c_int> {
-    Namespace::default_ns()?.semget(key, nsems, semflg)
+    namespace()?.semget(key, nsems, semflg)
 }
 
 /// Up to this many operations are copied to the stack; more go to the heap
@@ -273,7 +431,7 @@ fn do_semtimedop(semid: c_int, sops: usize, nsops: u32, timeout: usize) -> Resul
             tv_nsec: ts.tv_nsec as i64,
         })
     };
-    let ns = Namespace::default_ns()?;
+    let ns = namespace()?;
     // 1. Too many operations: E2BIG, nothing copied.
     if nsops > ns.limits().semopm {
         return Err(Error::TooManyOps);
@@ -362,7 +520,7 @@ fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_in
     if semid < 0 || !is_known_cmd(cmd) {
         return Err(Error::Invalid);
     }
-    let ns = Namespace::default_ns()?;
+    let ns = namespace()?;
     match cmd {
         IPC_RMID | GETVAL | GETPID | GETNCNT | GETZCNT => {
             ns.semctl(semid, semnum, cmd, SemctlArg::None)
@@ -390,7 +548,7 @@ fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_in
         }
         GETALL => {
             // Lookup, then read permission, then the copy-out.
-            let nsems = set_status(&ns, semid)?.nsems as usize;
+            let nsems = set_status(ns, semid)?.nsems as usize;
             let mut values = vec![0u16; nsems];
             let ret = ns.semctl(semid, semnum, cmd, SemctlArg::GetAll(&mut values))?;
             write_array(arg, &values)?;
@@ -399,7 +557,7 @@ fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_in
         SETALL => {
             // Lookup, then write permission, then the copy-in (EFAULT), then
             // the values (ERANGE).
-            let ds = set_status(&ns, semid)?;
+            let ds = set_status(ns, semid)?;
             let mut values = vec![0u16; ds.nsems as usize];
             // SAFETY: u16 has no invalid bit patterns.
             if let Err(e) = unsafe { read_array(arg, &mut values) } {

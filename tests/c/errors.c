@@ -5,6 +5,7 @@
  *
  * usage: errors */
 #include "common.h"
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define IPC_64_BIT 0x100
@@ -23,6 +24,38 @@ static void report(const char *label, long r)
         long r_ = (long)(expr);                                              \
         report(label, r_);                                                   \
     } while (0)
+
+/* Runs on a stack of its own whose top is followed by an inaccessible
+ * page: pointers that run off the top of the stack must give EFAULT. */
+static int thread_set;
+static void *top_of_stack_thread(void *top)
+{
+    struct sembuf up = {0, 1, 0};
+    TRY("thread semop off stack top", semop(thread_set, (struct sembuf *)((char *)top - 2), 1));
+    TRY("thread semtimedop timeout off stack top",
+        semtimedop(thread_set, &up, 1, (struct timespec *)((char *)top - 8)));
+    TRY("thread SETALL off stack top", semctl(thread_set, 0, SETALL, (char *)top - 2));
+    TRY("thread semop on stack", semop(thread_set, &up, 1));
+    return NULL;
+}
+
+static void run_top_of_stack_thread(int id)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t size = 64 * 1024;
+    char *block = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(block != MAP_FAILED);
+    CHECK(mprotect(block + size, page, PROT_NONE) == 0);
+    pthread_attr_t attr;
+    CHECK(pthread_attr_init(&attr) == 0);
+    CHECK(pthread_attr_setstack(&attr, block, size) == 0);
+    thread_set = id;
+    pthread_t t;
+    CHECK(pthread_create(&t, &attr, top_of_stack_thread, block + size) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    pthread_attr_destroy(&attr);
+}
 
 int main(void)
 {
@@ -131,6 +164,8 @@ int main(void)
     TRY("SYS_semctl SETVAL high bits", syscall(SYS_semctl, id, 1, SETVAL, 0x100000005L));
     printf("value after high-bits SETVAL: %ld\n", syscall(SYS_semctl, id, 1, GETVAL, 0));
     TRY("SYS_semget nsems -1", syscall(SYS_semget, IPC_PRIVATE, -1, 0600));
+
+    run_top_of_stack_thread(id);
 
     /* Correct calls, to check the structures' layout. */
     unsigned short vals[2] = {3, 4};
