@@ -10,10 +10,19 @@
 //! The kernel's sets are made with IPC_PRIVATE or with keys checked to be
 //! unused, and are removed at the end of each test (also on failure).
 //! Checks that need another process (exit undo, another user) fork a child
-//! that runs the calls on both sides and reports over a pipe.
+//! that runs the calls on both sides and reports over a pipe; the
+//! permission tests also run the test binary again as a new process of
+//! uid/gid 65534 (no inherited mapping). Tests that fork hold a lock that
+//! keeps every other test of this binary out of library calls meanwhile.
 //!
 //! Run: `cargo test --test differential` (as root: the permission tests
-//! fork a child that becomes uid/gid 65534).
+//! need a child that becomes uid/gid 65534; they are skipped otherwise).
+//! Tests marked `#[ignore]` check a difference listed in README.md
+//! ("Differences from the kernel"); `-- --include-ignored` runs them too,
+//! and they fail until the difference is gone.
+//! `DIFF_SELFTEST=1` runs everything kernel against kernel (the second side
+//! uses other keys): it checks the harness and every expectation written
+//! here against the oracle alone.
 
 #[path = "differential/harness.rs"]
 mod harness;
@@ -196,32 +205,59 @@ fn semget_key_is_free_after_rmid() {
     assert_eq!(getall(&mut d, q), vec![0]);
 }
 
+/// semget by another user, on sets whose mode grants that user's class
+/// something.
 #[test]
 fn semget_permissions_other_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root to fork a child of another user");
-        return;
-    }
-    let _g = exclusive();
-    for reopen in [false, true] {
-        let mut d = Dual::new("getperm");
-        d.ctx = format!("semget_permissions_other_user (reopen={reopen})");
-        let ka = unused_kernel_key();
-        let kb = unused_kernel_key();
-        let kc = unused_kernel_key();
-        let kd = unused_kernel_key();
-        d.semget(ka, 2, IPC_CREAT | 0o600).unwrap();
-        d.semget(kb, 1, IPC_CREAT | 0o604).unwrap();
-        d.semget(kc, 1, IPC_CREAT | 0o640).unwrap();
-        d.semget(kd, 1, IPC_CREAT | 0o606).unwrap();
-        let child = fork_child(|_io| {
-            become_nobody();
-            if reopen {
-                d.reopen_shm();
-            }
-            d.ctx.push_str(" [child uid 65534]");
-            // Asking for nothing always works.
+    as_nobody(
+        "semget_permissions_other_user",
+        "getperm",
+        ALL_MODES,
+        |d| {
+            let keys = [unused_kernel_key(), unused_kernel_key()];
+            d.semget(keys[0], 2, IPC_CREAT | 0o604).unwrap();
+            d.semget(keys[1], 1, IPC_CREAT | 0o606).unwrap();
+            keys.to_vec()
+        },
+        |d, k| {
+            let (kb, kd) = (k[0], k[1]);
+            d.semget(kb, 0, 0).unwrap();
+            // The requested access folds the three classes together.
+            d.semget(kb, 0, 0o400).unwrap();
+            d.semget(kb, 0, 0o004).unwrap();
+            d.semget(kb, 0, 0o044).unwrap();
+            d.semget(kb, 2, IPC_CREAT | 0o444).unwrap();
+            assert_eq!(d.semget(kb, 0, 0o200), Err(libc::EACCES));
+            assert_eq!(d.semget(kb, 0, 0o002), Err(libc::EACCES));
+            assert_eq!(d.semget(kb, 1, IPC_CREAT | 0o600), Err(libc::EACCES));
+            // nsems is compared before permissions, EEXIST before both.
+            assert_eq!(d.semget(kb, 3, 0o600), Err(libc::EINVAL));
+            assert_eq!(
+                d.semget(kb, 3, IPC_CREAT | IPC_EXCL | 0o600),
+                Err(libc::EEXIST)
+            );
+            d.semget(kd, 0, 0o666).unwrap();
+            d.semget(kd, 1, IPC_CREAT | 0o600).unwrap();
+        },
+    );
+}
+
+fn semget_no_access(test: &str, modes: &[&str]) {
+    as_nobody(
+        test,
+        "getnone",
+        modes,
+        |d| {
+            let keys = [unused_kernel_key(), unused_kernel_key()];
+            d.semget(keys[0], 2, IPC_CREAT | 0o600).unwrap();
+            d.semget(keys[1], 1, IPC_CREAT | 0o640).unwrap();
+            keys.to_vec()
+        },
+        |d, k| {
+            let (ka, kc) = (k[0], k[1]);
+            // Asking for nothing always works, even with no access at all.
             d.semget(ka, 0, 0).unwrap();
+            d.semget(ka, 2, IPC_CREAT).unwrap();
             assert_eq!(d.semget(ka, 0, 0o400), Err(libc::EACCES));
             assert_eq!(d.semget(ka, 1, 0o600), Err(libc::EACCES));
             assert_eq!(d.semget(ka, 2, IPC_CREAT | 0o600), Err(libc::EACCES));
@@ -231,20 +267,24 @@ fn semget_permissions_other_user() {
                 d.semget(ka, 5, IPC_CREAT | IPC_EXCL | 0o600),
                 Err(libc::EEXIST)
             );
-            // The requested access folds the three classes together.
-            d.semget(kb, 0, 0o400).unwrap();
-            d.semget(kb, 0, 0o004).unwrap();
-            d.semget(kb, 0, 0o044).unwrap();
-            assert_eq!(d.semget(kb, 0, 0o200), Err(libc::EACCES));
-            assert_eq!(d.semget(kb, 0, 0o002), Err(libc::EACCES));
             assert_eq!(d.semget(kc, 0, 0o040), Err(libc::EACCES));
             assert_eq!(d.semget(kc, 0, 0o004), Err(libc::EACCES));
-            d.semget(kd, 0, 0o666).unwrap();
-            d.semget(kd, 1, IPC_CREAT | 0o600).unwrap();
-        });
-        child.finish();
-        d.check_state();
-    }
+            d.semget(kc, 0, 0).unwrap();
+        },
+    );
+}
+
+/// semget by another user whose class the mode grants nothing.
+#[test]
+fn semget_permissions_no_access() {
+    semget_no_access("semget_permissions_no_access", FORK_MODES);
+}
+
+/// The same from a new process (no mapping inherited).
+#[test]
+#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
+fn semget_permissions_no_access_new_process() {
+    semget_no_access("semget_permissions_no_access_new_process", EXEC_MODE);
 }
 
 // ===========================================================================
@@ -1174,51 +1214,129 @@ fn sem_stat_by_index() {
 // I. Permissions, from a child that is another user
 // ===========================================================================
 
-/// Runs `body` in a child that became uid/gid 65534, twice: once using the
-/// namespace mapping inherited through fork, once opening it by name as an
-/// unrelated process would.
+/// The ways `as_nobody` runs its child.
+const ALL_MODES: &[&str] = &["fork", "fork+reopen", "exec"];
+const FORK_MODES: &[&str] = &["fork", "fork+reopen"];
+const EXEC_MODE: &[&str] = &["exec"];
+
+/// Runs `body` in a child that became uid/gid 65534, once per mode: "fork",
+/// a forked child using the namespace it inherited; "fork+reopen", a forked
+/// child that opens the namespace again by name; "exec", a new process
+/// (this test binary run again: no inherited mapping, cache or registration).
+///
+/// `setup` runs in the parent and returns numbers for `body` (pair indices
+/// or keys). `test` is the name of the #[test] function calling this: the
+/// exec'd child runs that test, which lands in `exec_side` below.
 fn as_nobody(
+    test: &str,
     name: &str,
-    setup: impl Fn(&mut Dual) -> Vec<usize>,
-    body: impl Fn(&mut Dual, &[usize]),
+    modes: &[&str],
+    setup: impl Fn(&mut Dual) -> Vec<i32>,
+    body: impl Fn(&mut Dual, &[i32]),
 ) {
+    if std::env::var(EXEC_CHILD_VAR).as_deref() == Ok(test) {
+        return exec_side(test, body);
+    }
     if !is_root() {
-        eprintln!("skipped {name}: needs root to fork a child of another user");
+        eprintln!("skipped {name}: needs root to run a child as another user");
         return;
     }
     let _g = exclusive();
-    for reopen in [false, true] {
+    for &mode in modes {
         let mut d = Dual::new(name);
-        d.ctx = format!("{name} (reopen={reopen})");
-        let sets = setup(&mut d);
-        let child = fork_child(|_io| {
-            become_nobody();
-            if reopen {
-                d.reopen_shm();
-            }
-            d.ctx.push_str(" [child uid 65534]");
-            body(&mut d, &sets);
-        });
-        child.finish();
+        d.ctx = format!("{test} ({mode})");
+        let params = setup(&mut d);
+        if mode == "exec" {
+            let p: Vec<String> = params.iter().map(|x| x.to_string()).collect();
+            exec_child(
+                test,
+                &[
+                    ("DIFF_NS", d.ns_name.clone()),
+                    ("DIFF_PAIRS", d.pairs_string()),
+                    ("DIFF_PARAMS", p.join(",")),
+                ],
+            );
+        } else {
+            let child = fork_child(|_io| {
+                become_nobody();
+                if mode == "fork+reopen" {
+                    d.reopen_shm();
+                }
+                d.ctx.push_str(" [child uid 65534]");
+                body(&mut d, &params);
+            });
+            child.finish();
+        }
         d.check_state();
     }
 }
 
+/// The exec'd child's side of `as_nobody`.
+fn exec_side(test: &str, body: impl Fn(&mut Dual, &[i32])) {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let params: Vec<i32> = var("DIFF_PARAMS")
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse().unwrap())
+        .collect();
+    become_nobody();
+    let ctx = format!("{test} (exec) [new process uid 65534]");
+    let mut d = Dual::attach(&ctx, &var("DIFF_NS"), &parse_pairs(&var("DIFF_PAIRS")));
+    d.check_state();
+    body(&mut d, &params);
+}
+
+/// semop by another user whose class is granted read only or write only.
 #[test]
 fn perm_semop() {
     as_nobody(
+        "perm_semop",
         "permop",
+        ALL_MODES,
         |d| {
-            let a = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o600).unwrap();
             let b = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o644).unwrap();
             let c = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o602).unwrap();
-            for p in [a, b, c] {
+            for p in [b, c] {
                 d.ctl(p, 0, SETVAL, Arg::Val(1)).unwrap();
             }
-            vec![a, b, c]
+            vec![b as i32, c as i32]
         },
         |d, s| {
-            let (a, b, c) = (s[0], s[1], s[2]);
+            let (b, c) = (s[0] as usize, s[1] as usize);
+            // Read only: zero ops allowed (and fail with EAGAIN on value 1).
+            assert_eq!(d.semop(b, &[sb(0, 0, NW)]), Err(libc::EAGAIN));
+            d.semop(b, &[sb(1, 0, NW)]).unwrap();
+            d.semop(b, &[sb(1, 0, NW | UN)]).unwrap();
+            assert_eq!(d.semop(b, &[sb(1, 1, NW)]), Err(libc::EACCES));
+            assert_eq!(d.semop(b, &[sb(1, 0, NW), sb(0, 1, 0)]), Err(libc::EACCES));
+            // EFBIG before EACCES, invalid timeout before both.
+            assert_eq!(d.semop(b, &[sb(2, 1, 0)]), Err(libc::EFBIG));
+            assert_eq!(
+                d.semtimedop(b, &[sb(2, 1, 0)], ts(-1, 0)),
+                Err(libc::EINVAL)
+            );
+            // Write only: altering calls allowed, zero-only calls not.
+            d.semop(c, &[sb(0, 1, 0)]).unwrap();
+            d.semop(c, &[sb(0, -1, NW), sb(1, 0, NW)]).unwrap();
+            assert_eq!(d.semop(c, &[sb(1, 0, NW)]), Err(libc::EACCES));
+            assert_eq!(d.semop(c, &[sb(3, 0, NW)]), Err(libc::EFBIG));
+            d.semop(c, &[sb(1, 1, 0)]).unwrap();
+        },
+    );
+}
+
+fn semop_no_access(test: &str, modes: &[&str]) {
+    as_nobody(
+        test,
+        "opnone",
+        modes,
+        |d| {
+            let a = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o600).unwrap();
+            d.ctl(a, 0, SETVAL, Arg::Val(1)).unwrap();
+            vec![a as i32]
+        },
+        |d, s| {
+            let a = s[0] as usize;
             assert_eq!(d.semop(a, &[sb(0, -1, NW)]), Err(libc::EACCES));
             assert_eq!(d.semop(a, &[sb(1, 0, NW)]), Err(libc::EACCES));
             // EFBIG before EACCES, invalid timeout before both.
@@ -1227,39 +1345,95 @@ fn perm_semop() {
                 d.semtimedop(a, &[sb(2, 1, 0)], ts(-1, 0)),
                 Err(libc::EINVAL)
             );
-            // Read only: zero ops allowed (and fail with EAGAIN on value 1).
-            assert_eq!(d.semop(b, &[sb(0, 0, NW)]), Err(libc::EAGAIN));
-            d.semop(b, &[sb(1, 0, NW)]).unwrap();
-            assert_eq!(d.semop(b, &[sb(1, 1, NW)]), Err(libc::EACCES));
-            assert_eq!(d.semop(b, &[sb(1, 0, NW), sb(0, 1, 0)]), Err(libc::EACCES));
-            // Write only: altering calls allowed, zero-only calls not.
-            d.semop(c, &[sb(0, 1, 0)]).unwrap();
-            d.semop(c, &[sb(0, -1, NW), sb(1, 0, NW)]).unwrap();
-            assert_eq!(d.semop(c, &[sb(1, 0, NW)]), Err(libc::EACCES));
-            d.semop(c, &[sb(1, 1, UN)]).unwrap();
         },
     );
 }
 
+/// semop by another user whose class the mode grants nothing.
+#[test]
+fn perm_semop_no_access() {
+    semop_no_access("perm_semop_no_access", FORK_MODES);
+}
+
+/// The same from a new process (no mapping inherited).
+#[test]
+#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
+fn perm_semop_no_access_new_process() {
+    semop_no_access("perm_semop_no_access_new_process", EXEC_MODE);
+}
+
+/// semctl by another user whose class is granted read only.
 #[test]
 fn perm_semctl() {
     as_nobody(
+        "perm_semctl",
         "permctl",
+        ALL_MODES,
         |d| {
-            let a = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o600).unwrap();
             let b = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o644).unwrap();
-            vec![a, b]
+            vec![b as i32]
         },
         |d, s| {
-            let (a, b) = (s[0], s[1]);
+            let b = s[0] as usize;
+            let e = |r: R<(Out, Out)>| r.map(|_| ());
+            let (kb, sid) = (d.pairs[b].k, d.pairs[b].s);
+            for cmd in [GETVAL, GETPID, GETNCNT, GETZCNT] {
+                d.ctl(b, 1, cmd, Arg::None).unwrap();
+                assert_eq!(e(d.ctl(b, 5, cmd, Arg::None)), Err(libc::EINVAL));
+            }
+            d.ctl(b, 0, GETALL, Arg::GetAll(2)).unwrap();
+            d.ctl(b, 0, IPC_STAT, Arg::Stat).unwrap();
+            for cmd in [SEM_STAT, SEM_STAT_ANY] {
+                let (ko, so) = d
+                    .ctl_ids(kb & IDX_MASK, sid & IDX_MASK, 0, cmd, Arg::Stat)
+                    .unwrap();
+                assert_eq!((ko.ret, so.ret), (kb, sid));
+            }
+            // SETVAL: range, then semnum, then permission.
+            assert_eq!(e(d.ctl(b, 0, SETVAL, Arg::Val(-1))), Err(libc::ERANGE));
+            assert_eq!(e(d.ctl(b, 5, SETVAL, Arg::Val(1))), Err(libc::EINVAL));
+            assert_eq!(e(d.ctl(b, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
+            // SETALL: permission before the values' range.
+            assert_eq!(
+                e(d.ctl(b, 0, SETALL, Arg::SetAll(vec![1, 1]))),
+                Err(libc::EACCES)
+            );
+            assert_eq!(
+                e(d.ctl(b, 0, SETALL, Arg::SetAll(vec![1, 40000]))),
+                Err(libc::EACCES)
+            );
+            // IPC_SET / IPC_RMID: EPERM for a non-owner, whatever the mode.
+            let set = Arg::Set {
+                uid: 65534,
+                gid: 65534,
+                mode: 0o666,
+            };
+            assert_eq!(e(d.ctl(b, 0, IPC_SET, set)), Err(libc::EPERM));
+            assert_eq!(e(d.ctl(b, 0, IPC_RMID, Arg::None)), Err(libc::EPERM));
+            // Info needs nothing.
+            d.ctl(b, 0, IPC_INFO, Arg::Info).unwrap();
+            d.ctl(b, 0, SEM_INFO, Arg::Info).unwrap();
+        },
+    );
+}
+
+fn semctl_no_access(test: &str, modes: &[&str]) {
+    as_nobody(
+        test,
+        "ctlnone",
+        modes,
+        |d| {
+            let a = d.semget(IPC_PRIVATE, 2, IPC_CREAT | 0o600).unwrap();
+            vec![a as i32]
+        },
+        |d, s| {
+            let a = s[0] as usize;
             let e = |r: R<(Out, Out)>| r.map(|_| ());
             let (ka, sa) = (d.pairs[a].k, d.pairs[a].s);
             for cmd in [GETVAL, GETPID, GETNCNT, GETZCNT] {
                 assert_eq!(e(d.ctl(a, 0, cmd, Arg::None)), Err(libc::EACCES));
                 // Permission before the semnum check.
                 assert_eq!(e(d.ctl(a, 5, cmd, Arg::None)), Err(libc::EACCES));
-                d.ctl(b, 1, cmd, Arg::None).unwrap();
-                assert_eq!(e(d.ctl(b, 5, cmd, Arg::None)), Err(libc::EINVAL));
             }
             assert_eq!(e(d.ctl(a, 0, GETALL, Arg::GetAll(2))), Err(libc::EACCES));
             assert_eq!(e(d.ctl(a, 0, IPC_STAT, Arg::Stat)), Err(libc::EACCES));
@@ -1275,28 +1449,109 @@ fn perm_semctl() {
             assert_eq!(e(d.ctl(a, 0, SETVAL, Arg::Val(-1))), Err(libc::ERANGE));
             assert_eq!(e(d.ctl(a, 5, SETVAL, Arg::Val(1))), Err(libc::EINVAL));
             assert_eq!(e(d.ctl(a, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
-            assert_eq!(e(d.ctl(b, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
-            // SETALL: permission before the values' range.
-            assert_eq!(
-                e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 1]))),
-                Err(libc::EACCES)
-            );
             assert_eq!(
                 e(d.ctl(a, 0, SETALL, Arg::SetAll(vec![1, 40000]))),
                 Err(libc::EACCES)
             );
-            // IPC_SET / IPC_RMID: EPERM for a non-owner, whatever the mode.
             let set = Arg::Set {
                 uid: 65534,
                 gid: 65534,
                 mode: 0o666,
             };
-            assert_eq!(e(d.ctl(a, 0, IPC_SET, set.clone())), Err(libc::EPERM));
-            assert_eq!(e(d.ctl(b, 0, IPC_SET, set)), Err(libc::EPERM));
+            assert_eq!(e(d.ctl(a, 0, IPC_SET, set)), Err(libc::EPERM));
             assert_eq!(e(d.ctl(a, 0, IPC_RMID, Arg::None)), Err(libc::EPERM));
-            // Info needs nothing.
             d.ctl(a, 0, IPC_INFO, Arg::Info).unwrap();
-            d.ctl(a, 0, SEM_INFO, Arg::Info).unwrap();
+        },
+    );
+}
+
+/// semctl by another user whose class the mode grants nothing.
+#[test]
+fn perm_semctl_no_access() {
+    semctl_no_access("perm_semctl_no_access", FORK_MODES);
+}
+
+/// The same from a new process (no mapping inherited).
+#[test]
+#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
+fn perm_semctl_no_access_new_process() {
+    semctl_no_access("perm_semctl_no_access_new_process", EXEC_MODE);
+}
+
+/// Owner and group classes that are granted something: the class decides,
+/// with no fallthrough to a class that would grant more; the owner (not
+/// the creator) may IPC_SET and IPC_RMID.
+#[test]
+fn perm_granted_classes() {
+    as_nobody(
+        "perm_granted_classes",
+        "permgrant",
+        ALL_MODES,
+        |d| {
+            let mut v = Vec::new();
+            for (uid, gid, mode) in [
+                (65534, 0, 0o600), // owner rw
+                (0, 65534, 0o060), // group rw
+                (0, 65534, 0o646), // group r, other rw: read only
+                (65534, 0, 0o466), // owner r, others rw: read only
+            ] {
+                let p = d.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600).unwrap();
+                d.ctl(p, 0, IPC_SET, Arg::Set { uid, gid, mode }).unwrap();
+                v.push(p as i32);
+            }
+            v
+        },
+        |d, s| {
+            let (a, b, c, o) = (s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize);
+            let e = |r: R<(Out, Out)>| r.map(|_| ());
+            d.ctl(a, 0, GETVAL, Arg::None).unwrap();
+            d.semop(a, &[sb(0, 2, 0)]).unwrap();
+            d.ctl(b, 0, SETVAL, Arg::Val(3)).unwrap();
+            d.semop(b, &[sb(0, -1, NW)]).unwrap();
+            assert_eq!(
+                e(d.ctl(
+                    b,
+                    0,
+                    IPC_SET,
+                    Arg::Set {
+                        uid: 65534,
+                        gid: 65534,
+                        mode: 0o666
+                    }
+                )),
+                Err(libc::EPERM)
+            );
+            d.ctl(c, 0, GETVAL, Arg::None).unwrap();
+            d.semop(c, &[sb(0, 0, NW)]).unwrap();
+            assert_eq!(d.semop(c, &[sb(0, 1, 0)]), Err(libc::EACCES));
+            assert_eq!(e(d.ctl(c, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
+            d.semop(o, &[sb(0, 0, NW)]).unwrap();
+            assert_eq!(d.semop(o, &[sb(0, 1, 0)]), Err(libc::EACCES));
+            // The owner changes the mode (cuid stays root), then removes it.
+            d.ctl(
+                o,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 65534,
+                    gid: 65534,
+                    mode: 0o640,
+                },
+            )
+            .unwrap();
+            d.semop(o, &[sb(0, 1, 0)]).unwrap();
+            d.ctl(
+                a,
+                0,
+                IPC_SET,
+                Arg::Set {
+                    uid: 65534,
+                    gid: 65534,
+                    mode: 0o644,
+                },
+            )
+            .unwrap();
+            d.ctl(a, 0, IPC_RMID, Arg::None).unwrap();
         },
     );
 }
@@ -1305,7 +1560,9 @@ fn perm_semctl() {
 #[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn perm_owner_and_group_classes() {
     as_nobody(
+        "perm_owner_and_group_classes",
         "permcls",
+        ALL_MODES,
         |d| {
             // Owned by nobody (created by root), owner bits empty: no
             // fallthrough to group or other.
@@ -1347,10 +1604,10 @@ fn perm_owner_and_group_classes() {
                 },
             )
             .unwrap();
-            vec![a, b, c]
+            vec![a as i32, b as i32, c as i32]
         },
         |d, s| {
-            let (a, b, c) = (s[0], s[1], s[2]);
+            let (a, b, c) = (s[0] as usize, s[1] as usize, s[2] as usize);
             let e = |r: R<(Out, Out)>| r.map(|_| ());
             assert_eq!(e(d.ctl(a, 0, GETVAL, Arg::None)), Err(libc::EACCES));
             assert_eq!(d.semop(a, &[sb(0, 1, 0)]), Err(libc::EACCES));
@@ -1436,8 +1693,10 @@ fn random_semnum(r: &mut Rng, nsems: usize) -> i32 {
     }
 }
 
-/// One random call on the set of pair `p` in the parent.
-fn random_step(d: &mut Dual, r: &mut Rng, p: usize) {
+/// One random call on the set of pair `p` in the parent. Returns the
+/// semaphores (bit n for semaphore n) whose undo adjustments the call
+/// cleared in every process (a successful SETVAL or SETALL).
+fn random_step(d: &mut Dual, r: &mut Rng, p: usize) -> u8 {
     let nsems = d.pairs[p].nsems;
     match r.below(100) {
         0..=49 => {
@@ -1458,7 +1717,9 @@ fn random_step(d: &mut Dual, r: &mut Rng, p: usize) {
         }
         57..=66 => {
             let (n, v) = (random_semnum(r, nsems), random_value(r));
-            let _ = d.ctl(p, n, SETVAL, Arg::Val(v));
+            if d.ctl(p, n, SETVAL, Arg::Val(v)).is_ok() {
+                return 1 << n;
+            }
         }
         67..=73 => {
             let vals = (0..nsems)
@@ -1470,7 +1731,9 @@ fn random_step(d: &mut Dual, r: &mut Rng, p: usize) {
                     }
                 })
                 .collect();
-            let _ = d.ctl(p, 0, SETALL, Arg::SetAll(vals));
+            if d.ctl(p, 0, SETALL, Arg::SetAll(vals)).is_ok() {
+                return u8::MAX;
+            }
         }
         74..=85 => {
             let cmd = [GETVAL, GETPID, GETNCNT, GETZCNT][r.below(4) as usize];
@@ -1490,6 +1753,7 @@ fn random_step(d: &mut Dual, r: &mut Rng, p: usize) {
             let _ = d.ctl(p, 0, IPC_SET, Arg::Set { uid, gid, mode });
         }
     }
+    0
 }
 
 fn random_seeds(first: u64, count: u64, steps: usize) {
@@ -1509,7 +1773,7 @@ fn random_seeds(first: u64, count: u64, steps: usize) {
                 let _ = d.semop(p, &[sb(0, 1, NW)]);
                 p = private(&mut d, nsems);
             }
-            random_step(&mut d, &mut r, p);
+            let _ = random_step(&mut d, &mut r, p);
         }
         rmid(&mut d, p);
         // Keep the per-call state check cheap: forget removed sets.
@@ -1540,22 +1804,25 @@ fn random_sequences_3() {
 /// Random episodes with children that make SEM_UNDO adjustments and exit
 /// (possibly after the parent changed the set meanwhile), compared after
 /// each exit: exit undo, its clamping, and its clearing by SETVAL/SETALL.
-#[test]
-#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
-fn random_exit_undo() {
+///
+/// With `keep_nonzero`, a child that ever made a SEM_UNDO call ends with at
+/// least one non-zero adjustment (it tracks its own adjustments and those
+/// the parent cleared, and adds a last ±1 SEM_UNDO op if all are zero), so
+/// the sequence stays clear of known difference 10 (README.md).
+fn random_exit_undo_run(test: &str, seeds: std::ops::Range<u64>, keep_nonzero: bool) {
     let _g = exclusive();
     let mut d = Dual::new("randundo");
-    for seed in 1000..1100u64 {
+    for seed in seeds {
         let mut r = Rng::new(seed);
         let nsems = r.range(1, 4) as i32;
-        d.ctx = format!("random_exit_undo seed={seed} (nsems={nsems}) step=create");
+        d.ctx = format!("{test} seed={seed} (nsems={nsems}) step=create");
         d.log.clear();
         let p = private(&mut d, nsems);
         let n = nsems as usize;
         for step in 0..25 {
-            d.ctx = format!("random_exit_undo seed={seed} (nsems={nsems}) step={step}");
+            d.ctx = format!("{test} seed={seed} (nsems={nsems}) step={step}");
             if r.pct(40) {
-                random_step(&mut d, &mut r, p);
+                let _ = random_step(&mut d, &mut r, p);
                 continue;
             }
             // A child episode.
@@ -1563,7 +1830,9 @@ fn random_exit_undo() {
             let wait = r.pct(50);
             let mut child = fork_child(|io| {
                 d.ctx.push_str(" [child]");
-                let n0 = d.log.len();
+                let mut n0 = d.log.len();
+                let mut adj = vec![0i32; n];
+                let mut record = false;
                 for _ in 0..cr.range(1, 4) {
                     let mut ops = random_sops(&mut cr, n);
                     for o in &mut ops {
@@ -1571,31 +1840,67 @@ fn random_exit_undo() {
                             o.sem_flg |= UN as i16;
                         }
                     }
-                    let _ = d.semop(p, &ops);
+                    let undo = |o: &Sembuf| o.sem_flg & UN as i16 != 0;
+                    record |= ops.iter().any(undo);
+                    if d.semop(p, &ops).is_ok() {
+                        for o in ops.iter().filter(|o| undo(o)) {
+                            adj[o.sem_num as usize] -= o.sem_op as i32;
+                        }
+                    }
                 }
                 io.log(&d.log[n0..]);
+                n0 = d.log.len();
                 io.ready();
                 if wait {
-                    io.wait_go();
+                    let cleared = io.wait_go();
+                    for (i, a) in adj.iter_mut().enumerate() {
+                        if cleared & (1 << i) != 0 {
+                            *a = 0;
+                        }
+                    }
                 }
+                if keep_nonzero && record && adj.iter().all(|&a| a == 0) {
+                    // One of the two succeeds: the value cannot be both 0
+                    // and SEMVMX.
+                    if d.semop(p, &[sb(0, 1, UN | NW)]).is_err() {
+                        d.semop(p, &[sb(0, -1, UN | NW)]).unwrap();
+                    }
+                }
+                io.log(&d.log[n0..]);
             });
             child.expect_ready();
             d.log.extend(child.take_log());
             if wait {
                 // The child is parked in wait_go(): its adjustments are live.
                 d.check_state();
+                let mut cleared = 0;
                 for _ in 0..r.range(1, 3) {
-                    random_step(&mut d, &mut r, p);
+                    cleared |= random_step(&mut d, &mut r, p);
                 }
-                child.go();
+                child.go_with(cleared);
             }
-            d.log.push(format!("[child {} exits]", child.pid));
-            child.finish();
+            let pid = child.pid;
+            let lines = child.finish();
+            d.log.extend(lines);
+            d.log.push(format!("[child {pid} exited]"));
             d.check_state();
         }
         rmid(&mut d, p);
         d.pairs.clear();
     }
+}
+
+/// Exit undo in random sequences, exactly as the kernel does it.
+#[test]
+#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
+fn random_exit_undo() {
+    random_exit_undo_run("random_exit_undo", 1000..1100, false);
+}
+
+/// The same, with children that always exit holding a non-zero adjustment.
+#[test]
+fn random_exit_undo_nonzero_adjustments() {
+    random_exit_undo_run("random_exit_undo_nonzero_adjustments", 1000..1100, true);
 }
 
 /// Random semget/IPC_RMID sequences over a small pool of keys: creation,
@@ -1634,7 +1939,9 @@ fn random_semget_sequences() {
                 [-1, 32000, 32001][r.below(3) as usize]
             };
             if nsems == 32000 {
-                // Never create a 32000-semaphore set: only look one up.
+                // Never create a 32000-semaphore set (IPC_PRIVATE would,
+                // whatever the flags): only look one up by key.
+                let key = keys[r.below(3) as usize];
                 let _ = d.semget(key, nsems, 0);
                 continue;
             }

@@ -400,6 +400,9 @@ impl Rng {
 // Observable state
 // ---------------------------------------------------------------------------
 
+/// GETVAL, GETPID, GETNCNT, GETZCNT of one semaphore.
+pub type PerSem = (R<i32>, R<i32>, R<i32>, R<i32>);
+
 /// Everything one side shows about one set, apart from ids, seq and times.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snap {
@@ -408,7 +411,7 @@ pub struct Snap {
     /// GETALL.
     pub all: R<Vec<u16>>,
     /// Per semaphore: GETVAL, GETPID, GETNCNT, GETZCNT.
-    pub per: Vec<(R<i32>, R<i32>, R<i32>, R<i32>)>,
+    pub per: Vec<PerSem>,
     /// otime and ctime (compared only as described in `compare_times`).
     #[allow(dead_code)]
     pub otime: i64,
@@ -521,6 +524,58 @@ impl Dual {
             owner_pid: std::process::id(),
             check_after_each: true,
         }
+    }
+
+    /// A Dual over sets another process made: opens the namespace `ns_name`
+    /// by name (as an unrelated process does) and knows the sets `pairs`
+    /// (kernel id, shmsem id, nsems), in that order. Removes nothing when
+    /// dropped.
+    pub fn attach(ctx: &str, ns_name: &str, pairs: &[(i32, i32, usize)]) -> Dual {
+        let (s, ns): (Box<dyn SemApi>, _) = if selftest() {
+            let k2 = Kernel {
+                key_xor: SELFTEST_KEY_XOR,
+            };
+            (Box::new(k2), None)
+        } else {
+            let ns = Namespace::open(ns_name).unwrap_or_else(|e| {
+                panic!(
+                    "Namespace::open({ns_name}) as uid {} failed: {e}",
+                    // SAFETY: geteuid has no preconditions.
+                    unsafe { libc::geteuid() }
+                )
+            });
+            (Box::new(Shm { ns: ns.clone() }), Some(ns))
+        };
+        Dual {
+            k: KERNEL,
+            s,
+            ns,
+            ns_name: ns_name.to_string(),
+            pairs: pairs
+                .iter()
+                .map(|&(k, s, nsems)| Pair {
+                    k,
+                    s,
+                    nsems,
+                    prev: None,
+                })
+                .collect(),
+            ctx: ctx.to_string(),
+            log: Vec::new(),
+            kernel_ids: Vec::new(),
+            owner_pid: 0, // never the current process: nothing is removed
+            check_after_each: true,
+        }
+    }
+
+    /// The known sets as "k:s:nsems,..." (see `parse_pairs`).
+    pub fn pairs_string(&self) -> String {
+        let v: Vec<String> = self
+            .pairs
+            .iter()
+            .map(|p| format!("{}:{}:{}", p.k, p.s, p.nsems))
+            .collect();
+        v.join(",")
     }
 
     /// True when the second side is shmsem (not the self-test).
@@ -1007,14 +1062,15 @@ impl ChildIo {
         write_frame(&mut self.to_parent, b'L', text.join("\n").as_bytes());
     }
 
-    /// Waits for the parent's go-ahead.
-    pub fn wait_go(&mut self) {
+    /// Waits for the parent's go-ahead; returns the byte it sent.
+    pub fn wait_go(&mut self) -> u8 {
         let mut b = [0u8; 1];
         if self.from_parent.read_exact(&mut b).is_err() {
             // The parent is gone: nothing sensible is left to do.
             // SAFETY: _exit has no preconditions.
             unsafe { libc::_exit(3) };
         }
+        b[0]
     }
 }
 
@@ -1180,7 +1236,12 @@ impl Child {
 
     /// Lets the child go on past its `wait_go()`.
     pub fn go(&mut self) {
-        self.to_child.write_all(&[1]).expect("writing to child");
+        self.go_with(0);
+    }
+
+    /// Lets the child go on, handing it one byte.
+    pub fn go_with(&mut self, byte: u8) {
+        self.to_child.write_all(&[byte]).expect("writing to child");
     }
 
     /// The lines the child logged so far.
@@ -1268,4 +1329,72 @@ pub fn become_nobody() {
 /// A sembuf.
 pub fn sb(num: u16, op: i16, flg: i32) -> Sembuf {
     Sembuf::new(num, op, flg as i16)
+}
+
+// ---------------------------------------------------------------------------
+// Children that are new processes (the test binary run again)
+// ---------------------------------------------------------------------------
+
+/// Environment variable naming the test an exec'd child must play.
+pub const EXEC_CHILD_VAR: &str = "DIFF_EXEC_CHILD";
+
+/// Parses `Dual::pairs_string`.
+pub fn parse_pairs(s: &str) -> Vec<(i32, i32, usize)> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            let f: Vec<&str> = x.split(':').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs this test binary again as a new process that runs only `test`
+/// with the given environment (plus `DIFF_EXEC_CHILD=test`), and panics
+/// with its output if it fails. A child that runs longer than the deadline
+/// is killed and reported.
+pub fn exec_child(test: &str, env: &[(&str, String)]) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        test,
+        "--exact",
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ])
+    .env(EXEC_CHILD_VAR, test)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawning the test binary");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(CHILD_DEADLINE) {
+        Ok(r) => r.expect("waiting for the exec'd child"),
+        Err(_) => {
+            // SAFETY: the pid is our child, not yet reaped (the waiting
+            // thread reaps it after the kill).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("watchdog: exec'd child {pid} for {test} did not finish in {CHILD_DEADLINE:?}");
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || !text.contains("1 passed") {
+        panic!("exec'd child for {test} failed ({}):\n{text}", out.status);
+    }
 }
