@@ -12,7 +12,6 @@ pub use shm_layout::{
     SEM_UNDO, SETALL, SETVAL,
 };
 
-use crate::Error;
 #[cfg(not(shmsem_loom))]
 use crate::{Namespace, Result};
 
@@ -148,9 +147,4 @@ pub fn semctl(semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i
 /// EINVAL.
 pub fn is_known_cmd(cmd: i32) -> bool {
     matches!(cmd, 0..=3 | 11..=20)
-}
-
-#[allow(dead_code)]
-fn _assert_error_is_copy(e: Error) -> (Error, Error) {
-    (e, e)
 }
