@@ -177,9 +177,10 @@ fn set_name(ns: &str, idx: u32, seq: u32) -> String {
 
 /// The file mode of a set's segment: a class that the set's mode grants
 /// anything gets read and write on the segment (it needs both to map and
-/// operate); a class granted nothing cannot open the segment at all.
+/// operate); a class granted nothing cannot open the segment at all, except
+/// the file's owner, the set's creator, who may always IPC_SET/IPC_RMID.
 fn file_mode(mode: u32) -> u32 {
-    let mut m = 0;
+    let mut m = 0o600;
     for shift in [6, 3, 0] {
         if (mode >> shift) & 0o6 != 0 {
             m |= 0o6 << shift;
@@ -227,40 +228,76 @@ fn in_groups(a: u32, b: u32) -> bool {
     g.1.contains(&a) || g.1.contains(&b)
 }
 
-/// Checks `requested` access (9-bit flag) against a set, as ipcperms.
+/// A set's ownership and permission bits.
+#[derive(Clone, Copy)]
+struct Perm {
+    uid: u32,
+    gid: u32,
+    cuid: u32,
+    cgid: u32,
+    mode: u32,
+}
+
+impl Perm {
+    fn of_view(view: &SetView<'_>) -> Perm {
+        view.read_consistent(|v| {
+            let h = v.hdr;
+            Perm {
+                uid: h.uid.load(Ordering::Relaxed),
+                gid: h.gid.load(Ordering::Relaxed),
+                cuid: h.cuid.load(Ordering::Relaxed),
+                cgid: h.cgid.load(Ordering::Relaxed),
+                mode: h.mode.load(Ordering::Relaxed),
+            }
+        })
+    }
+
+    /// Checks `flag` (9-bit requested access) as the kernel's ipcperms.
+    fn permits(&self, flag: u32) -> bool {
+        let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
+        if requested == 0 {
+            return true;
+        }
+        let (euid, egid) = creds();
+        if euid == 0 {
+            return true;
+        }
+        let granted = if euid == self.uid || euid == self.cuid {
+            self.mode >> 6
+        } else if egid == self.gid || egid == self.cgid || in_groups(self.gid, self.cgid) {
+            self.mode >> 3
+        } else {
+            self.mode
+        } & 7;
+        requested & !granted == 0
+    }
+
+    /// May the caller IPC_SET or IPC_RMID?
+    fn owner_or_creator(&self) -> bool {
+        let (euid, _) = creds();
+        euid == 0 || euid == self.uid || euid == self.cuid
+    }
+}
+
 fn permitted(view: &SetView<'_>, flag: u32) -> bool {
-    let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
-    if requested == 0 {
-        return true;
-    }
-    let (euid, egid) = creds();
-    if euid == 0 {
-        return true;
-    }
-    let (uid, gid, cuid, cgid, mode) = view.read_consistent(|v| {
-        let h = v.hdr;
-        (
-            h.uid.load(Ordering::Relaxed),
-            h.gid.load(Ordering::Relaxed),
-            h.cuid.load(Ordering::Relaxed),
-            h.cgid.load(Ordering::Relaxed),
-            h.mode.load(Ordering::Relaxed),
-        )
-    });
-    let granted = if euid == uid || euid == cuid {
-        mode >> 6
-    } else if egid == gid || egid == cgid || in_groups(gid, cgid) {
-        mode >> 3
-    } else {
-        mode
-    } & 7;
-    requested & !granted == 0
+    Perm::of_view(view).permits(flag)
 }
 
 fn owner_or_creator(view: &SetView<'_>) -> bool {
-    let h = view.hdr;
-    let (euid, _) = creds();
-    euid == 0 || euid == h.uid.load(Ordering::Relaxed) || euid == h.cuid.load(Ordering::Relaxed)
+    Perm::of_view(view).owner_or_creator()
+}
+
+/// What the registry knows of a set, for a process that may not open its
+/// segment (README difference 9): enough for semget, SEM_STAT_ANY and the
+/// errors the kernel gives such a process.
+struct Meta {
+    id: i32,
+    key: i32,
+    nsems: u32,
+    seq: u32,
+    perm: Perm,
+    otime: i64,
+    ctime: i64,
 }
 
 /// Registry lock guard: releases the OFD lock, then the process mutex.
@@ -475,7 +512,11 @@ impl Namespace {
         let map = Mapping::open(&name)?.ok_or(Error::Invalid)?;
         // SAFETY: the mapping is page-aligned, `len` bytes long, and lives
         // in the handle as long as the view; all access is atomic.
-        let view: SetView<'static> = unsafe { SetView::from_raw(map.base(), map.len())? };
+        let mut view: SetView<'static> = unsafe { SetView::from_raw(map.base(), map.len())? };
+        // SAFETY: the registry mapping outlives every handle: Namespace's
+        // Drop frees the handles before its fields (the mapping) drop.
+        let mirror: &'static AtomicU64 = unsafe { &*(&e.otime_tagged as *const AtomicU64) };
+        view.set_otime_mirror(mirror, eseq);
         if view.hdr.id.load(Ordering::Relaxed) as u32 & (SEMMNI_MAX - 1) != idx {
             return Err(Error::Corrupt);
         }
@@ -594,6 +635,7 @@ impl Namespace {
                 p.start_time.store(start, Ordering::Relaxed);
                 p.undo_count.store(0, Ordering::Relaxed);
                 p.queued.store(0, Ordering::Relaxed);
+                p.undo_record.store(0, Ordering::Relaxed);
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
                 p.state_gen
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
@@ -676,11 +718,17 @@ impl Namespace {
                 if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
                     return Err(Error::Invalid);
                 }
-                let h = self.lookup_slow(idx, None)?;
-                if !permitted(&h.view, (semflg & 0o777) as u32) {
+                let perm = match self.lookup_slow(idx, None) {
+                    Ok(h) => Perm::of_view(&h.view),
+                    // Not ours to open: the registry's copy decides, as
+                    // the kernel lets any class through with no flags.
+                    Err(Error::PermissionDenied) => self.meta_locked(idx, None)?.perm,
+                    Err(e) => return Err(e),
+                };
+                if !perm.permits((semflg & 0o777) as u32) {
                     return Err(Error::PermissionDenied);
                 }
-                return Ok(h.view.hdr.id.load(Ordering::Relaxed));
+                return Ok(self.meta_locked(idx, None)?.id);
             }
             if semflg & IPC_CREAT == 0 {
                 return Err(Error::NotFound);
@@ -752,14 +800,31 @@ impl Namespace {
         e.state_seq
             .store((seq << ENTRY_SEQ_SHIFT) | ENTRY_CREATING, Ordering::Release);
         let id = ((seq << IPCMNI_SHIFT) | idx) as i32;
-        let r = self.create_segment(idx, seq, key, id, nsems, mode);
-        if let Err(err) = r {
-            e.state_seq.store(seq << ENTRY_SEQ_SHIFT, Ordering::Release);
-            return Err(err);
-        }
+        let (uid, gid) = creds();
+        let r = self.create_segment(id, key, nsems, mode, (uid, gid));
+        let ctime = match r {
+            Ok(t) => t,
+            Err(err) => {
+                e.state_seq.store(seq << ENTRY_SEQ_SHIFT, Ordering::Release);
+                return Err(err);
+            }
+        };
         e.key.store(key, Ordering::Relaxed);
         e.nsems.store(nsems, Ordering::Relaxed);
         e.creator.store(liveness::pid(), Ordering::Relaxed);
+        for (f, x) in [
+            (&e.uid, uid),
+            (&e.gid, gid),
+            (&e.cuid, uid),
+            (&e.cgid, gid),
+            (&e.mode, mode),
+        ] {
+            f.store(x, Ordering::Relaxed);
+        }
+        let tag = seq as u64 & TIME_TAG_MASK;
+        e.otime_tagged.store(tag, Ordering::Relaxed);
+        e.ctime_tagged
+            .store(((ctime as u64) << TIME_TAG_BITS) | tag, Ordering::Relaxed);
         // SYNC: Release publishes key/nsems before the entry is LIVE.
         e.state_seq
             .store((seq << ENTRY_SEQ_SHIFT) | ENTRY_LIVE, Ordering::Release);
@@ -770,15 +835,17 @@ impl Namespace {
         Ok(id)
     }
 
+    /// Creates and initialises set `id`'s segment for owner `(uid, gid)`;
+    /// returns its ctime.
     fn create_segment(
         &self,
-        idx: u32,
-        seq: u32,
-        key: i32,
         id: i32,
+        key: i32,
         nsems: u32,
         mode: u32,
-    ) -> Result<()> {
+        (uid, gid): (u32, u32),
+    ) -> Result<i64> {
+        let (idx, seq) = (id as u32 & (SEMMNI_MAX - 1), id as u32 >> IPCMNI_SHIFT);
         let name = set_name(&self.name, idx, seq);
         let geo = SetGeometry::new(nsems, self.limits.proc_slots, self.limits.queue_slots);
         let map = match Mapping::create_exclusive(&name, geo.size) {
@@ -793,10 +860,10 @@ impl Namespace {
         // SAFETY: the fresh mapping is zeroed, page-aligned and geo.size
         // bytes long; it starts with a SetHeader.
         let hdr = unsafe { &*(map.base() as *const SetHeader) };
-        let (uid, gid) = creds();
-        SetView::init(hdr, &geo, key, id, uid, gid, mode, sync::realtime_secs());
+        let ctime = sync::realtime_secs();
+        SetView::init(hdr, &geo, key, id, uid, gid, mode, ctime);
         map.set_mode(file_mode(mode))?;
-        Ok(())
+        Ok(ctime)
     }
 
     // -----------------------------------------------------------------
@@ -826,8 +893,16 @@ impl Namespace {
                 return Err(Error::Invalid);
             }
         }
-        let h = self.lookup(semid)?;
+        let h = match self.lookup(semid) {
+            Err(Error::PermissionDenied) => return self.semop_denied(semid, sops),
+            r => r?,
+        };
         let v = &h.view;
+        if sops.iter().any(|s| s.sem_flg as i32 & SEM_UNDO != 0) {
+            // The kernel makes the undo record before the EFBIG and EACCES
+            // checks, and its existence alone sets otime at exit.
+            v.note_undo_record(self.me(h)?.slot);
+        }
         if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
             return Err(Error::SemNumOutOfRange);
         }
@@ -880,7 +955,12 @@ impl Namespace {
                 if idx >= self.limits.semmni {
                     return Err(Error::Invalid);
                 }
-                let h = self.lookup_slow(idx, None)?;
+                let h = match self.lookup_slow(idx, None) {
+                    Err(Error::PermissionDenied) => {
+                        return self.semctl_denied(idx, None, semnum, cmd, arg)
+                    }
+                    r => r?,
+                };
                 if cmd == SEM_STAT && !permitted(&h.view, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
@@ -897,7 +977,12 @@ impl Namespace {
                 if !(0..=SEMVMX).contains(&val) {
                     return Err(Error::OutOfRange);
                 }
-                let h = self.lookup(semid)?;
+                let h = match self.lookup(semid) {
+                    Err(Error::PermissionDenied) => {
+                        return self.semctl_denied_id(semid, semnum, cmd, arg)
+                    }
+                    r => r?,
+                };
                 let n = self.semnum(h, semnum)?;
                 if !permitted(&h.view, 0o222) {
                     return Err(Error::PermissionDenied);
@@ -907,11 +992,17 @@ impl Namespace {
                         return Err(Error::Removed);
                     }
                     g.setval(n, val, me.pid);
+                    self.mirror_ctime(h, g.view());
                     Ok(0)
                 })?
             }
             _ => {
-                let h = self.lookup(semid)?;
+                let h = match self.lookup(semid) {
+                    Err(Error::PermissionDenied) => {
+                        return self.semctl_denied_id(semid, semnum, cmd, arg)
+                    }
+                    r => r?,
+                };
                 self.semctl_set(h, semnum, cmd, arg)
             }
         }
@@ -936,7 +1027,22 @@ impl Namespace {
                         return Err(Error::BadAddress);
                     };
                     let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
-                    self.locked(h, |g, _, _| g.set_perm(uid, gid, mode))?;
+                    // The registry's copy changes with the set, under both
+                    // locks, so that its readers never see half of it.
+                    let _l = self.lock_registry()?;
+                    self.locked(h, |g, _, _| {
+                        if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                            // Its registry entry may already be another set's.
+                            return Err(Error::Invalid);
+                        }
+                        g.set_perm(uid, gid, mode);
+                        let e = self.entry_of(h);
+                        for (f, x) in [(&e.uid, uid), (&e.gid, gid), (&e.mode, mode)] {
+                            f.store(x, Ordering::Relaxed);
+                        }
+                        self.mirror_ctime(h, g.view());
+                        Ok(())
+                    })??;
                     // Let the OS follow (best effort: only root may chown).
                     let _ = h.map.set_owner(uid, gid);
                     let _ = h.map.set_mode(file_mode(mode));
@@ -1013,6 +1119,7 @@ impl Namespace {
                         return Err(Error::Removed);
                     }
                     g.setall(vals, me.pid);
+                    self.mirror_ctime(h, g.view());
                     Ok(0)
                 })?
             }
@@ -1020,7 +1127,12 @@ impl Namespace {
         }
     }
 
+    /// IPC_STAT's data. Dead processes are swept first (an exit with an
+    /// undo record sets otime) if this process can take part in the set:
+    /// one that cannot reopen the segment or find a process-table entry
+    /// still gets the data.
     fn stat(&self, h: &SetHandle) -> SemidDs {
+        let _ = self.locked(h, |g, me, host| g.sweep_dead(me, host, false));
         let v = &h.view;
         let mut ds = v.read_consistent(|v| {
             let x = v.hdr;
@@ -1041,6 +1153,122 @@ impl Namespace {
         });
         ds.otime = v.otime();
         ds
+    }
+
+    /// The registry entry of a mapped set.
+    fn entry_of(&self, h: &SetHandle) -> &RegistryEntry {
+        let idx = h.view.hdr.id.load(Ordering::Relaxed) as u32 & (SEMMNI_MAX - 1);
+        &self.entries()[idx as usize]
+    }
+
+    /// Copies the set's ctime to the registry (call under the set's lock).
+    fn mirror_ctime(&self, h: &SetHandle, v: &SetView<'_>) {
+        let ctime = v.hdr.ctime.load(Ordering::Relaxed);
+        crate::set::store_tagged_time(&self.entry_of(h).ctime_tagged, h.seq, ctime);
+    }
+
+    /// The registry's copy of set `idx` (whose sequence must be `seq` if
+    /// given); the caller holds the registry lock. EINVAL as `lookup`.
+    fn meta_locked(&self, idx: u32, seq: Option<u32>) -> Result<Meta> {
+        let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
+        let ss = e.state_seq.load(Ordering::Acquire);
+        let eseq = ss >> ENTRY_SEQ_SHIFT;
+        if ss & ENTRY_STATE_MASK != ENTRY_LIVE || seq.is_some_and(|s| s != eseq) {
+            return Err(Error::Invalid);
+        }
+        let time = |w: &AtomicU64| {
+            let w = w.load(Ordering::Relaxed);
+            if w & TIME_TAG_MASK == eseq as u64 & TIME_TAG_MASK {
+                crate::set::tagged_time_secs(w)
+            } else {
+                0
+            }
+        };
+        Ok(Meta {
+            id: ((eseq << IPCMNI_SHIFT) | idx) as i32,
+            key: e.key.load(Ordering::Relaxed),
+            nsems: e.nsems.load(Ordering::Relaxed),
+            seq: eseq,
+            perm: Perm {
+                uid: e.uid.load(Ordering::Relaxed),
+                gid: e.gid.load(Ordering::Relaxed),
+                cuid: e.cuid.load(Ordering::Relaxed),
+                cgid: e.cgid.load(Ordering::Relaxed),
+                mode: e.mode.load(Ordering::Relaxed),
+            },
+            otime: time(&e.otime_tagged),
+            ctime: time(&e.ctime_tagged),
+        })
+    }
+
+    /// semop on a set whose segment the OS will not open for us: the
+    /// kernel's answers from the registry's copy (EFBIG before EACCES).
+    #[cold]
+    fn semop_denied(&self, semid: i32, sops: &[Sembuf]) -> Result<()> {
+        let idx = semid as u32 & (SEMMNI_MAX - 1);
+        let m = {
+            let _l = self.lock_registry()?;
+            self.meta_locked(idx, Some(semid as u32 >> IPCMNI_SHIFT))?
+        };
+        if sops.iter().any(|s| s.sem_num as u32 >= m.nsems) {
+            return Err(Error::SemNumOutOfRange);
+        }
+        Err(Error::PermissionDenied)
+    }
+
+    #[cold]
+    fn semctl_denied_id(
+        &self,
+        semid: i32,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
+        let idx = semid as u32 & (SEMMNI_MAX - 1);
+        self.semctl_denied(idx, Some(semid as u32 >> IPCMNI_SHIFT), semnum, cmd, arg)
+    }
+
+    /// semctl on a set whose segment the OS will not open for us: what
+    /// needs no access (SEM_STAT_ANY, EPERM of IPC_SET/IPC_RMID, EINVAL of
+    /// SETVAL's semnum) comes from the registry's copy; the rest is EACCES.
+    #[cold]
+    fn semctl_denied(
+        &self,
+        idx: u32,
+        seq: Option<u32>,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
+        let m = {
+            let _l = self.lock_registry()?;
+            self.meta_locked(idx, seq)?
+        };
+        match cmd {
+            SEM_STAT_ANY => {
+                let SemctlArg::StatOut(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
+                *out = SemidDs {
+                    perm: IpcPerm {
+                        key: m.key,
+                        uid: m.perm.uid,
+                        gid: m.perm.gid,
+                        cuid: m.perm.cuid,
+                        cgid: m.perm.cgid,
+                        mode: m.perm.mode,
+                        seq: m.seq,
+                    },
+                    otime: m.otime,
+                    ctime: m.ctime,
+                    nsems: m.nsems as u64,
+                };
+                Ok(m.id)
+            }
+            IPC_SET | IPC_RMID if !m.perm.owner_or_creator() => Err(Error::NotPermitted),
+            SETVAL if semnum < 0 || semnum as u32 >= m.nsems => Err(Error::Invalid),
+            _ => Err(Error::PermissionDenied),
+        }
     }
 
     fn info(&self, cmd: i32, out: &mut Seminfo) -> Result<i32> {

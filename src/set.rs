@@ -83,6 +83,9 @@ pub struct SetView<'a> {
     undo: &'a [AtomicI16],
     queue: &'a [QueueSlot],
     geo: SetGeometry,
+    /// Where otime is mirrored for processes that cannot open the segment
+    /// (the registry entry's tagged word) and the set's sequence tag.
+    otime_mirror: Option<(&'a AtomicU64, u32)>,
 }
 
 fn state(status: u32) -> u32 {
@@ -171,6 +174,7 @@ impl<'a> SetView<'a> {
                     qs as usize,
                 ),
                 geo,
+                otime_mirror: None,
             })
         }
     }
@@ -193,6 +197,7 @@ impl<'a> SetView<'a> {
             undo,
             queue,
             geo,
+            otime_mirror: None,
         }
     }
 
@@ -298,7 +303,7 @@ impl<'a> SetView<'a> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    set_otime(e);
+                    self.set_otime(e);
                     return Some(Ok(()));
                 }
                 Err(x) => w = x,
@@ -392,6 +397,35 @@ impl<'a> SetView<'a> {
                 }
             }
             sync::spin_hint();
+        }
+    }
+
+    /// Mirrors otime into `word` (a registry entry's tagged word) for
+    /// processes that cannot open the segment; `seq` is the set's tag.
+    pub fn set_otime_mirror(&mut self, word: &'a AtomicU64, seq: u32) {
+        self.otime_mirror = Some((word, seq));
+    }
+
+    /// Records the time of an operation on semaphore `e` (and in the
+    /// mirror). Read first: most calls in one second find it already set,
+    /// and a load keeps the cache line shared.
+    fn set_otime(&self, e: &SemEntry) {
+        let now = sync::realtime_secs();
+        if e.otime.load(Ordering::Relaxed) != now {
+            e.otime.store(now, Ordering::Relaxed);
+            if let Some((w, seq)) = self.otime_mirror {
+                store_tagged_time(w, seq, now);
+            }
+        }
+    }
+
+    /// Notes that process table entry `slot` made a SEM_UNDO call (the
+    /// kernel's undo record: its exit sets otime).
+    pub fn note_undo_record(&self, slot: u32) {
+        if let Some(p) = self.proc(slot) {
+            if p.undo_record.load(Ordering::Relaxed) == 0 {
+                p.undo_record.store(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -668,13 +702,25 @@ impl<'a> SetView<'a> {
     }
 }
 
-fn set_otime(e: &SemEntry) {
-    let now = sync::realtime_secs();
-    // Read first: most calls in one second find it already set, and a
-    // load keeps the cache line shared.
-    if e.otime.load(Ordering::Relaxed) != now {
-        e.otime.store(now, Ordering::Relaxed);
+/// Stores `secs` in a tagged time word (see [`TIME_TAG_BITS`]) if the word
+/// still carries tag `seq`, i.e. still belongs to this set.
+pub fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
+    let tag = seq as u64 & TIME_TAG_MASK;
+    let new = ((secs as u64) << TIME_TAG_BITS) | tag;
+    let mut cur = word.load(Ordering::Relaxed);
+    // Relaxed: the mirror is advisory (only processes that cannot open the
+    // segment read it, under the registry lock); the CAS only guards the tag.
+    while cur & TIME_TAG_MASK == tag && cur != new {
+        match word.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(x) => cur = x,
+        }
     }
+}
+
+/// The seconds of a tagged time word.
+pub fn tagged_time_secs(w: u64) -> i64 {
+    (w >> TIME_TAG_BITS) as i64
 }
 
 /// The distinct semaphore numbers of a call, in first-mention order.
@@ -812,7 +858,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
         }
         self.scratch.touched = touched;
-        set_otime(&self.v.sems[first as usize]);
+        self.v.set_otime(&self.v.sems[first as usize]);
     }
 
     /// The slow path of semop, under the lock: try, and either finish or
@@ -1107,7 +1153,12 @@ impl<'v, 'a> Guard<'v, 'a> {
                 continue;
             }
             let has_undo = pe.undo_count.load(Ordering::Relaxed) != 0;
-            if !has_undo && (undo_only || pe.queued.load(Ordering::Relaxed) == 0) {
+            // A record with only zero adjustments matters for otime alone:
+            // full sweeps look at it, undo-only sweeps (on the semop path)
+            // do not.
+            let holds = pe.queued.load(Ordering::Relaxed) != 0
+                || pe.undo_record.load(Ordering::Relaxed) != 0;
+            if !has_undo && (undo_only || !holds) {
                 continue;
             }
             if !host.is_dead(v, p) {
@@ -1116,7 +1167,6 @@ impl<'v, 'a> Guard<'v, 'a> {
             changed |= self.reap(p, sg);
         }
         if changed {
-            set_otime(&v.sems[0]);
             self.update_queue();
         }
     }
@@ -1157,8 +1207,15 @@ impl<'v, 'a> Guard<'v, 'a> {
                 changed = true;
             }
         }
+        // As exit_sem: a process with an undo record for the set sets otime
+        // (of semaphore 0) at exit, whatever its adjustments were.
+        if pe.undo_record.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0
+        {
+            v.set_otime(&v.sems[0]);
+        }
         pe.undo_count.store(0, Ordering::Relaxed);
         pe.queued.store(0, Ordering::Relaxed);
+        pe.undo_record.store(0, Ordering::Relaxed);
         let free = (sg & !PROC_STATE_MASK) | PROC_FREE;
         let _ = pe
             .state_gen
@@ -1396,7 +1453,8 @@ pub mod heap {
             start_time: AtomicU64,
             undo_count: AtomicU32,
             queued: AtomicU32,
-            _pad2: AtomicU64
+            undo_record: AtomicU32,
+            _pad2: AtomicU32
         })
     }
     fn slot() -> QueueSlot {

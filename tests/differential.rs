@@ -282,7 +282,6 @@ fn semget_permissions_no_access() {
 
 /// The same from a new process (no mapping inherited).
 #[test]
-#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn semget_permissions_no_access_new_process() {
     semget_no_access("semget_permissions_no_access_new_process", EXEC_MODE);
 }
@@ -659,7 +658,6 @@ fn undo_applied_at_exit() {
 /// SEM_UNDO op, even one that fails (E1), and at exit updates otime for
 /// every set it has a record for, even when every adjustment is zero.
 #[test]
-#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
 fn exit_with_undo_record_sets_otime() {
     let _g = exclusive();
     let mut d = Dual::new("undootime");
@@ -1357,7 +1355,6 @@ fn perm_semop_no_access() {
 
 /// The same from a new process (no mapping inherited).
 #[test]
-#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn perm_semop_no_access_new_process() {
     semop_no_access("perm_semop_no_access_new_process", EXEC_MODE);
 }
@@ -1473,7 +1470,6 @@ fn perm_semctl_no_access() {
 
 /// The same from a new process (no mapping inherited).
 #[test]
-#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn perm_semctl_no_access_new_process() {
     semctl_no_access("perm_semctl_no_access_new_process", EXEC_MODE);
 }
@@ -1557,7 +1553,6 @@ fn perm_granted_classes() {
 }
 
 #[test]
-#[ignore = "known difference 9 in README.md: a class the mode grants nothing cannot open the segment (EACCES)"]
 fn perm_owner_and_group_classes() {
     as_nobody(
         "perm_owner_and_group_classes",
@@ -1808,7 +1803,8 @@ fn random_sequences_3() {
 /// With `keep_nonzero`, a child that ever made a SEM_UNDO call ends with at
 /// least one non-zero adjustment (it tracks its own adjustments and those
 /// the parent cleared, and adds a last ±1 SEM_UNDO op if all are zero), so
-/// the sequence stays clear of known difference 10 (README.md).
+/// every exit has adjustments to apply; without it, many exits leave an
+/// all-zero record, which must still set otime.
 fn random_exit_undo_run(test: &str, seeds: std::ops::Range<u64>, keep_nonzero: bool) {
     let _g = exclusive();
     let mut d = Dual::new("randundo");
@@ -1892,7 +1888,6 @@ fn random_exit_undo_run(test: &str, seeds: std::ops::Range<u64>, keep_nonzero: b
 
 /// Exit undo in random sequences, exactly as the kernel does it.
 #[test]
-#[ignore = "known difference 10 in README.md: exit with an all-zero undo record does not set otime"]
 fn random_exit_undo() {
     random_exit_undo_run("random_exit_undo", 1000..1100, false);
 }

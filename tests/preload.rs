@@ -697,7 +697,6 @@ fn perl_ipc_semaphore() {
 /// EFAULT, IPC_RMID/IPC_SET by a stranger is EPERM, SEM_STAT_ANY needs no
 /// permission. The output must equal the kernel's. Needs root.
 #[test]
-#[ignore = "known difference 9 in README.md: a class the set's mode grants nothing cannot open the segment, so SEM_STAT_ANY/IPC_SET/IPC_RMID give EACCES where the kernel gives success/EPERM"]
 fn permission_checks_and_their_order_match_the_kernel() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {

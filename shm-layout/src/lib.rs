@@ -28,7 +28,7 @@ pub use loom::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -310,7 +310,33 @@ pub struct RegistryEntry {
     pub nsems: AtomicU32,
     /// Pid of the creator (diagnostics).
     pub creator: AtomicI32,
+    /// Mirror of the set's owner uid, for processes that cannot open the
+    /// segment (written under the registry lock; see README difference 9).
+    pub uid: AtomicU32,
+    /// Mirror of the owner gid.
+    pub gid: AtomicU32,
+    /// Mirror of the creator uid.
+    pub cuid: AtomicU32,
+    /// Mirror of the creator gid.
+    pub cgid: AtomicU32,
+    /// Mirror of the permission bits.
+    pub mode: AtomicU32,
+    /// Padding.
+    pub _pad: AtomicU32,
+    /// Mirror of the set's otime, tagged with the set's sequence number
+    /// (see [`TIME_TAG_BITS`]) so that a late writer of a removed set cannot
+    /// touch the entry's next set.
+    pub otime_tagged: AtomicU64,
+    /// Mirror of the set's ctime, tagged the same way.
+    pub ctime_tagged: AtomicU64,
+    /// Reserved (zero).
+    pub _reserved: AtomicU64,
 }
+
+/// A tagged time word is `seconds << TIME_TAG_BITS | seq`.
+pub const TIME_TAG_BITS: u32 = 16;
+/// Mask of the sequence tag of a tagged time word.
+pub const TIME_TAG_MASK: u64 = (1 << TIME_TAG_BITS) - 1;
 
 // ---------------------------------------------------------------------------
 // Set segment
@@ -398,8 +424,11 @@ pub struct ProcEntry {
     /// Number of queue slots (head slots) this process has queued or not
     /// yet collected (lock holders only).
     pub queued: AtomicU32,
+    /// 1 once the process has made a SEM_UNDO call on the set (even a
+    /// failed one): the kernel's undo record, whose exit sets otime.
+    pub undo_record: AtomicU32,
     /// Padding to 32 bytes.
-    pub _pad2: AtomicU64,
+    pub _pad2: AtomicU32,
 }
 
 /// One pending-queue slot: a sleeper's operation, its futex word and links.
@@ -495,7 +524,7 @@ pub const fn registry_size(semmni: u32) -> usize {
 /// The plain layout of [`RegistryEntry`], for size computations.
 #[repr(C)]
 pub struct RegistryEntryLayout {
-    _f: [u32; 4],
+    _f: [u64; 8],
 }
 
 /// Offset of entry 0 in the registry.
@@ -505,8 +534,8 @@ pub const REGISTRY_ENTRIES_OFF: usize = 64;
 const _: () = {
     use core::mem::{align_of, size_of};
     assert!(size_of::<RegistryHeader>() <= REGISTRY_ENTRIES_OFF);
-    assert!(size_of::<RegistryEntry>() == 16);
-    assert!(size_of::<RegistryEntryLayout>() == 16);
+    assert!(size_of::<RegistryEntry>() == 64);
+    assert!(size_of::<RegistryEntryLayout>() == 64);
     assert!(size_of::<SetHeader>() == 136);
     assert!(size_of::<SemEntry>() == 32);
     assert!(align_of::<SemEntry>() == 8);
