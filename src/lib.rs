@@ -55,4 +55,6 @@ pub mod __private {
     //! Items for the loom models and the crate's own tests. Not a stable API.
     pub use crate::set::heap::HeapSet;
     pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome};
+    #[cfg(not(shmsem_loom))]
+    pub use crate::sync::{crash_after, crash_countdown};
 }

@@ -239,17 +239,16 @@ struct Perm {
 }
 
 impl Perm {
-    fn of_view(view: &SetView<'_>) -> Perm {
-        view.read_consistent(|v| {
-            let h = v.hdr;
-            Perm {
-                uid: h.uid.load(Ordering::Relaxed),
-                gid: h.gid.load(Ordering::Relaxed),
-                cuid: h.cuid.load(Ordering::Relaxed),
-                cgid: h.cgid.load(Ordering::Relaxed),
-                mode: h.mode.load(Ordering::Relaxed),
-            }
-        })
+    /// The fields as they are (consistent under the set's lock).
+    fn read(v: &SetView<'_>) -> Perm {
+        let h = v.hdr;
+        Perm {
+            uid: h.uid.load(Ordering::Relaxed),
+            gid: h.gid.load(Ordering::Relaxed),
+            cuid: h.cuid.load(Ordering::Relaxed),
+            cgid: h.cgid.load(Ordering::Relaxed),
+            mode: h.mode.load(Ordering::Relaxed),
+        }
     }
 
     /// Checks `flag` (9-bit requested access) as the kernel's ipcperms.
@@ -277,14 +276,6 @@ impl Perm {
         let (euid, _) = creds();
         euid == 0 || euid == self.uid || euid == self.cuid
     }
-}
-
-fn permitted(view: &SetView<'_>, flag: u32) -> bool {
-    Perm::of_view(view).permits(flag)
-}
-
-fn owner_or_creator(view: &SetView<'_>) -> bool {
-    Perm::of_view(view).owner_or_creator()
 }
 
 /// What the registry knows of a set, for a process that may not open its
@@ -719,7 +710,7 @@ impl Namespace {
                     return Err(Error::Invalid);
                 }
                 let perm = match self.lookup_slow(idx, None) {
-                    Ok(h) => Perm::of_view(&h.view),
+                    Ok(h) => self.perm(h)?,
                     // Not ours to open: the registry's copy decides, as
                     // the kernel lets any class through with no flags.
                     Err(Error::PermissionDenied) => self.meta_locked(idx, None)?.perm,
@@ -907,7 +898,7 @@ impl Namespace {
             return Err(Error::SemNumOutOfRange);
         }
         let alter = engine::alters(sops);
-        if !permitted(v, if alter { 0o222 } else { 0o444 }) {
+        if !self.perm(h)?.permits(if alter { 0o222 } else { 0o444 }) {
             return Err(Error::PermissionDenied);
         }
         if sops.len() == 1 && sops[0].sem_flg as i32 & SEM_UNDO == 0 {
@@ -961,7 +952,7 @@ impl Namespace {
                     }
                     r => r?,
                 };
-                if cmd == SEM_STAT && !permitted(&h.view, 0o444) {
+                if cmd == SEM_STAT && !self.perm(h)?.permits(0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::StatOut(out) = arg else {
@@ -984,7 +975,7 @@ impl Namespace {
                     r => r?,
                 };
                 let n = self.semnum(h, semnum)?;
-                if !permitted(&h.view, 0o222) {
+                if !self.perm(h)?.permits(0o222) {
                     return Err(Error::PermissionDenied);
                 }
                 self.locked(h, |g, me, _| {
@@ -1019,7 +1010,7 @@ impl Namespace {
         let v = &h.view;
         match cmd {
             IPC_RMID | IPC_SET => {
-                if !owner_or_creator(v) {
+                if !self.perm(h)?.owner_or_creator() {
                     return Err(Error::NotPermitted);
                 }
                 if cmd == IPC_SET {
@@ -1052,7 +1043,7 @@ impl Namespace {
                 Ok(0)
             }
             IPC_STAT => {
-                if !permitted(v, 0o444) {
+                if !self.perm(h)?.permits(0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::StatOut(out) = arg else {
@@ -1062,7 +1053,7 @@ impl Namespace {
                 Ok(0)
             }
             GETALL => {
-                if !permitted(v, 0o444) {
+                if !self.perm(h)?.permits(0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::GetAll(out) = arg else {
@@ -1080,7 +1071,7 @@ impl Namespace {
                 Ok(0)
             }
             GETVAL | GETPID | GETNCNT | GETZCNT => {
-                if !permitted(v, 0o444) {
+                if !self.perm(h)?.permits(0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let n = self.semnum(h, semnum)?;
@@ -1101,7 +1092,7 @@ impl Namespace {
                 })
             }
             SETALL => {
-                if !permitted(v, 0o222) {
+                if !self.perm(h)?.permits(0o222) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::SetAll(vals) = arg else {
@@ -1127,14 +1118,21 @@ impl Namespace {
         }
     }
 
-    /// IPC_STAT's data. Dead processes are swept first (an exit with an
-    /// undo record sets otime) if this process can take part in the set:
-    /// one that cannot reopen the segment or find a process-table entry
-    /// still gets the data.
+    /// A set's ownership and mode: lock-free, or under the lock when a
+    /// writer is in the way (one that died mid-update is recovered).
+    fn perm(&self, h: &SetHandle) -> Result<Perm> {
+        match h.view.read_consistent(Perm::read) {
+            Some(p) => Ok(p),
+            None => self.locked(h, |g, _, _| Perm::read(g.view())),
+        }
+    }
+
+    /// IPC_STAT's data, under the lock after a sweep of dead processes (an
+    /// exit with an undo record sets otime). A process that cannot take
+    /// part in the set (it cannot reopen the segment, or the process table
+    /// is full) reads it lock-free instead.
     fn stat(&self, h: &SetHandle) -> SemidDs {
-        let _ = self.locked(h, |g, me, host| g.sweep_dead(me, host, false));
-        let v = &h.view;
-        let mut ds = v.read_consistent(|v| {
+        let read = |v: &SetView<'_>| {
             let x = v.hdr;
             SemidDs {
                 perm: IpcPerm {
@@ -1146,13 +1144,24 @@ impl Namespace {
                     mode: x.mode.load(Ordering::Relaxed),
                     seq: h.seq,
                 },
-                otime: 0,
+                otime: v.otime(),
                 ctime: x.ctime.load(Ordering::Relaxed),
                 nsems: v.nsems() as u64,
             }
+        };
+        let locked = self.locked(h, |g, me, host| {
+            g.sweep_dead(me, host, false);
+            read(g.view())
         });
-        ds.otime = v.otime();
-        ds
+        match locked {
+            Ok(ds) => ds,
+            // Without the lock a stuck writer could keep the read from ever
+            // being consistent: after the retries, take what is there.
+            Err(_) => h
+                .view
+                .read_consistent(read)
+                .unwrap_or_else(|| read(&h.view)),
+        }
     }
 
     /// The registry entry of a mapped set.

@@ -33,6 +33,9 @@ const MAX_MARKS: usize = 8;
 const GLOBAL_FOREVER: u32 = u32::MAX;
 /// Lock-free snapshot attempts before GETALL takes the lock.
 const SNAPSHOT_TRIES: u32 = 16;
+/// Attempts of a lock-free consistent read before the reader takes the
+/// lock (a writer that is slow, or died, mid-update).
+const SEQ_TRIES: u32 = 1000;
 
 /// What the engine needs from the operating system.
 pub trait Host {
@@ -82,6 +85,8 @@ pub struct SetView<'a> {
     procs: &'a [ProcEntry],
     undo: &'a [AtomicI16],
     queue: &'a [QueueSlot],
+    intent: &'a IntentHeader,
+    intent_entries: &'a [AtomicU64],
     geo: SetGeometry,
     /// Where otime is mirrored for processes that cannot open the segment
     /// (the registry entry's tagged word) and the set's sequence tag.
@@ -173,6 +178,12 @@ impl<'a> SetView<'a> {
                     base.add(geo.queue_off) as *const QueueSlot,
                     qs as usize,
                 ),
+                intent: &*(base.add(geo.intent_off) as *const IntentHeader),
+                intent_entries: core::slice::from_raw_parts(
+                    base.add(geo.intent_off + core::mem::size_of::<IntentHeader>())
+                        as *const AtomicU64,
+                    nsems as usize,
+                ),
                 geo,
                 otime_mirror: None,
             })
@@ -187,15 +198,19 @@ impl<'a> SetView<'a> {
         procs: &'a [ProcEntry],
         undo: &'a [AtomicI16],
         queue: &'a [QueueSlot],
+        (intent, intent_entries): (&'a IntentHeader, &'a [AtomicU64]),
     ) -> SetView<'a> {
         let geo = SetGeometry::new(sems.len() as u32, procs.len() as u32, queue.len() as u32);
         assert!(undo.len() >= geo.undo_row() / 2 * procs.len());
+        assert!(intent_entries.len() >= sems.len());
         SetView {
             hdr,
             sems,
             procs,
             undo,
             queue,
+            intent,
+            intent_entries,
             geo,
             otime_mirror: None,
         }
@@ -312,9 +327,10 @@ impl<'a> SetView<'a> {
     }
 
     /// Reads one word consistently with multi-word updates: retried while a
-    /// lock holder is in the middle of writing several words.
-    fn read_word(&self, n: usize) -> u64 {
-        loop {
+    /// lock holder is in the middle of writing several words. `None` after
+    /// [`SEQ_TRIES`] (a holder slow or dead mid-update): take the lock.
+    fn read_word(&self, n: usize) -> Option<u64> {
+        for _ in 0..SEQ_TRIES {
             // SYNC: pairs with the release store that makes `seq` even again
             // at the end of a writing section.
             let s1 = self.hdr.seq.load(Ordering::Acquire);
@@ -322,17 +338,19 @@ impl<'a> SetView<'a> {
                 let w = self.sems[n].word.load(Ordering::Acquire);
                 sync::fence(Ordering::Acquire);
                 if self.hdr.seq.load(Ordering::Relaxed) == s1 {
-                    return w;
+                    return Some(w);
                 }
             }
             sync::spin_hint();
         }
+        None
     }
 
     /// GETVAL / GETPID without the lock. `None` if a dead process's undo may
-    /// be pending on the semaphore (UNDO_HELD): the caller sweeps first.
+    /// be pending on the semaphore (UNDO_HELD), or a writer is in the way:
+    /// the caller takes the lock (and sweeps).
     pub fn read_sem(&self, n: usize) -> Option<(i32, i32)> {
-        let w = self.read_word(n);
+        let w = self.read_word(n)?;
         if w & SEM_UNDO_HELD != 0 && w & SEM_GLOBAL == 0 {
             return None;
         }
@@ -385,19 +403,21 @@ impl<'a> SetView<'a> {
     }
 
     /// Reads header fields consistently (IPC_STAT): `f` is retried until no
-    /// writing section overlapped it.
-    pub fn read_consistent<T>(&self, f: impl Fn(&SetView<'a>) -> T) -> T {
-        loop {
+    /// writing section overlapped it. `None` after [`SEQ_TRIES`]: take the
+    /// lock and read under it.
+    pub fn read_consistent<T>(&self, f: impl Fn(&SetView<'a>) -> T) -> Option<T> {
+        for _ in 0..SEQ_TRIES {
             let s1 = self.hdr.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let v = f(self);
                 sync::fence(Ordering::Acquire);
                 if self.hdr.seq.load(Ordering::Relaxed) == s1 {
-                    return v;
+                    return Some(v);
                 }
             }
             sync::spin_hint();
         }
+        None
     }
 
     /// Mirrors otime into `word` (a registry entry's tagged word) for
@@ -442,17 +462,22 @@ impl<'a> SetView<'a> {
     // The global lock
     // -----------------------------------------------------------------
 
-    /// Takes the set's global lock. A holder found dead is replaced (its
-    /// section's derived state is recomputed).
+    /// Takes the set's global lock. A holder found dead is replaced: its
+    /// committed intent record is redone, the derived state recomputed, and
+    /// the queue retried, before the caller's section begins.
     pub fn lock<'v>(&'v self, me: &Me, host: &dyn Host) -> Guard<'v, 'a> {
         let tok = me.token();
         let l = &self.hdr.lock;
         // SYNC: Acquire pairs with the Release swap in Guard::drop.
-        if l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
+        let recovered = if l
+            .compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            self.lock_slow(tok, host);
-        }
+            self.lock_slow(tok, host)
+        } else {
+            false
+        };
+        sync::wrote();
         let mut g = Guard {
             v: self,
             global: false,
@@ -461,15 +486,21 @@ impl<'a> SetView<'a> {
             wakes: Vec::new(),
             scratch: Scratch::default(),
             ops: Vec::new(),
+            intent: Intent::default(),
         };
         if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
             g.global = true;
         }
+        if recovered {
+            // What the dead holder's section would have done next.
+            g.update_queue();
+        }
         g
     }
 
+    /// Returns whether the lock was taken over from a dead holder.
     #[cold]
-    fn lock_slow(&self, tok: u32, host: &dyn Host) {
+    fn lock_slow(&self, tok: u32, host: &dyn Host) -> bool {
         let l = &self.hdr.lock;
         for _ in 0..LOCK_SPINS {
             sync::spin_hint();
@@ -477,9 +508,13 @@ impl<'a> SetView<'a> {
                 && l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                return;
+                return false;
             }
         }
+        // Check the holder once before the first sleep, then after every
+        // slice: a live holder, however slow (stopped, preempted), is never
+        // robbed; a dead one is replaced without waiting a whole slice.
+        let mut check = true;
         loop {
             let cur = l.load(Ordering::Relaxed);
             if cur == 0 {
@@ -492,10 +527,27 @@ impl<'a> SetView<'a> {
                 )
                 .is_ok()
                 {
-                    return;
+                    return false;
                 }
                 continue;
             }
+            if check && self.owner_dead(cur, host) {
+                // SYNC: Acquire as for a normal acquisition (the dead
+                // holder's writes are visible); repair makes them whole.
+                if l.compare_exchange(
+                    cur,
+                    tok | LOCK_CONTENDED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+                {
+                    self.repair();
+                    return true;
+                }
+                continue;
+            }
+            check = false;
             if cur & LOCK_CONTENDED == 0
                 && l.compare_exchange(
                     cur,
@@ -508,22 +560,8 @@ impl<'a> SetView<'a> {
                 continue;
             }
             let deadline = sync::monotonic_ns() + SWEEP_SLICE_NS;
-            if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut
-                && self.owner_dead(cur, host)
-            {
-                // SYNC: Acquire as for a normal acquisition; the dead
-                // owner's partial writes are repaired below.
-                if l.compare_exchange(
-                    cur | LOCK_CONTENDED,
-                    tok | LOCK_CONTENDED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-                {
-                    self.repair();
-                    return;
-                }
+            if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut {
+                check = true;
             }
         }
     }
@@ -541,24 +579,48 @@ impl<'a> SetView<'a> {
         host.is_dead(self, slot)
     }
 
-    /// After taking the lock from a dead holder: recompute what can be
-    /// derived (waiter and undo counts, the marks) and close the sequence
-    /// counter. (Redoing or discarding the dead holder's half-applied
-    /// values needs the intent record of the crash-safety work.)
+    /// After taking the lock from a dead holder: finish its update (redo a
+    /// committed intent record, drop an uncommitted one), close the
+    /// sequence counter, and recompute everything derived: marks and
+    /// global mode, waiter and undo counts, the FIFO links (from the
+    /// tickets), continuation slots nobody owns; then wake every sleeper
+    /// whose operation was completed (its waker may have died before
+    /// waking it). Every step is idempotent: a recoverer that dies here is
+    /// recovered in turn.
     fn repair(&self) {
-        let s = self.hdr.seq.load(Ordering::Relaxed);
-        if s & 1 != 0 {
-            self.hdr.seq.store(s.wrapping_add(1), Ordering::Release);
-        }
         for e in self.sems {
             e.word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
-            e.nwait.store(0, Ordering::Relaxed);
-            e.nundo.store(0, Ordering::Relaxed);
         }
         if self.hdr.global_mode.load(Ordering::Relaxed) != GLOBAL_FOREVER {
             self.hdr
                 .global_mode
                 .store(USE_GLOBAL_LOCK_HYSTERESIS, Ordering::Relaxed);
+        }
+        // SYNC: Acquire pairs with the Release store of INTENT_COMMITTED:
+        // a committed record is complete.
+        if self.intent.commit.load(Ordering::Acquire) == INTENT_COMMITTED {
+            // A corrupt record cannot be applied; nothing better to do.
+            let _ = self.redo(true);
+        }
+        self.intent.commit.store(INTENT_NONE, Ordering::Release);
+        let s = self.hdr.seq.load(Ordering::Relaxed);
+        if s & 1 != 0 {
+            self.hdr.seq.store(s.wrapping_add(1), Ordering::Release);
+        }
+        self.recount();
+        self.relink();
+        for q in self.queue {
+            if state(q.status.load(Ordering::Relaxed)) == SLOT_DONE {
+                sync::futex_wake(&q.status, 1);
+            }
+        }
+    }
+
+    /// Recomputes the undo and waiter counts from the undo rows and queue.
+    fn recount(&self) {
+        for e in self.sems {
+            e.nwait.store(0, Ordering::Relaxed);
+            e.nundo.store(0, Ordering::Relaxed);
         }
         for p in 0..self.proc_slots() {
             let mut n = 0;
@@ -587,6 +649,284 @@ impl<'a> SetView<'a> {
                 }
             }
         }
+    }
+
+    /// Rebuilds both FIFOs from the queued slots in ticket order, and frees
+    /// continuation slots that no queued operation reaches.
+    fn relink(&self) {
+        let mut reached = vec![false; self.queue.len()];
+        let mut lists: [Vec<(u64, u32)>; 2] = [Vec::new(), Vec::new()];
+        for (i, q) in self.queue.iter().enumerate() {
+            if state(q.status.load(Ordering::Relaxed)) != SLOT_QUEUED {
+                continue;
+            }
+            let alter = q.flags.load(Ordering::Relaxed) & SLOT_F_ALTER != 0;
+            lists[alter as usize].push((q.ticket.load(Ordering::Relaxed), i as u32));
+            let mut c = q.cont.load(Ordering::Relaxed);
+            let mut hops = 0;
+            while let Some(cq) = self.queue.get(c as usize) {
+                if hops > self.queue.len() || reached[c as usize] {
+                    break;
+                }
+                hops += 1;
+                reached[c as usize] = true;
+                c = cq.cont.load(Ordering::Relaxed);
+            }
+        }
+        for (i, q) in self.queue.iter().enumerate() {
+            let st = q.status.load(Ordering::Relaxed);
+            if state(st) == SLOT_CONT && !reached[i] {
+                q.status
+                    .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            }
+        }
+        let heads = [
+            (&self.hdr.const_head, &self.hdr.const_tail),
+            (&self.hdr.alter_head, &self.hdr.alter_tail),
+        ];
+        for (list, (head, tail)) in lists.iter_mut().zip(heads) {
+            list.sort_unstable();
+            let mut prev = NIL;
+            for &(_, i) in list.iter() {
+                let q = &self.queue[i as usize];
+                q.prev.store(prev, Ordering::Relaxed);
+                q.next.store(NIL, Ordering::Relaxed);
+                match self.queue.get(prev as usize) {
+                    Some(p) => p.next.store(i, Ordering::Relaxed),
+                    None => head.store(i, Ordering::Relaxed),
+                }
+                prev = i;
+            }
+            if prev == NIL {
+                head.store(NIL, Ordering::Relaxed);
+            }
+            tail.store(prev, Ordering::Relaxed);
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // The intent record
+    // -----------------------------------------------------------------
+
+    /// Sets process `p`'s adjustment for semaphore `n`, keeping the counts.
+    /// Idempotent.
+    fn put_adj(&self, p: u32, n: usize, adj: i32) {
+        let cell = self.undo_cell(p, n);
+        let old = cell.load(Ordering::Relaxed) as i32;
+        if old == adj {
+            return;
+        }
+        cell.store(adj as i16, Ordering::Relaxed);
+        sync::wrote();
+        let pe = &self.procs[p as usize];
+        let e = &self.sems[n];
+        if old == 0 {
+            pe.undo_count.fetch_add(1, Ordering::Relaxed);
+            e.nundo.fetch_add(1, Ordering::Relaxed);
+        } else if adj == 0 {
+            dec(&pe.undo_count);
+            dec(&e.nundo);
+        }
+        sync::wrote();
+    }
+
+    /// Writes value and sempid of semaphore `n` (a word the writer owns).
+    fn put_value(&self, n: usize, value: i32, pid: i32) {
+        let e = &self.sems[n].word;
+        let w = e.load(Ordering::Relaxed);
+        e.store(word_with(w, value, pid), Ordering::Release);
+        sync::wrote();
+    }
+
+    /// Clears every process's adjustment for semaphore `only` (or all).
+    /// `exhaustive` reads every row; otherwise rows whose count says they
+    /// hold nothing are skipped (the counts are exact outside recovery).
+    fn clear_adjs(&self, only: Option<usize>, exhaustive: bool) {
+        for p in 0..self.proc_slots() {
+            if !exhaustive && self.procs[p as usize].undo_count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            match only {
+                Some(n) => self.put_adj(p, n, 0),
+                None => (0..self.nsems()).for_each(|n| self.put_adj(p, n, 0)),
+            }
+        }
+    }
+
+    /// Frees queue slot `i`'s continuation slots (only those still CONT).
+    fn free_conts(&self, i: u32) {
+        let Some(q) = self.queue.get(i as usize) else {
+            return;
+        };
+        let mut c = q.cont.load(Ordering::Relaxed);
+        let mut hops = 0;
+        while let Some(cq) = self.queue.get(c as usize) {
+            let st = cq.status.load(Ordering::Relaxed);
+            if state(st) != SLOT_CONT || hops > self.queue.len() {
+                break;
+            }
+            hops += 1;
+            cq.status
+                .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            sync::wrote();
+            c = cq.cont.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Applies the committed intent record. Idempotent: values are
+    /// absolute, a status or a process entry changes by compare-and-swap
+    /// from the value the record names. The record is untrusted: anything
+    /// out of range makes it `Corrupt` before any of it is applied.
+    /// `recovering`: counts may be stale, so nothing is skipped by them.
+    fn redo(&self, recovering: bool) -> Result<()> {
+        let ih = self.intent;
+        let kind = ih.kind.load(Ordering::Relaxed);
+        let count = ih.count.load(Ordering::Relaxed) as usize;
+        let entries = self.intent_entries.get(..count).ok_or(Error::Corrupt)?;
+        let nsems = self.nsems();
+        for w in entries {
+            let (n, val, _) = unpack_intent(w.load(Ordering::Relaxed));
+            if n as usize >= nsems || val as i32 > SEMVMX {
+                return Err(Error::Corrupt);
+            }
+        }
+        let pid = ih.pid.load(Ordering::Relaxed);
+        let p = ih.proc_slot.load(Ordering::Relaxed);
+        let values = || {
+            for w in entries {
+                let (n, val, _) = unpack_intent(w.load(Ordering::Relaxed));
+                self.put_value(n as usize, val as i32, pid);
+            }
+        };
+        match kind {
+            INTENT_APPLY => {
+                let adjs = entries
+                    .iter()
+                    .any(|w| unpack_intent(w.load(Ordering::Relaxed)).2.is_some());
+                if adjs && p >= self.proc_slots() {
+                    return Err(Error::Corrupt);
+                }
+                for w in entries {
+                    let (n, val, adj) = unpack_intent(w.load(Ordering::Relaxed));
+                    self.put_value(n as usize, val as i32, pid);
+                    if let Some(a) = adj {
+                        self.put_adj(p, n as usize, a as i32);
+                    }
+                }
+                if let Some(e) = self.sems.get(ih.otime_sem.load(Ordering::Relaxed) as usize) {
+                    self.set_otime(e);
+                }
+                if let Some(q) = self.queue.get(ih.q_slot.load(Ordering::Relaxed) as usize) {
+                    let (from, to) = (
+                        ih.q_from.load(Ordering::Relaxed),
+                        ih.q_to.load(Ordering::Relaxed),
+                    );
+                    // SYNC: Release pairs with the sleeper's Acquire load of
+                    // its status (SetView::wait): the values written for it
+                    // happen before it returns.
+                    let _ =
+                        q.status
+                            .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed);
+                    sync::wrote();
+                }
+            }
+            INTENT_SETVAL | INTENT_SETALL => {
+                for w in entries {
+                    let (n, _, _) = unpack_intent(w.load(Ordering::Relaxed));
+                    if kind == INTENT_SETVAL {
+                        self.clear_adjs(Some(n as usize), recovering);
+                    }
+                }
+                if kind == INTENT_SETALL {
+                    self.clear_adjs(None, recovering);
+                }
+                values();
+                self.hdr
+                    .ctime
+                    .store(ih.time.load(Ordering::Relaxed), Ordering::Relaxed);
+                sync::wrote();
+            }
+            INTENT_REAP => {
+                let pe = self.procs.get(p as usize).ok_or(Error::Corrupt)?;
+                let sg = ih.proc_sg.load(Ordering::Relaxed);
+                values();
+                for n in 0..nsems {
+                    self.put_adj(p, n, 0);
+                }
+                for (i, q) in self.queue.iter().enumerate() {
+                    let st = q.status.load(Ordering::Relaxed);
+                    if q.proc_slot.load(Ordering::Relaxed) != p
+                        || (state(st) != SLOT_QUEUED && state(st) != SLOT_DONE)
+                    {
+                        continue;
+                    }
+                    self.free_conts(i as u32);
+                    q.status
+                        .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+                    sync::wrote();
+                }
+                // Only while the entry is still the dead process's: once
+                // freed, a newcomer may already have claimed it.
+                if pe.state_gen.load(Ordering::Acquire) == sg {
+                    // As exit_sem: an undo record sets otime (of semaphore
+                    // 0) at exit, whatever its adjustments were.
+                    if pe.undo_record.load(Ordering::Relaxed) != 0
+                        && self.hdr.removed.load(Ordering::Relaxed) == 0
+                    {
+                        self.set_otime(&self.sems[0]);
+                    }
+                    pe.undo_count.store(0, Ordering::Relaxed);
+                    pe.queued.store(0, Ordering::Relaxed);
+                    pe.undo_record.store(0, Ordering::Relaxed);
+                    sync::wrote();
+                    let free = (sg & !PROC_STATE_MASK) | PROC_FREE;
+                    let _ = pe.state_gen.compare_exchange(
+                        sg,
+                        free,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                    sync::wrote();
+                }
+            }
+            INTENT_RMID => {
+                self.hdr
+                    .global_mode
+                    .store(GLOBAL_FOREVER, Ordering::Relaxed);
+                // SYNC: Release pairs with the Acquire loads of `removed` in
+                // lookups: whoever sees it sees the set as it was left.
+                self.hdr.removed.store(1, Ordering::Release);
+                sync::wrote();
+                let eidrm = Error::Removed.errno() as u32;
+                for q in self.queue {
+                    let st = q.status.load(Ordering::Relaxed);
+                    if state(st) == SLOT_QUEUED {
+                        // SYNC: as for APPLY's completion.
+                        let _ = q.status.compare_exchange(
+                            st,
+                            make_status(gen_of(st), SLOT_DONE, eidrm),
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        );
+                        sync::wrote();
+                    }
+                }
+            }
+            INTENT_SETPERM => {
+                let h = self.hdr;
+                h.uid
+                    .store(ih.uid.load(Ordering::Relaxed), Ordering::Relaxed);
+                h.gid
+                    .store(ih.gid.load(Ordering::Relaxed), Ordering::Relaxed);
+                h.mode
+                    .store(ih.mode.load(Ordering::Relaxed) & 0o777, Ordering::Relaxed);
+                h.ctime
+                    .store(ih.time.load(Ordering::Relaxed), Ordering::Relaxed);
+                sync::wrote();
+            }
+            _ => return Err(Error::Corrupt),
+        }
+        Ok(())
     }
 
     /// The operations stored in queue slot `i` and its continuations,
@@ -692,11 +1032,16 @@ impl<'a> SetView<'a> {
             drop(g);
             return self.collect(me, slot, st);
         }
-        g.dequeue(slot);
+        // Unlinking is derived state; the FREE status is the one write that
+        // cancels; the continuations are freed after it (recovery frees
+        // them too if we die in between).
+        g.unlink(slot);
         q.status
             .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        sync::wrote();
+        self.free_conts(slot);
         if let Some(p) = self.proc(me.slot) {
-            p.queued.fetch_sub(1, Ordering::Relaxed);
+            dec(&p.queued);
         }
         Err(why)
     }
@@ -731,6 +1076,31 @@ fn distinct(ops: &[Sembuf]) -> impl Iterator<Item = u16> + '_ {
         .map(|(_, o)| o.sem_num)
 }
 
+/// Decrements a lock-holder-only counter, never below zero (the segment
+/// is untrusted).
+fn dec(a: &AtomicU32) {
+    let x = a.load(Ordering::Relaxed);
+    if x > 0 {
+        a.store(x - 1, Ordering::Relaxed);
+    }
+}
+
+/// An intent record being built in process memory, written to the segment
+/// by [`Guard::commit`] (see [`IntentHeader`]).
+#[derive(Default)]
+struct Intent {
+    kind: u32,
+    proc_slot: u32,
+    pid: i32,
+    /// (slot, status before, status after).
+    q: Option<(u32, u32, u32)>,
+    perm: (u32, u32, u32),
+    proc_sg: u32,
+    time: i64,
+    otime_sem: u32,
+    entries: Vec<u64>,
+}
+
 /// The global lock, held. Dropping it ends the section: marks are cleared
 /// (or the hysteresis counts down), the sequence counter closes, the lock
 /// is released, and the sleepers completed in the section are woken.
@@ -742,6 +1112,7 @@ pub struct Guard<'v, 'a> {
     wakes: Vec<u32>,
     scratch: Scratch,
     ops: Vec<Sembuf>,
+    intent: Intent,
 }
 
 impl<'v, 'a> Guard<'v, 'a> {
@@ -761,6 +1132,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                 // SYNC: AcqRel: Acquire sees the last fast-path CAS on the
                 // word; from here on every fast-path CAS on it fails.
                 e.word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
+                sync::wrote();
             }
             self.marked.clear();
         }
@@ -771,6 +1143,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                 m.max(1)
             };
             hdr.global_mode.store(want, Ordering::Relaxed);
+            sync::wrote();
         }
         self.global = true;
     }
@@ -786,6 +1159,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         }
         // SYNC: as in enter_global.
         self.v.sems[n].word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
+        sync::wrote();
         self.marked.push(n as u32);
     }
 
@@ -800,6 +1174,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             // SYNC: orders the odd `seq` before the data writes that follow;
             // pairs with the readers' Acquire fence before their re-check.
             sync::fence(Ordering::Release);
+            sync::wrote();
         }
     }
 
@@ -807,32 +1182,66 @@ impl<'v, 'a> Guard<'v, 'a> {
         word_value(self.v.sems[n].word.load(Ordering::Relaxed))
     }
 
-    /// Writes value and sempid of an owned word.
-    fn write_value(&mut self, n: usize, value: i32, pid: i32) {
-        self.begin_write();
-        let e = &self.v.sems[n].word;
-        let w = e.load(Ordering::Relaxed);
-        e.store(word_with(w, value, pid), Ordering::Release);
+    /// Starts a new intent record of `kind`.
+    fn intent(&mut self, kind: u32) -> &mut Intent {
+        let it = &mut self.intent;
+        it.kind = kind;
+        it.proc_slot = NIL;
+        it.pid = 0;
+        it.q = None;
+        it.perm = (0, 0, 0);
+        it.proc_sg = 0;
+        it.time = 0;
+        it.otime_sem = NIL;
+        it.entries.clear();
+        it
     }
 
-    /// Sets process `p`'s adjustment for semaphore `n`, keeping the counts.
-    fn set_adj(&mut self, p: u32, n: usize, adj: i32) {
-        let cell = self.v.undo_cell(p, n);
-        let old = cell.load(Ordering::Relaxed) as i32;
-        if old == adj {
-            return;
-        }
+    /// Writes the intent record to the segment, commits it, applies it and
+    /// clears it: a process that dies anywhere in here leaves either no
+    /// committed record (nothing applied yet) or one the next lock holder
+    /// redoes.
+    fn commit(&mut self) -> Result<()> {
         self.begin_write();
-        cell.store(adj as i16, Ordering::Relaxed);
-        let pe = &self.v.procs[p as usize];
-        let e = &self.v.sems[n];
-        if old == 0 {
-            pe.undo_count.fetch_add(1, Ordering::Relaxed);
-            e.nundo.fetch_add(1, Ordering::Relaxed);
-        } else if adj == 0 {
-            pe.undo_count.fetch_sub(1, Ordering::Relaxed);
-            e.nundo.fetch_sub(1, Ordering::Relaxed);
+        let v = self.v;
+        let ih = v.intent;
+        let it = &self.intent;
+        if it.entries.len() > v.intent_entries.len() {
+            return Err(Error::Corrupt);
         }
+        let (q_slot, q_from, q_to) = it.q.unwrap_or((NIL, 0, 0));
+        for (f, x) in [
+            (&ih.kind, it.kind),
+            (&ih.count, it.entries.len() as u32),
+            (&ih.proc_slot, it.proc_slot),
+            (&ih.q_slot, q_slot),
+            (&ih.q_from, q_from),
+            (&ih.q_to, q_to),
+            (&ih.uid, it.perm.0),
+            (&ih.gid, it.perm.1),
+            (&ih.mode, it.perm.2),
+            (&ih.proc_sg, it.proc_sg),
+            (&ih.otime_sem, it.otime_sem),
+        ] {
+            f.store(x, Ordering::Relaxed);
+            sync::wrote();
+        }
+        ih.pid.store(it.pid, Ordering::Relaxed);
+        sync::wrote();
+        ih.time.store(it.time, Ordering::Relaxed);
+        sync::wrote();
+        for (slot, &e) in v.intent_entries.iter().zip(&it.entries) {
+            slot.store(e, Ordering::Relaxed);
+            sync::wrote();
+        }
+        // SYNC: Release: the whole record happens before it counts as
+        // committed; pairs with the Acquire load in SetView::repair.
+        ih.commit.store(INTENT_COMMITTED, Ordering::Release);
+        sync::wrote();
+        let r = v.redo(false);
+        ih.commit.store(INTENT_NONE, Ordering::Release);
+        sync::wrote();
+        r
     }
 
     /// Evaluates `sops` for process `p` (its undo row) against the owned
@@ -847,18 +1256,23 @@ impl<'v, 'a> Guard<'v, 'a> {
         )
     }
 
-    /// Applies the evaluated call in the scratch as absolute values: value
-    /// and sempid of every named semaphore, and process `p`'s adjustments.
-    fn apply(&mut self, p: u32, pid: i32, first: u16) {
+    /// Applies the evaluated call in the scratch, through an intent record:
+    /// value and sempid of every named semaphore, process `p`'s
+    /// adjustments, otime; and, with `q`, the completion of that queued
+    /// operation (slot, its status now).
+    fn apply(&mut self, p: u32, pid: i32, first: u16, q: Option<(u32, u32)>) -> Result<()> {
         let touched = core::mem::take(&mut self.scratch.touched);
+        let it = self.intent(INTENT_APPLY);
+        it.proc_slot = p;
+        it.pid = pid;
+        it.otime_sem = first as u32;
+        it.q = q.map(|(i, st)| (i, st, make_status(gen_of(st), SLOT_DONE, 0)));
         for t in &touched {
-            self.write_value(t.num as usize, t.value, pid);
-            if t.adj != t.old_adj {
-                self.set_adj(p, t.num as usize, t.adj);
-            }
+            let adj = (t.adj != t.old_adj).then_some(t.adj as i16);
+            it.entries.push(pack_intent(t.num, t.value as u16, adj));
         }
         self.scratch.touched = touched;
-        self.v.set_otime(&self.v.sems[first as usize]);
+        self.commit()
     }
 
     /// The slow path of semop, under the lock: try, and either finish or
@@ -882,7 +1296,9 @@ impl<'v, 'a> Guard<'v, 'a> {
         }
         match self.evaluate(sops, me.slot) {
             Eval::Done => {
-                self.apply(me.slot, me.pid, sops[0].sem_num);
+                if let Err(e) = self.apply(me.slot, me.pid, sops[0].sem_num, None) {
+                    return SlowOutcome::Now(Err(e));
+                }
                 if engine::alters(sops) {
                     self.update_queue();
                 }
@@ -910,6 +1326,10 @@ impl<'v, 'a> Guard<'v, 'a> {
         None
     }
 
+    /// Queues the caller's operation. No intent record: the slots are
+    /// reserved (CONT, which recovery frees unless a queued operation
+    /// reaches them), filled, linked (links are derived), and the head's
+    /// QUEUED status, written last, is the one write that makes it real.
     fn enqueue(&mut self, me: &Me, sops: &[Sembuf], blocked_at: usize) -> Result<(u32, u32)> {
         let v = self.v;
         let need = sops.len().div_ceil(SLOT_OPS);
@@ -921,6 +1341,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                     let st = q.status.load(Ordering::Relaxed);
                     q.status
                         .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Relaxed);
+                    sync::wrote();
                 }
                 return Err(Error::NoMemory);
             };
@@ -929,6 +1350,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             let g = gen_of(q.status.load(Ordering::Relaxed)).wrapping_add(1) & 0xffff;
             q.status
                 .store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
+            sync::wrote();
             slots.push(i);
         }
         self.begin_write();
@@ -940,6 +1362,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
             q.cont
                 .store(slots.get(k + 1).copied().unwrap_or(NIL), Ordering::Relaxed);
+            sync::wrote();
         }
         let head = slots[0];
         let q = &v.queue[head as usize];
@@ -954,6 +1377,12 @@ impl<'v, 'a> Guard<'v, 'a> {
         } | if alter { SLOT_F_ALTER } else { 0 };
         q.flags.store(flags, Ordering::Relaxed);
         q.since.store(sync::monotonic_ns(), Ordering::Relaxed);
+        let ticket = v.hdr.next_ticket.load(Ordering::Relaxed);
+        v.hdr
+            .next_ticket
+            .store(ticket.wrapping_add(1), Ordering::Relaxed);
+        q.ticket.store(ticket, Ordering::Relaxed);
+        sync::wrote();
         self.set_blocked(head, &sops[blocked_at]);
         for n in distinct(sops) {
             v.sems[n as usize].nwait.fetch_add(1, Ordering::Relaxed);
@@ -961,6 +1390,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         if let Some(p) = v.proc(me.slot) {
             p.queued.fetch_add(1, Ordering::Relaxed);
         }
+        sync::wrote();
         let (head_f, tail_f) = if alter {
             (&v.hdr.alter_head, &v.hdr.alter_tail)
         } else {
@@ -974,10 +1404,12 @@ impl<'v, 'a> Guard<'v, 'a> {
             None => head_f.store(head, Ordering::Relaxed),
         }
         tail_f.store(head, Ordering::Relaxed);
+        sync::wrote();
         let g = gen_of(q.status.load(Ordering::Relaxed));
         let st = make_status(g, SLOT_QUEUED, 0);
         // SYNC: Release publishes the slot's contents before it is QUEUED.
         q.status.store(st, Ordering::Release);
+        sync::wrote();
         Ok((head, st))
     }
 
@@ -988,10 +1420,10 @@ impl<'v, 'a> Guard<'v, 'a> {
             .store(b, Ordering::Relaxed);
     }
 
-    /// Unlinks queued slot `i` from its FIFO and drops its waiter counts;
-    /// frees its continuation slots. The head slot's status is left to the
-    /// caller.
-    fn dequeue(&mut self, i: u32) {
+    /// Unlinks slot `i` from its FIFO and drops its waiter counts (derived
+    /// state: no intent record). Its status and continuations are left to
+    /// the caller.
+    fn unlink(&mut self, i: u32) {
         let v = self.v;
         self.begin_write();
         let q = &v.queue[i as usize];
@@ -1013,49 +1445,43 @@ impl<'v, 'a> Guard<'v, 'a> {
             Some(n) => n.prev.store(prev, Ordering::Relaxed),
             None => tail_f.store(prev, Ordering::Relaxed),
         }
+        q.prev.store(NIL, Ordering::Relaxed);
+        q.next.store(NIL, Ordering::Relaxed);
+        sync::wrote();
         let mut ops = core::mem::take(&mut self.ops);
         if v.read_ops(i, &mut ops).is_ok() {
             for n in distinct(&ops) {
-                let e = &v.sems[n as usize];
-                if e.nwait.load(Ordering::Relaxed) > 0 {
-                    e.nwait.fetch_sub(1, Ordering::Relaxed);
-                }
+                dec(&v.sems[n as usize].nwait);
                 // The count changed: the word's WAITERS bit must follow when
                 // the section ends.
                 self.own(n as usize);
             }
         }
+        sync::wrote();
         self.ops = ops;
-        let mut c = q.cont.load(Ordering::Relaxed);
-        let mut hops = 0;
-        while let Some(cq) = v.queue.get(c as usize) {
-            let st = cq.status.load(Ordering::Relaxed);
-            if state(st) != SLOT_CONT || hops > v.queue.len() {
-                break;
-            }
-            hops += 1;
-            cq.status
-                .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
-            c = cq.cont.load(Ordering::Relaxed);
-        }
-        q.cont.store(NIL, Ordering::Relaxed);
     }
 
-    /// Hands a result to the sleeper in slot `i`: dequeue, write DONE with
-    /// the errno (the futex word), and wake it when the section ends.
-    fn complete(&mut self, i: u32, result: Result<()>) {
-        self.dequeue(i);
-        let q = &self.v.queue[i as usize];
-        let st = q.status.load(Ordering::Relaxed);
-        let errno = match result {
-            Ok(()) => 0,
-            Err(e) => e.errno() as u32,
-        };
-        // SYNC: Release pairs with the sleeper's Acquire load of its status
-        // (SetView::wait): values written for it happen before it returns.
-        q.status
-            .store(make_status(gen_of(st), SLOT_DONE, errno), Ordering::Release);
+    /// After slot `i`'s completion was applied: out of its FIFO, its
+    /// continuations freed, its sleeper woken when the section ends.
+    fn finish(&mut self, i: u32) {
+        self.unlink(i);
+        self.v.free_conts(i);
         self.wakes.push(i);
+    }
+
+    /// Fails the queued operation in slot `i` with `err` (an intent record
+    /// of its completion alone).
+    fn fail(&mut self, i: u32, err: Error) {
+        let st = self.v.queue[i as usize].status.load(Ordering::Relaxed);
+        let it = self.intent(INTENT_APPLY);
+        it.q = Some((
+            i,
+            st,
+            make_status(gen_of(st), SLOT_DONE, err.errno() as u32),
+        ));
+        if self.commit().is_ok() {
+            self.finish(i);
+        }
     }
 
     /// Tries the queued operations after a change, as the kernel's
@@ -1091,17 +1517,14 @@ impl<'v, 'a> Guard<'v, 'a> {
                 break; // a cycle: corrupt links; stop rather than spin
             }
             let next = q.next.load(Ordering::Relaxed);
-            if v.read_ops(i, &mut ops).is_err() {
-                self.ops = ops;
-                self.complete(i, Err(Error::Corrupt));
-                ops = core::mem::take(&mut self.ops);
-                i = next;
-                continue;
+            let st = q.status.load(Ordering::Relaxed);
+            if state(st) != SLOT_QUEUED {
+                break; // corrupt links; stop rather than complete a stranger
             }
             let p = q.proc_slot.load(Ordering::Relaxed);
-            if p >= v.proc_slots() {
+            if v.read_ops(i, &mut ops).is_err() || p >= v.proc_slots() {
                 self.ops = ops;
-                self.complete(i, Err(Error::Corrupt));
+                self.fail(i, Error::Corrupt);
                 ops = core::mem::take(&mut self.ops);
                 i = next;
                 continue;
@@ -1112,10 +1535,15 @@ impl<'v, 'a> Guard<'v, 'a> {
             match self.evaluate(&ops, p) {
                 Eval::Done => {
                     let pid = q.pid.load(Ordering::Relaxed);
-                    self.apply(p, pid, ops[0].sem_num);
                     self.ops = ops;
-                    self.complete(i, Ok(()));
+                    let applied = self.apply(p, pid, self.ops[0].sem_num, Some((i, st)));
                     ops = core::mem::take(&mut self.ops);
+                    if applied.is_err() {
+                        // Only a record scribbled on mid-write fails: stop
+                        // here rather than retry it for ever.
+                        break;
+                    }
+                    self.finish(i);
                     if alter {
                         restarted = true;
                         break;
@@ -1123,7 +1551,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                 }
                 Eval::Fail(e) => {
                     self.ops = ops;
-                    self.complete(i, Err(e));
+                    self.fail(i, e);
                     ops = core::mem::take(&mut self.ops);
                 }
                 Eval::Block(k) => {
@@ -1171,28 +1599,24 @@ impl<'v, 'a> Guard<'v, 'a> {
         }
     }
 
-    /// Reaps dead process `p` (state_gen `sg`). Returns whether a value changed.
+    /// Reaps dead process `p` (state_gen `sg`), as the kernel's exit_sem:
+    /// value += adjustment, clamped; its queued operations and its entry
+    /// freed. Returns whether a value changed.
     fn reap(&mut self, p: u32, sg: u32) -> bool {
         let v = self.v;
         let pe = &v.procs[p as usize];
-        let pid = pe.pid.load(Ordering::Relaxed);
-        // Its queued operations: a killed waiter stops waiting and counting.
+        // Its queued operations leave the FIFOs first (derived state: if we
+        // die here, recovery relinks them and the next sweep reaps it).
         for i in 0..v.queue.len() as u32 {
             let q = &v.queue[i as usize];
-            let st = q.status.load(Ordering::Relaxed);
-            if q.proc_slot.load(Ordering::Relaxed) != p {
-                continue;
-            }
-            if state(st) == SLOT_QUEUED {
-                self.dequeue(i);
-            }
-            if state(st) == SLOT_QUEUED || state(st) == SLOT_DONE {
-                q.status
-                    .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            if q.proc_slot.load(Ordering::Relaxed) == p
+                && state(q.status.load(Ordering::Relaxed)) == SLOT_QUEUED
+            {
+                self.unlink(i);
             }
         }
-        // Its undo, as the kernel's exit_sem: value += adj, clamped.
-        let mut changed = false;
+        let mut entries = core::mem::take(&mut self.intent.entries);
+        entries.clear();
         if pe.undo_count.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0
         {
             for n in 0..v.nsems() {
@@ -1202,85 +1626,62 @@ impl<'v, 'a> Guard<'v, 'a> {
                 }
                 self.own(n);
                 let val = (self.value(n) + adj).clamp(0, SEMVMX);
-                self.write_value(n, val, pid);
-                self.set_adj(p, n, 0);
-                changed = true;
+                entries.push(pack_intent(n as u16, val as u16, None));
             }
         }
-        // As exit_sem: a process with an undo record for the set sets otime
-        // (of semaphore 0) at exit, whatever its adjustments were.
-        if pe.undo_record.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0
-        {
-            v.set_otime(&v.sems[0]);
-        }
-        pe.undo_count.store(0, Ordering::Relaxed);
-        pe.queued.store(0, Ordering::Relaxed);
-        pe.undo_record.store(0, Ordering::Relaxed);
-        let free = (sg & !PROC_STATE_MASK) | PROC_FREE;
-        let _ = pe
-            .state_gen
-            .compare_exchange(sg, free, Ordering::AcqRel, Ordering::Relaxed);
-        changed
+        let changed = !entries.is_empty();
+        let pid = pe.pid.load(Ordering::Relaxed);
+        let it = self.intent(INTENT_REAP);
+        it.entries = entries;
+        it.proc_slot = p;
+        it.proc_sg = sg;
+        it.pid = pid;
+        self.commit().is_ok() && changed
     }
 
     /// SETVAL: the value, sempid, every process's adjustment for it cleared,
     /// ctime, then the waiters.
     pub fn setval(&mut self, n: usize, val: i32, pid: i32) {
         self.enter_global(true);
-        self.clear_adjs(Some(n));
-        self.write_value(n, val, pid);
-        self.v
-            .hdr
-            .ctime
-            .store(sync::realtime_secs(), Ordering::Relaxed);
-        self.update_queue();
+        let it = self.intent(INTENT_SETVAL);
+        it.pid = pid;
+        it.time = sync::realtime_secs();
+        it.entries.push(pack_intent(n as u16, val as u16, None));
+        if self.commit().is_ok() {
+            self.update_queue();
+        }
     }
 
     /// SETALL.
     pub fn setall(&mut self, vals: &[u16], pid: i32) {
         self.enter_global(true);
-        self.clear_adjs(None);
-        for (n, &x) in vals.iter().enumerate().take(self.v.nsems()) {
-            self.write_value(n, x as i32, pid);
+        let nsems = self.v.nsems();
+        let it = self.intent(INTENT_SETALL);
+        it.pid = pid;
+        it.time = sync::realtime_secs();
+        for (n, &x) in vals.iter().enumerate().take(nsems) {
+            it.entries.push(pack_intent(n as u16, x, None));
         }
-        self.v
-            .hdr
-            .ctime
-            .store(sync::realtime_secs(), Ordering::Relaxed);
-        self.update_queue();
-    }
-
-    fn clear_adjs(&mut self, only: Option<usize>) {
-        let v = self.v;
-        for p in 0..v.proc_slots() {
-            if v.procs[p as usize].undo_count.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            match only {
-                Some(n) => self.set_adj(p, n, 0),
-                None => (0..v.nsems()).for_each(|n| self.set_adj(p, n, 0)),
-            }
+        if self.commit().is_ok() {
+            self.update_queue();
         }
     }
 
     /// IPC_SET: owner and mode.
     pub fn set_perm(&mut self, uid: u32, gid: u32, mode: u32) {
-        self.begin_write();
-        let h = self.v.hdr;
-        h.uid.store(uid, Ordering::Relaxed);
-        h.gid.store(gid, Ordering::Relaxed);
-        h.mode.store(mode & 0o777, Ordering::Relaxed);
-        h.ctime.store(sync::realtime_secs(), Ordering::Relaxed);
+        let it = self.intent(INTENT_SETPERM);
+        it.perm = (uid, gid, mode & 0o777);
+        it.time = sync::realtime_secs();
+        let _ = self.commit();
     }
 
     /// IPC_RMID: the set is marked removed (in global mode for ever, so the
     /// fast path never runs again) and every sleeper gets EIDRM.
     pub fn remove(&mut self) {
         self.enter_global(true);
-        self.begin_write();
+        self.intent(INTENT_RMID);
+        let _ = self.commit();
         let v = self.v;
-        v.hdr.global_mode.store(GLOBAL_FOREVER, Ordering::Relaxed);
-        v.hdr.removed.store(1, Ordering::Release);
         for head in [&v.hdr.alter_head, &v.hdr.const_head] {
             let mut hops = 0;
             while let Some(_q) = v.queue.get(head.load(Ordering::Relaxed) as usize) {
@@ -1288,13 +1689,8 @@ impl<'v, 'a> Guard<'v, 'a> {
                 if hops > v.queue.len() {
                     break;
                 }
-                self.complete(head.load(Ordering::Relaxed), Err(Error::Removed));
+                self.finish(head.load(Ordering::Relaxed));
             }
-        }
-        for e in v.sems {
-            let w = e.word.load(Ordering::Relaxed);
-            e.word
-                .store(w & (SEM_GLOBAL | SEM_VALUE_MASK), Ordering::Release);
         }
     }
 
@@ -1346,6 +1742,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         // SYNC: Release pairs with the fast path's Acquire load/CAS: all of
         // this section's writes happen before any later fast-path op.
         e.word.store((w & !SEM_SLOW_BITS) | bits, Ordering::Release);
+        sync::wrote();
     }
 }
 
@@ -1357,11 +1754,13 @@ impl Drop for Guard<'_, '_> {
             if m != GLOBAL_FOREVER {
                 if m <= 1 {
                     hdr.global_mode.store(0, Ordering::Relaxed);
+                    sync::wrote();
                     for n in 0..self.v.nsems() {
                         self.unmark(n);
                     }
                 } else {
                     hdr.global_mode.store(m - 1, Ordering::Relaxed);
+                    sync::wrote();
                 }
             }
         } else {
@@ -1373,9 +1772,11 @@ impl Drop for Guard<'_, '_> {
             let s = hdr.seq.load(Ordering::Relaxed);
             // SYNC: Release pairs with readers' Acquire load of `seq`.
             hdr.seq.store(s.wrapping_add(1), Ordering::Release);
+            sync::wrote();
         }
         // SYNC: Release pairs with the Acquire CAS of the next locker.
         let prev = hdr.lock.swap(0, Ordering::Release);
+        sync::wrote();
         if prev & LOCK_CONTENDED != 0 {
             sync::futex_wake(&hdr.lock, 1);
         }
@@ -1396,6 +1797,8 @@ pub mod heap {
         procs: Vec<ProcEntry>,
         undo: Vec<AtomicI16>,
         queue: Vec<QueueSlot>,
+        intent: Box<IntentHeader>,
+        intent_entries: Vec<AtomicU64>,
     }
 
     /// Builds a layout struct with every atomic field at zero (loom's
@@ -1432,9 +1835,10 @@ pub mod heap {
                 const_head: AtomicU32,
                 const_tail: AtomicU32,
                 alloc_hint: AtomicU32,
-                ctime: AtomicI64
+                ctime: AtomicI64,
+                next_ticket: AtomicU64
             },
-            [reserved; 4]
+            [reserved; 3]
         )
     }
     fn sem() -> SemEntry {
@@ -1470,7 +1874,8 @@ pub mod heap {
                 blocked: AtomicU32,
                 cont: AtomicU32,
                 _pad: AtomicU32,
-                since: AtomicU64
+                since: AtomicU64,
+                ticket: AtomicU64
             },
             [ops; SLOT_OPS]
         )
@@ -1489,13 +1894,38 @@ pub mod heap {
                     .map(|_| AtomicI16::new(0))
                     .collect(),
                 queue: (0..queue).map(|_| slot()).collect(),
+                intent: Box::new(zeroed!(IntentHeader {
+                    commit: AtomicU32,
+                    kind: AtomicU32,
+                    count: AtomicU32,
+                    proc_slot: AtomicU32,
+                    pid: AtomicI32,
+                    q_slot: AtomicU32,
+                    q_from: AtomicU32,
+                    q_to: AtomicU32,
+                    uid: AtomicU32,
+                    gid: AtomicU32,
+                    mode: AtomicU32,
+                    proc_sg: AtomicU32,
+                    time: AtomicI64,
+                    otime_sem: AtomicU32,
+                    _pad: AtomicU32
+                })),
+                intent_entries: (0..nsems).map(|_| AtomicU64::new(0)).collect(),
             };
             SetView::init(&hs.hdr, &geo, 0, 0, 0, 0, 0o600, 0);
             hs
         }
         /// The view.
         pub fn view(&self) -> SetView<'_> {
-            SetView::from_parts(&self.hdr, &self.sems, &self.procs, &self.undo, &self.queue)
+            SetView::from_parts(
+                &self.hdr,
+                &self.sems,
+                &self.procs,
+                &self.undo,
+                &self.queue,
+                (&self.intent, &self.intent_entries),
+            )
         }
         /// Claims process entry `slot` for `pid` (no OS lock on the heap).
         pub fn register(&self, slot: u32, pid: i32) -> Me {

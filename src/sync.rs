@@ -88,6 +88,50 @@ pub fn yield_now() {
     std::thread::yield_now();
 }
 
+/// Crash-point test mode: counted writes left before the process stops
+/// itself (0: off). See [`crash_after`].
+#[cfg(not(shmsem_loom))]
+static CRASH_COUNTDOWN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+#[cfg(not(shmsem_loom))]
+static CRASH_SIGNAL: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+/// Crash-point test mode: after `k` more writes to a segment under the
+/// global lock (or of a multi-word update), this process sends itself
+/// `signal` (SIGKILL: it dies there; SIGSTOP: it stops there, holding
+/// whatever it holds). `k = 0` turns the mode off. For tests; costs one
+/// relaxed load per counted write when off.
+#[cfg(not(shmsem_loom))]
+pub fn crash_after(k: u64, signal: i32) {
+    CRASH_SIGNAL.store(signal, core::sync::atomic::Ordering::Relaxed);
+    CRASH_COUNTDOWN.store(k, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counted writes left before the crash (see [`crash_after`]): with a
+/// large `k`, `k - crash_countdown()` is how many writes an update made.
+#[cfg(not(shmsem_loom))]
+pub fn crash_countdown() -> u64 {
+    CRASH_COUNTDOWN.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Called after every counted write to a segment.
+#[cfg(not(shmsem_loom))]
+#[inline]
+pub fn wrote() {
+    if CRASH_COUNTDOWN.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        wrote_slow();
+    }
+}
+
+#[cfg(not(shmsem_loom))]
+#[cold]
+fn wrote_slow() {
+    use core::sync::atomic::Ordering::Relaxed;
+    if CRASH_COUNTDOWN.fetch_sub(1, Relaxed) == 1 {
+        // SAFETY: raise has no memory-safety preconditions.
+        unsafe { libc::raise(CRASH_SIGNAL.load(Relaxed)) };
+    }
+}
+
 #[cfg(shmsem_loom)]
 mod loom_futex {
     use super::*;
@@ -137,6 +181,9 @@ mod loom_futex {
     pub fn yield_now() {
         loom::thread::yield_now();
     }
+    /// No crash-point mode under loom.
+    #[inline]
+    pub fn wrote() {}
 }
 #[cfg(shmsem_loom)]
 pub use loom_futex::*;

@@ -13,8 +13,9 @@
 //! * one **set segment** per semaphore set (`/shmsem.<ns>.<index>.<seq>`): a
 //!   [`SetHeader`], then `nsems` [`SemEntry`], `proc_slots` [`ProcEntry`],
 //!   `proc_slots * nsems` undo adjustments (`i16`), then `queue_slots`
-//!   [`QueueSlot`]. The offsets are stored in the header and recomputed and
-//!   checked by every opener ([`SetGeometry`]).
+//!   [`QueueSlot`], then the [`IntentHeader`] and `nsems` intent entries.
+//!   The sizes are stored in the header; every opener recomputes the
+//!   offsets and checks them against the mapping ([`SetGeometry`]).
 //!
 //! Under `cfg(shmsem_loom)` the atomics are loom's, so that models can build
 //! a segment on the heap; the size assertions only hold for the real types.
@@ -28,7 +29,7 @@ pub use loom::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -211,7 +212,7 @@ pub const SLOT_F_ALTER: u32 = 2;
 pub const BLOCKED_ZERO: u32 = 1 << 31;
 
 /// Operations stored in one queue slot; longer calls chain continuation slots.
-pub const SLOT_OPS: usize = 10;
+pub const SLOT_OPS: usize = 9;
 
 /// A packed `sembuf` in a queue slot: `sem_num | sem_op << 16 | sem_flg << 32`.
 pub const fn pack_op(num: u16, op: i16, flg: i16) -> u64 {
@@ -220,6 +221,94 @@ pub const fn pack_op(num: u16, op: i16, flg: i16) -> u64 {
 /// The inverse of [`pack_op`].
 pub const fn unpack_op(w: u64) -> (u16, i16, i16) {
     (w as u16, (w >> 16) as u16 as i16, (w >> 32) as u16 as i16)
+}
+
+// ---------------------------------------------------------------------------
+// Intent record
+// ---------------------------------------------------------------------------
+//
+// Every update of several words under the global lock is first written as
+// an intent record of absolute new values (IntentHeader + entries), then
+// `commit` is set to INTENT_COMMITTED, then the record is applied, then
+// `commit` is cleared. A process that takes the lock from a dead holder
+// redoes a committed record (applying is idempotent) and ignores an
+// uncommitted one (nothing of it was applied yet).
+
+/// `commit`: no record, or a record still being written.
+pub const INTENT_NONE: u32 = 0;
+/// `commit`: the record is complete and must be (re)applied.
+pub const INTENT_COMMITTED: u32 = 1;
+
+/// Kind: values (and a process's adjustments) of a semop, possibly
+/// completing a queued operation (`q_slot`): entries are [`pack_intent`].
+pub const INTENT_APPLY: u32 = 1;
+/// Kind: SETVAL (one entry); every adjustment of that semaphore cleared.
+pub const INTENT_SETVAL: u32 = 2;
+/// Kind: SETALL (one entry per semaphore); every adjustment cleared.
+pub const INTENT_SETALL: u32 = 3;
+/// Kind: a dead process's exit: its undo applied (entries: new values),
+/// its queue slots and process-table entry freed.
+pub const INTENT_REAP: u32 = 4;
+/// Kind: IPC_RMID: removed, every queued operation completed with EIDRM.
+pub const INTENT_RMID: u32 = 5;
+/// Kind: IPC_SET: owner, group, mode, ctime.
+pub const INTENT_SETPERM: u32 = 6;
+
+/// Entry flag: the entry carries an adjustment for `proc_slot`.
+pub const INTENT_HAS_ADJ: u64 = 1 << 48;
+
+/// An intent entry: semaphore `n` gets `value`, and (with `adj`) process
+/// `proc_slot`'s adjustment for it becomes `adj`.
+pub const fn pack_intent(n: u16, value: u16, adj: Option<i16>) -> u64 {
+    let a = match adj {
+        Some(a) => ((a as u16 as u64) << 32) | INTENT_HAS_ADJ,
+        None => 0,
+    };
+    (n as u64) | ((value as u64) << 16) | a
+}
+/// The inverse of [`pack_intent`].
+pub const fn unpack_intent(w: u64) -> (u16, u16, Option<i16>) {
+    let adj = if w & INTENT_HAS_ADJ != 0 {
+        Some((w >> 32) as u16 as i16)
+    } else {
+        None
+    };
+    (w as u16, (w >> 16) as u16, adj)
+}
+
+/// The header of a set's intent record.
+#[repr(C)]
+pub struct IntentHeader {
+    /// [`INTENT_NONE`] or [`INTENT_COMMITTED`]; written last (release).
+    pub commit: AtomicU32,
+    /// One of the `INTENT_*` kinds.
+    pub kind: AtomicU32,
+    /// Number of entries in use.
+    pub count: AtomicU32,
+    /// APPLY: whose adjustments; REAP: the dead process's entry.
+    pub proc_slot: AtomicU32,
+    /// The sempid written with the values.
+    pub pid: AtomicI32,
+    /// APPLY: queue slot whose operation this completes (or fails), or NIL.
+    pub q_slot: AtomicU32,
+    /// Its status before (the completion is a compare-and-swap from it).
+    pub q_from: AtomicU32,
+    /// Its status after (DONE with the errno).
+    pub q_to: AtomicU32,
+    /// SETPERM: uid.
+    pub uid: AtomicU32,
+    /// SETPERM: gid.
+    pub gid: AtomicU32,
+    /// SETPERM: mode.
+    pub mode: AtomicU32,
+    /// REAP: the dead entry's `state_gen` (freed by compare-and-swap).
+    pub proc_sg: AtomicU32,
+    /// SETVAL/SETALL/SETPERM: the new ctime.
+    pub time: AtomicI64,
+    /// APPLY: semaphore whose otime is set, or NIL.
+    pub otime_sem: AtomicU32,
+    /// Padding.
+    pub _pad: AtomicU32,
 }
 
 // ---------------------------------------------------------------------------
@@ -391,8 +480,10 @@ pub struct SetHeader {
     pub alloc_hint: AtomicU32,
     /// Last change time (seconds since the epoch).
     pub ctime: AtomicI64,
-    /// Reserved for the intent record of multi-word updates.
-    pub reserved: [AtomicU64; 4],
+    /// Ticket of the next queued operation (see [`QueueSlot::ticket`]).
+    pub next_ticket: AtomicU64,
+    /// Reserved (zero).
+    pub reserved: [AtomicU64; 3],
 }
 
 /// One semaphore.
@@ -457,6 +548,9 @@ pub struct QueueSlot {
     pub _pad: AtomicU32,
     /// CLOCK_MONOTONIC nanoseconds when queued (diagnostics).
     pub since: AtomicU64,
+    /// Queue order: the set's `next_ticket` when queued. The FIFO links are
+    /// derived from it (recovery rebuilds them).
+    pub ticket: AtomicU64,
     /// Packed operations ([`pack_op`]).
     pub ops: [AtomicU64; SLOT_OPS],
 }
@@ -478,6 +572,8 @@ pub struct SetGeometry {
     pub undo_off: usize,
     /// Offset of the [`QueueSlot`] array.
     pub queue_off: usize,
+    /// Offset of the [`IntentHeader`], followed by `nsems` entries (u64).
+    pub intent_off: usize,
     /// Total size.
     pub size: usize,
 }
@@ -495,7 +591,8 @@ impl SetGeometry {
         let undo_off = align_up(procs_off + proc_slots as usize * 32, 64);
         let undo_row = align_up(nsems as usize * 2, 8);
         let queue_off = align_up(undo_off + proc_slots as usize * undo_row, 64);
-        let size = align_up(queue_off + queue_slots as usize * 128, 4096);
+        let intent_off = align_up(queue_off + queue_slots as usize * 128, 64);
+        let size = align_up(intent_off + 64 + nsems as usize * 8, 4096);
         SetGeometry {
             nsems,
             proc_slots,
@@ -504,6 +601,7 @@ impl SetGeometry {
             procs_off,
             undo_off,
             queue_off,
+            intent_off,
             size,
         }
     }
@@ -541,9 +639,10 @@ const _: () = {
     assert!(align_of::<SemEntry>() == 8);
     assert!(size_of::<ProcEntry>() == 32);
     assert!(size_of::<QueueSlot>() == 128);
+    assert!(size_of::<IntentHeader>() == 64);
     assert!(core::mem::offset_of!(SetHeader, lock) % 4 == 0);
     assert!(core::mem::offset_of!(QueueSlot, status) == 0);
-    assert!(core::mem::offset_of!(QueueSlot, ops) == 48);
+    assert!(core::mem::offset_of!(QueueSlot, ops) == 56);
     // The largest set the ceilings allow still fits a usize comfortably.
     let g = SetGeometry::new(SEMMSL_MAX, PROC_SLOTS_MAX, QUEUE_SLOTS_MAX);
     assert!(g.size < (1 << 40));
