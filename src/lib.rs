@@ -48,6 +48,7 @@ pub use api::{Op, SemaphoreSet, SetStatus};
 pub use error::{Error, Result};
 #[cfg(not(shmsem_loom))]
 pub use registry::{Limits, Namespace, DEFAULT_NAMESPACE};
+pub use set::{PendingOp, ProcessReport, SetReport, SlotUsage};
 pub use shm_layout as layout;
 
 #[doc(hidden)]

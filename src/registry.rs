@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicPtr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::set::{Host, Me, SetView, SlowOutcome};
+use crate::set::{Host, Me, SetReport, SetView, SlowOutcome, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::sysv::{IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec};
@@ -701,7 +701,8 @@ impl Namespace {
         let _l = self.lock_registry()?;
         self.clean_creating();
         if key != IPC_PRIVATE {
-            if let Some(idx) = self.find_key(key) {
+            let found = self.find_key(key).filter(|&idx| !self.free_if_zombie(idx));
+            if let Some(idx) = found {
                 if semflg & IPC_CREAT != 0 && semflg & IPC_EXCL != 0 {
                     return Err(Error::Exists);
                 }
@@ -736,6 +737,29 @@ impl Namespace {
                     && e.key.load(Ordering::Relaxed) == key
             })
             .map(|i| i as u32)
+    }
+
+    /// Frees entry `idx` if it is LIVE but its set is gone: removed by a
+    /// remover that died before freeing the entry, or its segment missing.
+    /// The caller holds the registry lock. Returns whether it was freed.
+    fn free_if_zombie(&self, idx: u32) -> bool {
+        // Invalid from a LIVE entry means exactly that (a corrupt or
+        // inaccessible segment gives another error and is left alone).
+        if !matches!(self.lookup_slow(idx, None), Err(Error::Invalid)) {
+            return false;
+        }
+        let e = &self.entries()[idx as usize];
+        let ss = e.state_seq.load(Ordering::Acquire);
+        if ss & ENTRY_STATE_MASK != ENTRY_LIVE {
+            return false;
+        }
+        let seq = ss >> ENTRY_SEQ_SHIFT;
+        self.free_entry(
+            ((seq << IPCMNI_SHIFT) | idx) as i32,
+            e.nsems.load(Ordering::Relaxed),
+        );
+        let _ = shm::unlink(&set_name(&self.name, idx, seq));
+        true
     }
 
     /// Entries left CREATING by a creator that died holding the registry
@@ -908,8 +932,11 @@ impl Namespace {
         }
         let deadline = match timeout {
             None => u64::MAX,
-            Some(t) => sync::monotonic_ns()
-                .saturating_add(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64),
+            Some(t) => sync::monotonic_ns().saturating_add(
+                (t.tv_sec as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(t.tv_nsec as u64),
+            ),
         };
         let me = self.me(h)?;
         let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
@@ -941,6 +968,8 @@ impl Namespace {
                 };
                 self.info(cmd, out)
             }
+            // The kernel copies IPC_SET's buffer in before the lookup.
+            IPC_SET if !matches!(arg, SemctlArg::Set(_)) => Err(Error::BadAddress),
             SEM_STAT | SEM_STAT_ANY => {
                 let idx = semid as u32 & (SEMMNI_MAX - 1);
                 if idx >= self.limits.semmni {
@@ -1018,6 +1047,10 @@ impl Namespace {
                         return Err(Error::BadAddress);
                     };
                     let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
+                    // As ipc_update_perm: (uid_t)-1 and (gid_t)-1 are no ids.
+                    if uid == u32::MAX || gid == u32::MAX {
+                        return Err(Error::Invalid);
+                    }
                     // The registry's copy changes with the set, under both
                     // locks, so that its readers never see half of it.
                     let _l = self.lock_registry()?;
@@ -1064,7 +1097,7 @@ impl Namespace {
                 }
                 if v.snapshot(&mut out[..v.nsems()]).is_none() {
                     self.locked(h, |g, me, host| {
-                        g.sweep_dead(me, host, true);
+                        g.sweep_dead(me, host, Sweep::Undo);
                         g.read_all(&mut out[..v.nsems()]);
                     })?;
                 }
@@ -1079,7 +1112,7 @@ impl Namespace {
                     let (val, pid) = match v.read_sem(n) {
                         Some(x) => x,
                         None => self.locked(h, |g, me, host| {
-                            g.sweep_dead(me, host, true);
+                            g.sweep_dead(me, host, Sweep::Undo);
                             g.read_one(n)
                         })?,
                     };
@@ -1087,7 +1120,7 @@ impl Namespace {
                 }
                 self.locked(h, |g, me, host| {
                     // A killed sleeper stops counting.
-                    g.sweep_dead(me, host, false);
+                    g.sweep_dead(me, host, Sweep::Holding);
                     g.count_waiters(n, cmd == GETZCNT) as i32
                 })
             }
@@ -1150,7 +1183,7 @@ impl Namespace {
             }
         };
         let locked = self.locked(h, |g, me, host| {
-            g.sweep_dead(me, host, false);
+            g.sweep_dead(me, host, Sweep::Holding);
             read(g.view())
         });
         match locked {
@@ -1162,6 +1195,24 @@ impl Namespace {
                 .read_consistent(read)
                 .unwrap_or_else(|| read(&h.view)),
         }
+    }
+
+    /// A diagnostic view of set `semid`: values, waiters, the pending
+    /// queue, the processes in its table and their adjustments (see
+    /// [`SetReport`]). Needs read permission.
+    pub fn report(&self, semid: i32) -> Result<SetReport> {
+        let h = self.lookup(semid)?;
+        if !self.perm(h)?.permits(0o444) {
+            return Err(Error::PermissionDenied);
+        }
+        self.locked(h, |g, _, host| g.report(host))
+    }
+
+    /// Sweeps set `semid` now: every dead process in its table is reaped
+    /// (its undo applied, its queue slots and entry freed), idle ones too.
+    pub fn sweep(&self, semid: i32) -> Result<()> {
+        let h = self.lookup(semid)?;
+        self.locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
     }
 
     /// The registry entry of a mapped set.
@@ -1318,10 +1369,13 @@ impl Namespace {
         if h.view.hdr.removed.load(Ordering::Acquire) != 0 {
             return Err(Error::Invalid);
         }
-        // As the kernel: the id dies before any waiter wakes, so a woken
-        // waiter that uses the old id gets EINVAL.
-        self.free_entry(h.view.hdr.id.load(Ordering::Relaxed), h.view.nsems() as u32);
+        // The set dies first, in one committed step (its sleepers get
+        // EIDRM; a woken sleeper that uses the old id gets EINVAL, as in
+        // the kernel, because lookups check `removed`); then its id and
+        // name go. A remover that dies in between leaves a LIVE entry for a
+        // removed set, which the next semget of its key (or gc) clears.
         self.locked(h, |g, _, _| g.remove())?;
+        self.free_entry(h.view.hdr.id.load(Ordering::Relaxed), h.view.nsems() as u32);
         shm::unlink(&h.name)
     }
 

@@ -68,6 +68,81 @@ impl Me {
     }
 }
 
+/// A queued operation (see [`Guard::report`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOp {
+    /// Its queue slot.
+    pub slot: u32,
+    /// The sleeper's pid.
+    pub pid: i32,
+    /// Its operations.
+    pub ops: Vec<Sembuf>,
+    /// CLOCK_MONOTONIC nanoseconds when it was queued.
+    pub queued_at_ns: u64,
+    /// Its place in the FIFO order.
+    pub ticket: u64,
+}
+
+/// A process-table entry (see [`Guard::report`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessReport {
+    /// Its index in the table.
+    pub slot: u32,
+    /// The process's pid.
+    pub pid: i32,
+    /// Whether it is alive (a dead one is not yet swept).
+    pub alive: bool,
+    /// Its non-zero SEM_UNDO adjustments: (semaphore, adjustment).
+    pub adjustments: Vec<(u16, i16)>,
+    /// Whether it has made a SEM_UNDO call on the set.
+    pub undo_record: bool,
+    /// Queue slots it has queued or not yet collected.
+    pub queued: u32,
+}
+
+/// Use of the pending-queue arena (see [`Guard::report`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotUsage {
+    /// Free slots.
+    pub free: u32,
+    /// Head slots of queued operations.
+    pub queued: u32,
+    /// Completed operations not yet collected by their sleeper.
+    pub done: u32,
+    /// Continuation slots (and slots being filled).
+    pub cont: u32,
+}
+
+/// A set as a diagnostic tool shows it (see [`Guard::report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetReport {
+    /// Values.
+    pub values: Vec<u16>,
+    /// sempid of each semaphore.
+    pub sempids: Vec<i32>,
+    /// GETNCNT of each semaphore.
+    pub ncnt: Vec<u32>,
+    /// GETZCNT of each semaphore.
+    pub zcnt: Vec<u32>,
+    /// Queued operations in FIFO order.
+    pub pending: Vec<PendingOp>,
+    /// Processes in the set's table.
+    pub processes: Vec<ProcessReport>,
+    /// The queue arena.
+    pub slots: SlotUsage,
+}
+
+/// Which process-table entries a sweep checks for death.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Those holding undo adjustments (before using their semaphores).
+    Undo,
+    /// Those holding adjustments, an undo record or queue slots.
+    Holding,
+    /// Every entry, idle ones too (their entries are freed).
+    All,
+}
+
 /// How a slow-path semop ended before any sleeping.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SlowOutcome {
@@ -916,10 +991,13 @@ impl<'a> SetView<'a> {
                 let h = self.hdr;
                 h.uid
                     .store(ih.uid.load(Ordering::Relaxed), Ordering::Relaxed);
+                sync::wrote();
                 h.gid
                     .store(ih.gid.load(Ordering::Relaxed), Ordering::Relaxed);
+                sync::wrote();
                 h.mode
                     .store(ih.mode.load(Ordering::Relaxed) & 0o777, Ordering::Relaxed);
+                sync::wrote();
                 h.ctime
                     .store(ih.time.load(Ordering::Relaxed), Ordering::Relaxed);
                 sync::wrote();
@@ -995,7 +1073,7 @@ impl<'a> SetView<'a> {
                 }
                 Wake::TimedOut => {
                     let mut g = self.lock(me, host);
-                    g.sweep_dead(me, host, false);
+                    g.sweep_dead(me, host, Sweep::Holding);
                 }
                 Wake::Interrupted => {
                     return self.cancel(me, slot, expected, Error::Interrupted, host)
@@ -1292,7 +1370,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         if undo_held {
             // A process holding an adjustment here may have died: its undo
             // must be applied before this call can see the values.
-            self.sweep_dead(me, host, true);
+            self.sweep_dead(me, host, Sweep::Undo);
         }
         match self.evaluate(sops, me.slot) {
             Eval::Done => {
@@ -1566,9 +1644,9 @@ impl<'v, 'a> Guard<'v, 'a> {
     }
 
     /// Looks for dead processes and reaps them: their undo adjustments are
-    /// applied (clamped to [0, SEMVMX]), their queue slots freed. With
-    /// `undo_only`, only processes holding adjustments are checked.
-    pub fn sweep_dead(&mut self, me: &Me, host: &dyn Host, undo_only: bool) {
+    /// applied (clamped to [0, SEMVMX]), their queue slots and entries
+    /// freed. `what` says which entries are worth a liveness check.
+    pub fn sweep_dead(&mut self, me: &Me, host: &dyn Host, what: Sweep) {
         let v = self.v;
         let mut changed = false;
         for p in 0..v.proc_slots() {
@@ -1586,7 +1664,12 @@ impl<'v, 'a> Guard<'v, 'a> {
             // do not.
             let holds = pe.queued.load(Ordering::Relaxed) != 0
                 || pe.undo_record.load(Ordering::Relaxed) != 0;
-            if !has_undo && (undo_only || !holds) {
+            let check = match what {
+                Sweep::Undo => has_undo,
+                Sweep::Holding => has_undo || holds,
+                Sweep::All => true,
+            };
+            if !check {
                 continue;
             }
             if !host.is_dead(v, p) {
@@ -1714,6 +1797,71 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
         }
         count
+    }
+
+    /// Everything a diagnostic tool shows of the set, read under the lock:
+    /// values, waiters, the pending queue in FIFO order, the processes in
+    /// the table (`host` says which are alive), the use of the queue arena.
+    pub fn report(&self, host: &dyn Host) -> SetReport {
+        let v = self.v;
+        let n = v.nsems();
+        let mut r = SetReport {
+            values: (0..n).map(|i| self.read_one(i).0 as u16).collect(),
+            sempids: (0..n).map(|i| self.read_one(i).1).collect(),
+            ncnt: (0..n).map(|i| self.count_waiters(i, false)).collect(),
+            zcnt: (0..n).map(|i| self.count_waiters(i, true)).collect(),
+            ..SetReport::default()
+        };
+        let mut ops = Vec::new();
+        for head in [&v.hdr.const_head, &v.hdr.alter_head] {
+            let mut i = head.load(Ordering::Relaxed);
+            let mut hops = 0;
+            while let Some(q) = v.queue.get(i as usize) {
+                hops += 1;
+                if hops > v.queue.len() {
+                    break;
+                }
+                let _ = v.read_ops(i, &mut ops);
+                r.pending.push(PendingOp {
+                    slot: i,
+                    pid: q.pid.load(Ordering::Relaxed),
+                    ops: ops.clone(),
+                    queued_at_ns: q.since.load(Ordering::Relaxed),
+                    ticket: q.ticket.load(Ordering::Relaxed),
+                });
+                i = q.next.load(Ordering::Relaxed);
+            }
+        }
+        r.pending.sort_by_key(|p| p.ticket);
+        for p in 0..v.proc_slots() {
+            let pe = &v.procs[p as usize];
+            if pe.state_gen.load(Ordering::Acquire) & PROC_STATE_MASK != PROC_ACTIVE {
+                continue;
+            }
+            let adjs = (0..n)
+                .filter_map(|s| {
+                    let a = v.undo_cell(p, s).load(Ordering::Relaxed);
+                    (a != 0).then_some((s as u16, a))
+                })
+                .collect();
+            r.processes.push(ProcessReport {
+                slot: p,
+                pid: pe.pid.load(Ordering::Relaxed),
+                alive: !host.is_dead(v, p),
+                adjustments: adjs,
+                undo_record: pe.undo_record.load(Ordering::Relaxed) != 0,
+                queued: pe.queued.load(Ordering::Relaxed),
+            });
+        }
+        for q in v.queue {
+            match state(q.status.load(Ordering::Relaxed)) {
+                SLOT_FREE => r.slots.free += 1,
+                SLOT_QUEUED => r.slots.queued += 1,
+                SLOT_DONE => r.slots.done += 1,
+                _ => r.slots.cont += 1,
+            }
+        }
+        r
     }
 
     /// Values and sempids of every semaphore (under the lock: consistent).
