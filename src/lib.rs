@@ -47,7 +47,7 @@ pub mod sysv;
 pub use api::{Op, SemaphoreSet, SetStatus};
 pub use error::{Error, Result};
 #[cfg(not(shmsem_loom))]
-pub use registry::{Limits, Namespace, DEFAULT_NAMESPACE};
+pub use registry::{GcReport, Limits, Namespace, DEFAULT_NAMESPACE};
 pub use set::{PendingOp, ProcessReport, SetReport, SlotUsage};
 pub use shm_layout as layout;
 

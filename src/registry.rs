@@ -107,6 +107,19 @@ impl Host for OsHost<'_> {
     }
 }
 
+/// What [`Namespace::gc`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Live sets looked at.
+    pub sets: usize,
+    /// Registry entries of sets that were gone (a remover died half-way).
+    pub stale_entries: usize,
+    /// Segment files no registry entry named, unlinked.
+    pub orphan_segments: usize,
+    /// Dead processes reaped from sets' process tables.
+    pub dead_processes: usize,
+}
+
 /// A namespace: an isolated key space with its own ids and limits.
 pub struct Namespace {
     name: String,
@@ -1213,6 +1226,78 @@ impl Namespace {
     pub fn sweep(&self, semid: i32) -> Result<()> {
         let h = self.lookup(semid)?;
         self.locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
+    }
+
+    /// Cleans the namespace up after crashes, printing nothing and
+    /// removing no live set (a set lives until IPC_RMID, used or not):
+    /// entries left by a creator or remover that died half-way are freed,
+    /// segment files that no entry names (leftovers of such deaths) are
+    /// unlinked, and every set is swept of its dead processes (undo
+    /// applied, queue slots and process entries freed).
+    pub fn gc(&self) -> Result<GcReport> {
+        let mut r = GcReport::default();
+        let live: Vec<u32> = {
+            let _l = self.lock_registry()?;
+            self.clean_creating();
+            for idx in 0..self.limits.semmni {
+                let e = &self.entries()[idx as usize];
+                if e.state_seq.load(Ordering::Acquire) & ENTRY_STATE_MASK == ENTRY_LIVE
+                    && self.free_if_zombie(idx)
+                {
+                    r.stale_entries += 1;
+                }
+            }
+            let named: std::collections::HashSet<String> = (0..self.limits.semmni)
+                .filter_map(|idx| {
+                    let ss = self.entries()[idx as usize]
+                        .state_seq
+                        .load(Ordering::Acquire);
+                    (ss & ENTRY_STATE_MASK == ENTRY_LIVE)
+                        .then(|| set_name(&self.name, idx, ss >> ENTRY_SEQ_SHIFT))
+                })
+                .collect();
+            for name in shm::list(&format!("shmsem.{}.", self.name)) {
+                // Only this namespace's set files: NS.INDEX.SEQ, digits.
+                let rest = &name[format!("/shmsem.{}.", self.name).len()..];
+                let ours = rest.split('.').count() == 2
+                    && rest
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                if ours && !named.contains(&name) && shm::unlink(&name).is_ok() {
+                    r.orphan_segments += 1;
+                }
+            }
+            (0..self.limits.semmni)
+                .filter(|&idx| {
+                    self.entries()[idx as usize]
+                        .state_seq
+                        .load(Ordering::Acquire)
+                        & ENTRY_STATE_MASK
+                        == ENTRY_LIVE
+                })
+                .collect()
+        };
+        for idx in live {
+            let Ok(h) = self.lookup_slow(idx, None) else {
+                continue;
+            };
+            let dead = |h: &SetHandle| -> usize {
+                self.locked(h, |g, _, host| {
+                    g.report(host).processes.iter().filter(|p| !p.alive).count()
+                })
+                .unwrap_or(0)
+            };
+            let before = dead(h);
+            if before > 0
+                && self
+                    .locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
+                    .is_ok()
+            {
+                r.dead_processes += before - dead(h);
+            }
+            r.sets += 1;
+        }
+        Ok(r)
     }
 
     /// The registry entry of a mapped set.
