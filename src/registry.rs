@@ -70,7 +70,7 @@ impl Limits {
 /// descriptor whose lock on the entry's byte says "alive".
 struct Registration {
     me: Me,
-    fd: Option<OwnedFd>,
+    fd: Option<Arc<OwnedFd>>,
 }
 
 /// A set mapped into this process.
@@ -87,8 +87,12 @@ struct SetHandle {
 }
 
 /// The real host: liveness from OFD locks, confirmed by pid + start time.
+/// The locks are tested through this process's own open file description
+/// (its registration's): one shared with another process (an inherited
+/// descriptor) would not see that process's locks as conflicting.
 struct OsHost<'a> {
-    fd: std::os::fd::BorrowedFd<'a>,
+    own: Option<Arc<OwnedFd>>,
+    fallback: std::os::fd::BorrowedFd<'a>,
 }
 
 impl Host for OsHost<'_> {
@@ -96,7 +100,11 @@ impl Host for OsHost<'_> {
         let Some(p) = view.proc(slot) else {
             return true;
         };
-        match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
+        let fd = match &self.own {
+            Some(fd) => std::os::fd::AsFd::as_fd(&**fd),
+            None => self.fallback,
+        };
+        match shm::ofd_is_locked(fd, PROC_LOCK_BASE + slot as i64) {
             Ok(false) => true,
             Ok(true) => !liveness::process_exists(
                 p.pid.load(Ordering::Relaxed),
@@ -609,7 +617,7 @@ impl Namespace {
                         gen: sg >> PROC_GEN_SHIFT,
                         pid,
                     },
-                    fd: Some(fd),
+                    fd: Some(Arc::new(fd)),
                 });
             }
         }
@@ -645,14 +653,15 @@ impl Namespace {
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
                 return Ok(Registration {
                     me: Me { slot: s, gen, pid },
-                    fd: Some(fd),
+                    fd: Some(Arc::new(fd)),
                 });
             }
             if pass == 0 {
                 // Full: free the entries of dead processes that hold nothing
                 // (those holding undo or queue slots are reaped by sweeps).
                 let host = OsHost {
-                    fd: std::os::fd::AsFd::as_fd(&fd),
+                    own: None,
+                    fallback: std::os::fd::AsFd::as_fd(&fd),
                 };
                 for s in 0..v.proc_slots() {
                     let p = v.proc(s).expect("in range");
@@ -675,15 +684,20 @@ impl Namespace {
         Err(Error::NoMemory)
     }
 
-    fn host<'r>(
-        reg: &'r std::sync::MutexGuard<'_, Option<Registration>>,
-        h: &'r SetHandle,
-    ) -> OsHost<'r> {
-        let fd = match reg.as_ref().and_then(|r| r.fd.as_ref()) {
-            Some(fd) => std::os::fd::AsFd::as_fd(fd),
-            None => h.map.fd(),
-        };
-        OsHost { fd }
+    /// The host for this process's calls on `h` (after `me`). The
+    /// registration's mutex is held only to clone its descriptor: a thread
+    /// asleep in the set must not keep its other threads out.
+    fn host(h: &SetHandle) -> OsHost<'_> {
+        let own = h
+            .reg
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|r| r.fd.clone());
+        OsHost {
+            own,
+            fallback: h.map.fd(),
+        }
     }
 
     /// Runs `f` with the set's global lock held.
@@ -693,12 +707,10 @@ impl Namespace {
         f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T,
     ) -> Result<T> {
         let me = self.me(h)?;
-        let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
-        let host = Namespace::host(&reg, h);
+        let host = Namespace::host(h);
         let mut g = h.view.lock(&me, &host);
         let r = f(&mut g, &me, &host);
         drop(g);
-        drop(reg);
         Ok(r)
     }
 
@@ -952,17 +964,14 @@ impl Namespace {
             ),
         };
         let me = self.me(h)?;
-        let reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
-        let host = Namespace::host(&reg, h);
+        let host = Namespace::host(h);
         let mut g = v.lock(&me, &host);
         let out = g.semop(&me, sops, &host);
         drop(g);
-        let r = match out {
+        match out {
             SlowOutcome::Now(r) => r,
             SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
-        };
-        drop(reg);
-        r
+        }
     }
 
     // -----------------------------------------------------------------
