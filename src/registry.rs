@@ -300,7 +300,7 @@ impl Perm {
 }
 
 /// What the registry knows of a set, for a process that may not open its
-/// segment (README difference 9): enough for semget, SEM_STAT_ANY and the
+/// segment (README difference 8): enough for semget, SEM_STAT_ANY and the
 /// errors the kernel gives such a process.
 struct Meta {
     id: i32,
