@@ -84,6 +84,13 @@ struct SetHandle {
     /// `Me` packed: slot | gen << 32.
     reg_me: AtomicU64,
     reg: Mutex<Option<Registration>>,
+    /// This process's access bits to the set, cached with the set's
+    /// sequence counter when they were read: `seq << 32 | GRANTED_VALID |
+    /// bits`. Any writing section (IPC_SET among them) moves the counter,
+    /// so a stale entry is never used; the fast path, which writes no
+    /// counter, keeps it valid. Credentials are cached per process anyway
+    /// (README difference 2).
+    granted: AtomicU64,
 }
 
 /// The real host: liveness from OFD locks, confirmed by pid + start time.
@@ -272,24 +279,25 @@ impl Perm {
         }
     }
 
-    /// Checks `flag` (9-bit requested access) as the kernel's ipcperms.
-    fn permits(&self, flag: u32) -> bool {
-        let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
-        if requested == 0 {
-            return true;
-        }
+    /// The access bits (rwx as 4|2|1) the caller's class is granted, as
+    /// the kernel's ipcperms (root: all).
+    fn granted(&self) -> u32 {
         let (euid, egid) = creds();
         if euid == 0 {
-            return true;
+            return 7;
         }
-        let granted = if euid == self.uid || euid == self.cuid {
+        (if euid == self.uid || euid == self.cuid {
             self.mode >> 6
         } else if egid == self.gid || egid == self.cgid || in_groups(self.gid, self.cgid) {
             self.mode >> 3
         } else {
             self.mode
-        } & 7;
-        requested & !granted == 0
+        }) & 7
+    }
+
+    /// Checks `flag` (9-bit requested access) as the kernel's ipcperms.
+    fn permits(&self, flag: u32) -> bool {
+        allows(self.granted(), flag)
     }
 
     /// May the caller IPC_SET or IPC_RMID?
@@ -298,6 +306,15 @@ impl Perm {
         euid == 0 || euid == self.uid || euid == self.cuid
     }
 }
+
+/// Whether `granted` access bits cover `flag` (a 9-bit requested mode).
+fn allows(granted: u32, flag: u32) -> bool {
+    let requested = ((flag >> 6) | (flag >> 3) | flag) & 7;
+    requested & !granted == 0
+}
+
+/// [`SetHandle::granted`]: the entry is valid.
+const GRANTED_VALID: u64 = 1 << 8;
 
 /// What the registry knows of a set, for a process that may not open its
 /// segment (README difference 8): enough for semget, SEM_STAT_ANY and the
@@ -542,6 +559,7 @@ impl Namespace {
             view,
             reg_pid: AtomicI32::new(0),
             reg_me: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
             reg: Mutex::new(None),
         }));
         // SYNC: Release publishes the handle to other threads' Acquire load.
@@ -947,7 +965,7 @@ impl Namespace {
             return Err(Error::SemNumOutOfRange);
         }
         let alter = engine::alters(sops);
-        if !self.perm(h)?.permits(if alter { 0o222 } else { 0o444 }) {
+        if !allows(self.granted(h)?, if alter { 0o222 } else { 0o444 }) {
             return Err(Error::PermissionDenied);
         }
         if sops.len() == 1 && sops[0].sem_flg as i32 & SEM_UNDO == 0 {
@@ -1171,6 +1189,30 @@ impl Namespace {
             }
             _ => Err(Error::Invalid),
         }
+    }
+
+    /// This process's access bits to `h` (see [`SetHandle::granted`]).
+    #[inline]
+    fn granted(&self, h: &SetHandle) -> Result<u32> {
+        // SYNC: Acquire pairs with the Release store that makes `seq` even
+        // at the end of a writing section: a match means no section wrote
+        // since the bits were computed.
+        let seq = h.view.hdr.seq.load(Ordering::Acquire);
+        let c = h.granted.load(Ordering::Relaxed);
+        if c & GRANTED_VALID != 0 && (c >> 32) as u32 == seq && seq & 1 == 0 {
+            return Ok((c & 7) as u32);
+        }
+        let bits = self.perm(h)?.granted();
+        if seq & 1 == 0 {
+            // Filed under the counter read before the perms: if a section
+            // ran in between, the counter has moved and this entry is never
+            // used.
+            h.granted.store(
+                ((seq as u64) << 32) | GRANTED_VALID | bits as u64,
+                Ordering::Relaxed,
+            );
+        }
+        Ok(bits)
     }
 
     /// A set's ownership and mode: lock-free, or under the lock when a
