@@ -343,6 +343,31 @@ impl Drop for RegLock<'_> {
 }
 
 impl Namespace {
+    /// The names of the namespaces that exist on this machine (their
+    /// registries in /dev/shm), sorted.
+    pub fn names() -> Vec<String> {
+        let mut v: Vec<String> = shm::list("shmsem.")
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("/shmsem.").map(str::to_string))
+            .filter(|n| valid_name(n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Opens an existing namespace `name`: `NotFound` (ENOENT) if there is
+    /// none. (One destroyed between the check and the open is created
+    /// anew, empty.)
+    pub fn open_existing(name: &str) -> Result<Arc<Namespace>> {
+        if !valid_name(name) {
+            return Err(Error::Invalid);
+        }
+        if !Namespace::names().iter().any(|n| n == name) {
+            return Err(Error::NotFound);
+        }
+        Namespace::open(name)
+    }
+
     /// Opens namespace `name` (1–64 of `[A-Za-z0-9_-]`), creating it with
     /// default limits if it does not exist.
     pub fn open(name: &str) -> Result<Arc<Namespace>> {
