@@ -70,7 +70,7 @@ impl Limits {
 /// descriptor whose lock on the entry's byte says "alive".
 struct Registration {
     me: Me,
-    fd: Option<Arc<OwnedFd>>,
+    fd: Option<OwnedFd>,
 }
 
 /// A set mapped into this process.
@@ -83,6 +83,8 @@ struct SetHandle {
     reg_pid: AtomicI32,
     /// `Me` packed: slot | gen << 32.
     reg_me: AtomicU64,
+    /// The registration's descriptor (-1: none), for liveness checks.
+    reg_fd: AtomicI32,
     reg: Mutex<Option<Registration>>,
     /// This process's access bits to the set, cached with the set's
     /// sequence counter when they were read: `seq << 32 | GRANTED_VALID |
@@ -98,8 +100,7 @@ struct SetHandle {
 /// (its registration's): one shared with another process (an inherited
 /// descriptor) would not see that process's locks as conflicting.
 struct OsHost<'a> {
-    own: Option<Arc<OwnedFd>>,
-    fallback: std::os::fd::BorrowedFd<'a>,
+    fd: std::os::fd::BorrowedFd<'a>,
 }
 
 impl Host for OsHost<'_> {
@@ -107,11 +108,7 @@ impl Host for OsHost<'_> {
         let Some(p) = view.proc(slot) else {
             return true;
         };
-        let fd = match &self.own {
-            Some(fd) => std::os::fd::AsFd::as_fd(&**fd),
-            None => self.fallback,
-        };
-        match shm::ofd_is_locked(fd, PROC_LOCK_BASE + slot as i64) {
+        match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
             Ok(false) => true,
             Ok(true) => !liveness::process_exists(
                 p.pid.load(Ordering::Relaxed),
@@ -584,6 +581,7 @@ impl Namespace {
             view,
             reg_pid: AtomicI32::new(0),
             reg_me: AtomicU64::new(0),
+            reg_fd: AtomicI32::new(-1),
             granted: AtomicU64::new(0),
             reg: Mutex::new(None),
         }));
@@ -632,9 +630,11 @@ impl Namespace {
         *reg = None;
         let r = self.register(h, pid)?;
         let me = r.me;
+        let fd = r.fd.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         *reg = Some(r);
         h.reg_me
             .store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
+        h.reg_fd.store(fd, Ordering::Relaxed);
         h.reg_pid.store(pid, Ordering::Release);
         Ok(me)
     }
@@ -643,7 +643,7 @@ impl Namespace {
         let v = &h.view;
         let start = liveness::start_time();
         // The same process before an exec: adopt its entry (and undo).
-        for s in 0..v.proc_slots() {
+        for s in 0..v.procs_in_use() {
             let p = v.proc(s).expect("in range");
             let sg = p.state_gen.load(Ordering::Acquire);
             if sg & PROC_STATE_MASK == PROC_ACTIVE
@@ -660,7 +660,7 @@ impl Namespace {
                         gen: sg >> PROC_GEN_SHIFT,
                         pid,
                     },
-                    fd: Some(Arc::new(fd)),
+                    fd: Some(fd),
                 });
             }
         }
@@ -694,19 +694,19 @@ impl Namespace {
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
                 p.state_gen
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+                v.note_claimed(s);
                 return Ok(Registration {
                     me: Me { slot: s, gen, pid },
-                    fd: Some(Arc::new(fd)),
+                    fd: Some(fd),
                 });
             }
             if pass == 0 {
                 // Full: free the entries of dead processes that hold nothing
                 // (those holding undo or queue slots are reaped by sweeps).
                 let host = OsHost {
-                    own: None,
-                    fallback: std::os::fd::AsFd::as_fd(&fd),
+                    fd: std::os::fd::AsFd::as_fd(&fd),
                 };
-                for s in 0..v.proc_slots() {
+                for s in 0..v.procs_in_use() {
                     let p = v.proc(s).expect("in range");
                     let sg = p.state_gen.load(Ordering::Acquire);
                     if sg & PROC_STATE_MASK == PROC_ACTIVE
@@ -727,20 +727,23 @@ impl Namespace {
         Err(Error::NoMemory)
     }
 
-    /// The host for this process's calls on `h` (after `me`). The
-    /// registration's mutex is held only to clone its descriptor: a thread
-    /// asleep in the set must not keep its other threads out.
+    /// The host for this process's calls on `h` (after `me`). No lock: a
+    /// thread asleep in the set must not keep its other threads out.
     fn host(h: &SetHandle) -> OsHost<'_> {
-        let own = h
-            .reg
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|r| r.fd.clone());
-        OsHost {
-            own,
-            fallback: h.map.fd(),
+        // SYNC: Acquire pairs with the Release store of reg_pid in `me`,
+        // after reg_fd.
+        if h.reg_pid.load(Ordering::Acquire) == liveness::pid() {
+            let fd = h.reg_fd.load(Ordering::Relaxed);
+            if fd >= 0 {
+                // SAFETY: the registration of this pid owns `fd` and is only
+                // ever replaced by a process with another pid (a forked
+                // child, in its own copy of the handle), so it stays open as
+                // long as `h`, which outlives the returned host.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                return OsHost { fd };
+            }
         }
+        OsHost { fd: h.map.fd() }
     }
 
     /// Runs `f` with the set's global lock held.

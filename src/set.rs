@@ -341,6 +341,20 @@ impl<'a> SetView<'a> {
         self.procs.len() as u32
     }
 
+    /// Process-table entries that may be in use: those below the
+    /// high-water mark (entries above it were never claimed).
+    pub fn procs_in_use(&self) -> u32 {
+        self.hdr
+            .procs_hwm
+            .load(Ordering::Relaxed)
+            .min(self.proc_slots())
+    }
+
+    /// Records that entry `slot` was claimed (see [`Self::procs_in_use`]).
+    pub fn note_claimed(&self, slot: u32) {
+        self.hdr.procs_hwm.fetch_max(slot + 1, Ordering::Relaxed);
+    }
+
     /// A process-table entry (bounds-checked).
     pub fn proc(&self, slot: u32) -> Option<&'a ProcEntry> {
         self.procs.get(slot as usize)
@@ -553,15 +567,16 @@ impl<'a> SetView<'a> {
             false
         };
         sync::wrote();
+        let b = Buffers::take();
         let mut g = Guard {
             v: self,
             global: false,
-            marked: Vec::new(),
+            marked: b.marked,
             wrote: false,
-            wakes: Vec::new(),
-            scratch: Scratch::default(),
-            ops: Vec::new(),
-            intent: Intent::default(),
+            wakes: b.wakes,
+            scratch: b.scratch,
+            ops: b.ops,
+            intent: b.intent,
         };
         if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
             g.global = true;
@@ -817,7 +832,12 @@ impl<'a> SetView<'a> {
     /// `exhaustive` reads every row; otherwise rows whose count says they
     /// hold nothing are skipped (the counts are exact outside recovery).
     fn clear_adjs(&self, only: Option<usize>, exhaustive: bool) {
-        for p in 0..self.proc_slots() {
+        let n = if exhaustive {
+            self.proc_slots()
+        } else {
+            self.procs_in_use()
+        };
+        for p in 0..n {
             if !exhaustive && self.procs[p as usize].undo_count.load(Ordering::Relaxed) == 0 {
                 continue;
             }
@@ -1163,6 +1183,44 @@ fn dec(a: &AtomicU32) {
     }
 }
 
+/// A section's working memory, kept per thread between sections so that
+/// a section allocates nothing in the common case.
+#[derive(Default)]
+struct Buffers {
+    marked: Vec<u32>,
+    wakes: Vec<u32>,
+    scratch: Scratch,
+    ops: Vec<Sembuf>,
+    intent: Intent,
+}
+
+#[cfg(not(shmsem_loom))]
+std::thread_local! {
+    static BUFFERS: core::cell::Cell<Buffers> = core::cell::Cell::new(Buffers::default());
+}
+
+impl Buffers {
+    #[cfg(not(shmsem_loom))]
+    fn take() -> Buffers {
+        BUFFERS.try_with(|c| c.take()).unwrap_or_default()
+    }
+    #[cfg(shmsem_loom)]
+    fn take() -> Buffers {
+        Buffers::default()
+    }
+    #[cfg(not(shmsem_loom))]
+    fn give_back(mut self) {
+        self.marked.clear();
+        self.wakes.clear();
+        self.scratch.touched.clear();
+        self.ops.clear();
+        self.intent.entries.clear();
+        let _ = BUFFERS.try_with(|c| c.set(self));
+    }
+    #[cfg(shmsem_loom)]
+    fn give_back(self) {}
+}
+
 /// An intent record being built in process memory, written to the segment
 /// by [`Guard::commit`] (see [`IntentHeader`]).
 #[derive(Default)]
@@ -1365,7 +1423,13 @@ impl<'v, 'a> Guard<'v, 'a> {
         let mut undo_held = false;
         for n in distinct(sops) {
             self.own(n as usize);
-            undo_held |= self.v.sems[n as usize].nundo.load(Ordering::Relaxed) != 0;
+            // Another process's adjustment (ours is no dead process's).
+            let mine = self
+                .v
+                .undo_cell(me.slot, n as usize)
+                .load(Ordering::Relaxed)
+                != 0;
+            undo_held |= self.v.sems[n as usize].nundo.load(Ordering::Relaxed) > mine as u32;
         }
         if undo_held {
             // A process holding an adjustment here may have died: its undo
@@ -1649,7 +1713,7 @@ impl<'v, 'a> Guard<'v, 'a> {
     pub fn sweep_dead(&mut self, me: &Me, host: &dyn Host, what: Sweep) {
         let v = self.v;
         let mut changed = false;
-        for p in 0..v.proc_slots() {
+        for p in 0..v.procs_in_use() {
             if p == me.slot {
                 continue;
             }
@@ -1833,7 +1897,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
         }
         r.pending.sort_by_key(|p| p.ticket);
-        for p in 0..v.proc_slots() {
+        for p in 0..v.procs_in_use() {
             let pe = &v.procs[p as usize];
             if pe.state_gen.load(Ordering::Acquire) & PROC_STATE_MASK != PROC_ACTIVE {
                 continue;
@@ -1931,6 +1995,14 @@ impl Drop for Guard<'_, '_> {
         for &i in &self.wakes {
             sync::futex_wake(&self.v.queue[i as usize].status, 1);
         }
+        Buffers {
+            marked: core::mem::take(&mut self.marked),
+            wakes: core::mem::take(&mut self.wakes),
+            scratch: core::mem::take(&mut self.scratch),
+            ops: core::mem::take(&mut self.ops),
+            intent: core::mem::take(&mut self.intent),
+        }
+        .give_back();
     }
 }
 
@@ -1984,9 +2056,11 @@ pub mod heap {
                 const_tail: AtomicU32,
                 alloc_hint: AtomicU32,
                 ctime: AtomicI64,
-                next_ticket: AtomicU64
+                next_ticket: AtomicU64,
+                procs_hwm: AtomicU32,
+                _pad3: AtomicU32
             },
-            [reserved; 3]
+            [reserved; 2]
         )
     }
     fn sem() -> SemEntry {
@@ -2082,6 +2156,7 @@ pub mod heap {
             p.pid.store(pid, Ordering::Relaxed);
             p.state_gen
                 .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+            self.view().note_claimed(slot);
             Me { slot, gen, pid }
         }
     }

@@ -482,8 +482,13 @@ pub struct SetHeader {
     pub ctime: AtomicI64,
     /// Ticket of the next queued operation (see [`QueueSlot::ticket`]).
     pub next_ticket: AtomicU64,
+    /// One past the highest process-table entry ever claimed: scans of the
+    /// table stop there (entries beyond were never used).
+    pub procs_hwm: AtomicU32,
+    /// Padding.
+    pub _pad3: AtomicU32,
     /// Reserved (zero).
-    pub reserved: [AtomicU64; 3],
+    pub reserved: [AtomicU64; 2],
 }
 
 /// One semaphore.
