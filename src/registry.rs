@@ -352,17 +352,22 @@ impl Namespace {
         v
     }
 
-    /// Opens an existing namespace `name`: `NotFound` (ENOENT) if there is
-    /// none. (One destroyed between the check and the open is created
-    /// anew, empty.)
+    /// Opens an existing namespace `name`, never creating one: `NotFound`
+    /// (ENOENT) if there is none.
     pub fn open_existing(name: &str) -> Result<Arc<Namespace>> {
         if !valid_name(name) {
             return Err(Error::Invalid);
         }
-        if !Namespace::names().iter().any(|n| n == name) {
-            return Err(Error::NotFound);
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(ns) = open.get(name) {
+            return Ok(ns.clone());
         }
-        Namespace::open(name)
+        let ns = Arc::new(Namespace::attach(name, None)?);
+        open.insert(name.to_string(), ns.clone());
+        Ok(ns)
     }
 
     /// Opens namespace `name` (1–64 of `[A-Za-z0-9_-]`), creating it with
@@ -384,7 +389,7 @@ impl Namespace {
         if let Some(ns) = open.get(name) {
             return Ok(ns.clone());
         }
-        let ns = Arc::new(Namespace::attach(name, limits)?);
+        let ns = Arc::new(Namespace::attach(name, Some(limits))?);
         open.insert(name.to_string(), ns.clone());
         Ok(ns)
     }
@@ -401,9 +406,21 @@ impl Namespace {
         Ok(DEFAULT.get_or_init(|| ns).clone())
     }
 
-    fn attach(name: &str, limits: Limits) -> Result<Namespace> {
+    /// Maps namespace `name`'s registry, creating it with `limits` if it
+    /// does not exist and `limits` is given (else `NotFound`).
+    fn attach(name: &str, limits: Option<Limits>) -> Result<Namespace> {
         let rname = registry_name(name);
         for _attempt in 0..3 {
+            let Some(limits) = limits else {
+                let map = Mapping::open(&rname)?.ok_or(Error::NotFound)?;
+                let h = reg_header_checked(&map)?;
+                if h.version.load(Ordering::Acquire) == 0 {
+                    // Being created (or its creator died): wait as below.
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    continue;
+                }
+                return Namespace::from_map(name, map);
+            };
             let size = registry_size(limits.semmni);
             match Mapping::create_exclusive(&rname, size) {
                 Ok(map) => {

@@ -17,7 +17,7 @@
 
 use crate::engine::{self, Eval, Scratch};
 use crate::sync::{self, AtomicI16, Ordering, Wake};
-use crate::sysv::Sembuf;
+use crate::sysv::{IpcPerm, Sembuf, SemidDs};
 use crate::{Error, Result};
 use shm_layout::*;
 
@@ -130,6 +130,9 @@ pub struct SetReport {
     pub processes: Vec<ProcessReport>,
     /// The queue arena.
     pub slots: SlotUsage,
+    /// What IPC_STAT would return, read without IPC_STAT's sweep of dead
+    /// processes (so otime may predate an exit not yet noticed).
+    pub status: SemidDs,
 }
 
 /// Which process-table entries a sweep checks for death.
@@ -1869,7 +1872,23 @@ impl<'v, 'a> Guard<'v, 'a> {
     pub fn report(&self, host: &dyn Host) -> SetReport {
         let v = self.v;
         let n = v.nsems();
+        let h = v.hdr;
+        let id = h.id.load(Ordering::Relaxed);
         let mut r = SetReport {
+            status: SemidDs {
+                perm: IpcPerm {
+                    key: h.key.load(Ordering::Relaxed),
+                    uid: h.uid.load(Ordering::Relaxed),
+                    gid: h.gid.load(Ordering::Relaxed),
+                    cuid: h.cuid.load(Ordering::Relaxed),
+                    cgid: h.cgid.load(Ordering::Relaxed),
+                    mode: h.mode.load(Ordering::Relaxed),
+                    seq: id as u32 >> IPCMNI_SHIFT,
+                },
+                otime: v.otime(),
+                ctime: h.ctime.load(Ordering::Relaxed),
+                nsems: n as u64,
+            },
             values: (0..n).map(|i| self.read_one(i).0 as u16).collect(),
             sempids: (0..n).map(|i| self.read_one(i).1).collect(),
             ncnt: (0..n).map(|i| self.count_waiters(i, false)).collect(),

@@ -374,19 +374,9 @@ fn status(ns: &Namespace, id: i32) -> Res<SemidDs> {
 fn inspect(ns: &Namespace, id: i32, key: Option<i32>) -> Res<show::SetView> {
     let report: SetReport = ns.report(id).ctx("report")?;
     let me = std::process::id() as i32;
-    // IPC_STAT would reap the dead processes that hold something (undo,
-    // queue slots) before reading: `stat` must show them instead, so the
-    // status is read only when there are none. (The public API has no
-    // status read without that sweep.)
-    let dead_holders = report
-        .processes
-        .iter()
-        .any(|p| p.pid != me && !p.alive && show::holds(p));
-    let status = if dead_holders {
-        None
-    } else {
-        Some(status(ns, id)?)
-    };
+    // The report's status is IPC_STAT's without its sweep: `stat` shows
+    // dead processes as they are instead of reaping them.
+    let status = Some(report.status);
     Ok(show::SetView {
         namespace: ns.name().to_string(),
         id,
