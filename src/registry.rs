@@ -708,6 +708,8 @@ impl Namespace {
                 p.undo_count.store(0, Ordering::Relaxed);
                 p.queued.store(0, Ordering::Relaxed);
                 p.undo_record.store(0, Ordering::Relaxed);
+                p.asleep.store(0, Ordering::Relaxed);
+                p.cpu.store(0, Ordering::Relaxed);
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
                 p.state_gen
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);

@@ -25,6 +25,9 @@ use shm_layout::*;
 /// queue slots): the bound on how late a dead process's SEM_UNDO reaches a
 /// sleeper.
 pub const SWEEP_SLICE_NS: u64 = 50_000_000;
+/// How long a sleeper spins before sleeping when a partner is running on
+/// another processor (see [`SetView::partner_running`]).
+const SPIN_NS: u64 = 30_000;
 /// Spins on a held global lock before sleeping.
 const LOCK_SPINS: u32 = 100;
 /// A section that would mark more words than this enters global mode.
@@ -1080,6 +1083,26 @@ impl<'a> SetView<'a> {
         host: &dyn Host,
     ) -> Result<()> {
         let q = self.slot(slot)?;
+        let pe = self.proc(me.slot);
+        let cpu = sync::current_cpu();
+        if let Some(pe) = pe {
+            pe.cpu.store((cpu + 1) as u16, Ordering::Relaxed);
+        }
+        if self.partner_running(me, cpu) {
+            // A bounded spin: a partner running on another processor is
+            // likely to wake us within microseconds, far sooner than a
+            // sleep and a wake-up take.
+            let until = sync::monotonic_ns().saturating_add(SPIN_NS).min(deadline);
+            let mut i = 0u32;
+            // SYNC: Acquire as below.
+            while q.status.load(Ordering::Acquire) == expected {
+                sync::spin_hint();
+                i += 1;
+                if i % 64 == 0 && sync::monotonic_ns() >= until {
+                    break;
+                }
+            }
+        }
         loop {
             // SYNC: Acquire pairs with the Release store of DONE in
             // Guard::complete: the waker's writes are visible to us.
@@ -1089,7 +1112,14 @@ impl<'a> SetView<'a> {
             }
             let now = sync::monotonic_ns();
             let slice = deadline.min(now.saturating_add(SWEEP_SLICE_NS));
-            match sync::futex_wait(&q.status, expected, slice) {
+            if let Some(pe) = pe {
+                pe.asleep.fetch_add(1, Ordering::Relaxed);
+            }
+            let woke = sync::futex_wait(&q.status, expected, slice);
+            if let Some(pe) = pe {
+                pe.asleep.fetch_sub(1, Ordering::Relaxed);
+            }
+            match woke {
                 Wake::Woken => {}
                 Wake::TimedOut if sync::monotonic_ns() >= deadline => {
                     return self.cancel(me, slot, expected, Error::WouldBlock, host)
@@ -1103,6 +1133,38 @@ impl<'a> SetView<'a> {
                 }
             }
         }
+    }
+
+    /// Whether a sleeper on `cpu` should spin before sleeping: some other
+    /// process of the set is awake (not asleep on it) on another processor
+    /// (or one not yet known), and fewer such are awake than there are other
+    /// processors — so the partner is plausibly running now, and the spin
+    /// does not take a processor it or others need. Never on one processor.
+    fn partner_running(&self, me: &Me, cpu: u32) -> bool {
+        let others = sync::online_cpus().saturating_sub(1);
+        if others == 0 {
+            return false;
+        }
+        let mut awake = 0;
+        for p in 0..self.procs_in_use() {
+            let pe = &self.procs[p as usize];
+            if p == me.slot
+                || pe.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK != PROC_ACTIVE
+                || pe.asleep.load(Ordering::Relaxed) != 0
+            {
+                continue;
+            }
+            let c = pe.cpu.load(Ordering::Relaxed);
+            if c != 0 && c as u32 == cpu + 1 {
+                // Awake on our processor: it cannot run while we spin.
+                return false;
+            }
+            awake += 1;
+            if awake > others {
+                return false;
+            }
+        }
+        awake > 0
     }
 
     /// Takes the result a waker handed over and frees the slot.
@@ -2047,7 +2109,7 @@ pub mod heap {
             $t { $($f: $a::new(0),)* $($arr: core::array::from_fn::<_, $n, _>(|_| AtomicU64::new(0)))? }
         };
     }
-    use crate::sync::{AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+    use crate::sync::{AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
 
     fn header() -> SetHeader {
         zeroed!(
@@ -2099,7 +2161,8 @@ pub mod heap {
             undo_count: AtomicU32,
             queued: AtomicU32,
             undo_record: AtomicU32,
-            _pad2: AtomicU32
+            asleep: AtomicU16,
+            cpu: AtomicU16
         })
     }
     fn slot() -> QueueSlot {

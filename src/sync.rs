@@ -8,7 +8,7 @@
 //! hash-bucket lock, so no wake-up can be lost between check and sleep.
 //! No other module issues a futex system call or names an atomic type.
 
-pub use shm_layout::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+pub use shm_layout::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
 
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{fence, Ordering};
@@ -86,6 +86,27 @@ pub fn spin_hint() {
 #[cfg(not(shmsem_loom))]
 pub fn yield_now() {
     std::thread::yield_now();
+}
+
+/// The CPU this thread runs on now.
+#[cfg(not(shmsem_loom))]
+pub fn current_cpu() -> u32 {
+    rustix::thread::sched_getcpu() as u32
+}
+
+/// Processors online in the system (not this process's affinity: a
+/// partner pinned elsewhere runs on another one), read once.
+#[cfg(not(shmsem_loom))]
+pub fn online_cpus() -> u32 {
+    static N: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let n = N.load(core::sync::atomic::Ordering::Relaxed);
+    if n != 0 {
+        return n;
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.clamp(1, 4096) as u32;
+    N.store(n, core::sync::atomic::Ordering::Relaxed);
+    n
 }
 
 /// Crash-point test mode: counted writes left before the process stops
@@ -184,6 +205,14 @@ mod loom_futex {
     /// No crash-point mode under loom.
     #[inline]
     pub fn wrote() {}
+    /// Loom models one processor: sleepers never spin.
+    pub fn current_cpu() -> u32 {
+        0
+    }
+    /// One processor.
+    pub fn online_cpus() -> u32 {
+        1
+    }
 }
 #[cfg(shmsem_loom)]
 pub use loom_futex::*;

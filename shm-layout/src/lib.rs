@@ -23,9 +23,9 @@
 #![warn(missing_docs)]
 
 #[cfg(not(shmsem_loom))]
-pub use core::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+pub use core::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
 #[cfg(shmsem_loom)]
-pub use loom::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
+pub use loom::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
@@ -523,8 +523,11 @@ pub struct ProcEntry {
     /// 1 once the process has made a SEM_UNDO call on the set (even a
     /// failed one): the kernel's undo record, whose exit sets otime.
     pub undo_record: AtomicU32,
-    /// Padding to 32 bytes.
-    pub _pad2: AtomicU32,
+    /// Threads of the process asleep on this set's futexes now.
+    pub asleep: AtomicU16,
+    /// 1 + the CPU the process last slept from (0: unknown): a sleeper
+    /// spins before sleeping only for a partner on another CPU.
+    pub cpu: AtomicU16,
 }
 
 /// One pending-queue slot: a sleeper's operation, its futex word and links.
