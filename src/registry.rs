@@ -75,6 +75,9 @@ struct Registration {
 
 /// A set mapped into this process.
 struct SetHandle {
+    /// Index and sequence number, from the registry (never from the
+    /// segment, which anyone with write access may scribble on).
+    idx: u32,
     seq: u32,
     name: String,
     map: Mapping,
@@ -93,6 +96,13 @@ struct SetHandle {
     /// counter, keeps it valid. Credentials are cached per process anyway
     /// (README difference 2).
     granted: AtomicU64,
+}
+
+impl SetHandle {
+    /// The set's id.
+    fn id(&self) -> i32 {
+        ((self.seq << IPCMNI_SHIFT) | self.idx) as i32
+    }
 }
 
 /// The real host: liveness from OFD locks, confirmed by pid + start time.
@@ -592,6 +602,7 @@ impl Namespace {
             return Err(Error::Invalid);
         }
         let h = Box::into_raw(Box::new(SetHandle {
+            idx,
             seq: eseq,
             name,
             map,
@@ -878,7 +889,7 @@ impl Namespace {
         // Cyclic index allocation; the sequence number advances on wrap.
         let n = self.limits.semmni;
         let start = h.next_idx.load(Ordering::Relaxed) % n;
-        let mut seq = h.seq.load(Ordering::Relaxed);
+        let mut seq = h.seq.load(Ordering::Relaxed) % (IPC_SEQ_MAX + 1);
         let mut found = None;
         for k in 0..n {
             let idx = start + k;
@@ -1075,7 +1086,7 @@ impl Namespace {
                     return Err(Error::BadAddress);
                 };
                 *out = self.stat(h);
-                Ok(h.view.hdr.id.load(Ordering::Relaxed))
+                Ok(h.id())
             }
             SETVAL => {
                 let SemctlArg::Val(val) = arg else {
@@ -1316,7 +1327,7 @@ impl Namespace {
         if !self.perm(h)?.permits(0o444) {
             return Err(Error::PermissionDenied);
         }
-        self.locked(h, |g, _, host| g.report(host))
+        self.locked(h, |g, me, host| g.report(me, host))
     }
 
     /// Sweeps set `semid` now: every dead process in its table is reaped
@@ -1380,8 +1391,12 @@ impl Namespace {
                 continue;
             };
             let dead = |h: &SetHandle| -> usize {
-                self.locked(h, |g, _, host| {
-                    g.report(host).processes.iter().filter(|p| !p.alive).count()
+                self.locked(h, |g, me, host| {
+                    g.report(me, host)
+                        .processes
+                        .iter()
+                        .filter(|p| !p.alive)
+                        .count()
                 })
                 .unwrap_or(0)
             };
@@ -1400,8 +1415,7 @@ impl Namespace {
 
     /// The registry entry of a mapped set.
     fn entry_of(&self, h: &SetHandle) -> &RegistryEntry {
-        let idx = h.view.hdr.id.load(Ordering::Relaxed) as u32 & (SEMMNI_MAX - 1);
-        &self.entries()[idx as usize]
+        &self.entries()[h.idx as usize]
     }
 
     /// Copies the set's ctime to the registry (call under the set's lock).
@@ -1558,7 +1572,7 @@ impl Namespace {
         // name go. A remover that dies in between leaves a LIVE entry for a
         // removed set, which the next semget of its key (or gc) clears.
         self.locked(h, |g, _, _| g.remove())?;
-        self.free_entry(h.view.hdr.id.load(Ordering::Relaxed), h.view.nsems() as u32);
+        self.free_entry(h.id(), h.view.nsems() as u32);
         shm::unlink(&h.name)
     }
 

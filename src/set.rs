@@ -627,7 +627,9 @@ impl<'a> SetView<'a> {
                 }
                 continue;
             }
-            if check && self.owner_dead(cur, host) {
+            // Our own token is another thread of this process: alive (our
+            // own descriptor cannot see our own OFD lock as a conflict).
+            if check && (cur & !LOCK_CONTENDED) != tok && self.owner_dead(cur, host) {
                 // SYNC: Acquire as for a normal acquisition (the dead
                 // holder's writes are visible); repair makes them whole.
                 if l.compare_exchange(
@@ -1125,8 +1127,21 @@ impl<'a> SetView<'a> {
                     return self.cancel(me, slot, expected, Error::WouldBlock, host)
                 }
                 Wake::TimedOut => {
-                    let mut g = self.lock(me, host);
-                    g.sweep_dead(me, host, Sweep::Holding);
+                    // One sleeper per slice sweeps for the whole set: with
+                    // N sleepers each sweeping, the lock would do N^2
+                    // liveness checks per slice.
+                    let now = sync::monotonic_ns();
+                    let last = self.hdr.last_sweep_ns.load(Ordering::Relaxed);
+                    if now.wrapping_sub(last) >= SWEEP_SLICE_NS
+                        && self
+                            .hdr
+                            .last_sweep_ns
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        let mut g = self.lock(me, host);
+                        g.sweep_dead(me, host, Sweep::Holding);
+                    }
                 }
                 Wake::Interrupted => {
                     return self.cancel(me, slot, expected, Error::Interrupted, host)
@@ -1931,7 +1946,7 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// Everything a diagnostic tool shows of the set, read under the lock:
     /// values, waiters, the pending queue in FIFO order, the processes in
     /// the table (`host` says which are alive), the use of the queue arena.
-    pub fn report(&self, host: &dyn Host) -> SetReport {
+    pub fn report(&self, me: &Me, host: &dyn Host) -> SetReport {
         let v = self.v;
         let n = v.nsems();
         let h = v.hdr;
@@ -1992,7 +2007,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             r.processes.push(ProcessReport {
                 slot: p,
                 pid: pe.pid.load(Ordering::Relaxed),
-                alive: !host.is_dead(v, p),
+                alive: p == me.slot || !host.is_dead(v, p),
                 adjustments: adjs,
                 undo_record: pe.undo_record.load(Ordering::Relaxed) != 0,
                 queued: pe.queued.load(Ordering::Relaxed),
@@ -2139,9 +2154,10 @@ pub mod heap {
                 ctime: AtomicI64,
                 next_ticket: AtomicU64,
                 procs_hwm: AtomicU32,
-                _pad3: AtomicU32
+                _pad3: AtomicU32,
+                last_sweep_ns: AtomicU64
             },
-            [reserved; 2]
+            [reserved; 1]
         )
     }
     fn sem() -> SemEntry {

@@ -487,8 +487,11 @@ pub struct SetHeader {
     pub procs_hwm: AtomicU32,
     /// Padding.
     pub _pad3: AtomicU32,
+    /// CLOCK_MONOTONIC ns of the last periodic sweep by a sleeper: one
+    /// sleeper per slice sweeps, not every one.
+    pub last_sweep_ns: AtomicU64,
     /// Reserved (zero).
-    pub reserved: [AtomicU64; 2],
+    pub reserved: [AtomicU64; 1],
 }
 
 /// One semaphore.
