@@ -35,7 +35,7 @@ pub struct Limits {
     /// Max sets (SEMMNI), at most 32768.
     pub semmni: u32,
     /// Pending-queue slots per set: how many sleepers (a call with more
-    /// than 10 ops takes one slot per 10) can wait at once.
+    /// than 9 ops takes one slot per 9) can wait at once.
     pub queue_slots: u32,
     /// Process-table entries per set: how many processes can hold undo
     /// adjustments, sleep, or take the set's lock at once.
@@ -721,6 +721,7 @@ impl Namespace {
                 p.undo_record.store(0, Ordering::Relaxed);
                 p.asleep.store(0, Ordering::Relaxed);
                 p.cpu.store(0, Ordering::Relaxed);
+                p.locking.store(0, Ordering::Relaxed);
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
                 p.state_gen
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
@@ -1406,7 +1407,7 @@ impl Namespace {
                     .locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
                     .is_ok()
             {
-                r.dead_processes += before - dead(h);
+                r.dead_processes += before.saturating_sub(dead(h));
             }
             r.sets += 1;
         }

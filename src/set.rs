@@ -16,7 +16,7 @@
 //! recomputes WAITERS / UNDO_HELD from the counters in [`SemEntry`].
 
 use crate::engine::{self, Eval, Scratch};
-use crate::sync::{self, AtomicI16, Ordering, Wake};
+use crate::sync::{self, AtomicBool, AtomicI16, Ordering, Wake};
 use crate::sysv::{IpcPerm, Sembuf, SemidDs};
 use crate::{Error, Result};
 use shm_layout::*;
@@ -149,6 +149,17 @@ pub enum Sweep {
     All,
 }
 
+/// What a waiter makes of the process a lock word names.
+enum Owner {
+    /// Dead (or no such entry): take the lock over.
+    Dead,
+    /// Alive but neither taking nor holding the lock: the word is garbage
+    /// (taken over if it stays so for a slice).
+    Idle,
+    /// Alive and taking or holding it: wait.
+    Holding,
+}
+
 /// How a slow-path semop ended before any sleeping.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SlowOutcome {
@@ -169,6 +180,8 @@ pub struct SetView<'a> {
     intent: &'a IntentHeader,
     intent_entries: &'a [AtomicU64],
     geo: SetGeometry,
+    /// Process-local: a thread of this process holds the lock now.
+    held_here: AtomicBool,
     /// Where otime is mirrored for processes that cannot open the segment
     /// (the registry entry's tagged word) and the set's sequence tag.
     otime_mirror: Option<(&'a AtomicU64, u32)>,
@@ -266,6 +279,7 @@ impl<'a> SetView<'a> {
                     nsems as usize,
                 ),
                 geo,
+                held_here: AtomicBool::new(false),
                 otime_mirror: None,
             })
         }
@@ -293,6 +307,7 @@ impl<'a> SetView<'a> {
             intent,
             intent_entries,
             geo,
+            held_here: AtomicBool::new(false),
             otime_mirror: None,
         }
     }
@@ -563,15 +578,22 @@ impl<'a> SetView<'a> {
     pub fn lock<'v>(&'v self, me: &Me, host: &dyn Host) -> Guard<'v, 'a> {
         let tok = me.token();
         let l = &self.hdr.lock;
-        // SYNC: Acquire pairs with the Release swap in Guard::drop.
+        // "Taking or holding" before the lock word names us: a waiter that
+        // sees our token sees this (our acquiring CAS releases it).
+        if let Some(pe) = self.proc(me.slot) {
+            pe.locking.fetch_add(1, Ordering::Relaxed);
+        }
+        // SYNC: Acquire pairs with the Release swap in Guard::drop; Release
+        // publishes the `locking` increment to waiters that read our token.
         let recovered = if l
-            .compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, tok, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            self.lock_slow(tok, host)
+            self.lock_slow(me, host)
         } else {
             false
         };
+        self.held_here.store(true, Ordering::Relaxed);
         sync::wrote();
         let b = Buffers::take();
         let mut g = Guard {
@@ -583,6 +605,7 @@ impl<'a> SetView<'a> {
             scratch: b.scratch,
             ops: b.ops,
             intent: b.intent,
+            me_slot: me.slot,
         };
         if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
             g.global = true;
@@ -596,12 +619,13 @@ impl<'a> SetView<'a> {
 
     /// Returns whether the lock was taken over from a dead holder.
     #[cold]
-    fn lock_slow(&self, tok: u32, host: &dyn Host) -> bool {
+    fn lock_slow(&self, me: &Me, host: &dyn Host) -> bool {
+        let tok = me.token();
         let l = &self.hdr.lock;
         for _ in 0..LOCK_SPINS {
             sync::spin_hint();
             if l.load(Ordering::Relaxed) == 0
-                && l.compare_exchange(0, tok, Ordering::Acquire, Ordering::Relaxed)
+                && l.compare_exchange(0, tok, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 return false;
@@ -609,41 +633,55 @@ impl<'a> SetView<'a> {
         }
         // Check the holder once before the first sleep, then after every
         // slice: a live holder, however slow (stopped, preempted), is never
-        // robbed; a dead one is replaced without waiting a whole slice.
+        // robbed; a dead one is replaced without waiting a whole slice. A
+        // word naming a live process that is not taking or holding the lock
+        // (garbage, or a scribble) is replaced when seen so at two
+        // consecutive checks a slice apart.
         let mut check = true;
+        let mut suspect = 0;
         loop {
-            let cur = l.load(Ordering::Relaxed);
+            // SYNC: Acquire pairs with the holder's AcqRel CAS: its
+            // `locking` increment is visible once we see its token.
+            let cur = l.load(Ordering::Acquire);
             if cur == 0 {
                 // Others may sleep: keep CONTENDED so our unlock wakes one.
-                if l.compare_exchange(
-                    0,
-                    tok | LOCK_CONTENDED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+                if l.compare_exchange(0, tok | LOCK_CONTENDED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
                 {
                     return false;
                 }
                 continue;
             }
-            // Our own token is another thread of this process: alive (our
-            // own descriptor cannot see our own OFD lock as a conflict).
-            if check && (cur & !LOCK_CONTENDED) != tok && self.owner_dead(cur, host) {
+            if check {
+                let take = match self.owner(cur, tok, host) {
+                    Owner::Dead => true,
+                    Owner::Idle => {
+                        let again = suspect == cur;
+                        suspect = cur;
+                        again
+                    }
+                    Owner::Holding => {
+                        suspect = 0;
+                        false
+                    }
+                };
                 // SYNC: Acquire as for a normal acquisition (the dead
                 // holder's writes are visible); repair makes them whole.
-                if l.compare_exchange(
-                    cur,
-                    tok | LOCK_CONTENDED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+                if take
+                    && l.compare_exchange(
+                        cur,
+                        tok | LOCK_CONTENDED,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
                 {
                     self.repair();
                     return true;
                 }
-                continue;
+                if take {
+                    continue;
+                }
             }
             check = false;
             if cur & LOCK_CONTENDED == 0
@@ -661,6 +699,28 @@ impl<'a> SetView<'a> {
             if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut {
                 check = true;
             }
+        }
+    }
+
+    /// Who the lock word `word` names, as seen by a waiter with token `tok`.
+    fn owner(&self, word: u32, tok: u32, host: &dyn Host) -> Owner {
+        let named = word & !LOCK_CONTENDED;
+        if named == tok {
+            // This process: our own descriptor cannot see our OFD lock, but
+            // we know whether one of our threads holds the lock.
+            return if self.held_here.load(Ordering::Relaxed) {
+                Owner::Holding
+            } else {
+                Owner::Idle
+            };
+        }
+        if self.owner_dead(word, host) {
+            return Owner::Dead;
+        }
+        let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
+        match self.proc(slot) {
+            Some(p) if p.locking.load(Ordering::Relaxed) == 0 => Owner::Idle,
+            _ => Owner::Holding,
         }
     }
 
@@ -1088,7 +1148,7 @@ impl<'a> SetView<'a> {
         let pe = self.proc(me.slot);
         let cpu = sync::current_cpu();
         if let Some(pe) = pe {
-            pe.cpu.store((cpu + 1) as u16, Ordering::Relaxed);
+            pe.cpu.store(cpu_tag(cpu), Ordering::Relaxed);
         }
         if self.partner_running(me, cpu) {
             // A bounded spin: a partner running on another processor is
@@ -1170,7 +1230,7 @@ impl<'a> SetView<'a> {
                 continue;
             }
             let c = pe.cpu.load(Ordering::Relaxed);
-            if c != 0 && c as u32 == cpu + 1 {
+            if c != 0 && c == cpu_tag(cpu) {
                 // Awake on our processor: it cannot run while we spin.
                 return false;
             }
@@ -1196,7 +1256,15 @@ impl<'a> SetView<'a> {
         }
         match st & SLOT_ERRNO_MASK {
             0 => Ok(()),
-            e => Err(Error::from_errno(e as i32)),
+            // Only what a waker hands over; anything else was scribbled.
+            e => Err(match Error::from_errno(e as i32) {
+                x @ (Error::Removed
+                | Error::OutOfRange
+                | Error::SemNumOutOfRange
+                | Error::WouldBlock
+                | Error::Corrupt) => x,
+                _ => Error::Corrupt,
+            }),
         }
     }
 
@@ -1252,6 +1320,17 @@ fn distinct(ops: &[Sembuf]) -> impl Iterator<Item = u16> + '_ {
         .enumerate()
         .filter(move |(i, o)| !ops[..*i].iter().any(|p| p.sem_num == o.sem_num))
         .map(|(_, o)| o.sem_num)
+}
+
+/// [`ProcEntry::cpu`]'s value for processor `cpu`.
+fn cpu_tag(cpu: u32) -> u8 {
+    (cpu % 255) as u8 + 1
+}
+
+/// Decrements a process's own counter, never below zero (the segment is
+/// untrusted).
+fn dec16(a: &crate::sync::AtomicU16) {
+    let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| x.checked_sub(1));
 }
 
 /// Decrements a lock-holder-only counter, never below zero (the segment
@@ -1329,6 +1408,7 @@ pub struct Guard<'v, 'a> {
     scratch: Scratch,
     ops: Vec<Sembuf>,
     intent: Intent,
+    me_slot: u32,
 }
 
 impl<'v, 'a> Guard<'v, 'a> {
@@ -2082,9 +2162,13 @@ impl Drop for Guard<'_, '_> {
             hdr.seq.store(s.wrapping_add(1), Ordering::Release);
             sync::wrote();
         }
+        self.v.held_here.store(false, Ordering::Relaxed);
         // SYNC: Release pairs with the Acquire CAS of the next locker.
         let prev = hdr.lock.swap(0, Ordering::Release);
         sync::wrote();
+        if let Some(pe) = self.v.proc(self.me_slot) {
+            dec16(&pe.locking);
+        }
         if prev & LOCK_CONTENDED != 0 {
             sync::futex_wake(&hdr.lock, 1);
         }
@@ -2124,7 +2208,7 @@ pub mod heap {
             $t { $($f: $a::new(0),)* $($arr: core::array::from_fn::<_, $n, _>(|_| AtomicU64::new(0)))? }
         };
     }
-    use crate::sync::{AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
+    use crate::sync::{AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
     fn header() -> SetHeader {
         zeroed!(
@@ -2177,8 +2261,9 @@ pub mod heap {
             undo_count: AtomicU32,
             queued: AtomicU32,
             undo_record: AtomicU32,
-            asleep: AtomicU16,
-            cpu: AtomicU16
+            asleep: AtomicU8,
+            cpu: AtomicU8,
+            locking: AtomicU16
         })
     }
     fn slot() -> QueueSlot {

@@ -12,6 +12,144 @@ use rustix::shm::OFlags;
 pub struct Mapping {
     map: memmap2::MmapRaw,
     file: File,
+    /// Its entry in the SIGBUS guard table, if it got one.
+    guard: Option<usize>,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Out of the table before the fields drop (and the range unmaps).
+        if let Some(i) = self.guard {
+            sigbus::unguard(i);
+        }
+    }
+}
+
+/// Truncation of a mapped segment by a process that may write it would
+/// kill this process with SIGBUS at its next access past the new end. A
+/// SIGBUS handler replaces, for a fault inside one of our mappings, the
+/// rest of that mapping with private zero pages: the access is retried,
+/// reads zeros, and the library reports the set as corrupt. Faults
+/// elsewhere go to the previous handler (or the default action).
+mod sigbus {
+    use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+    const SLOTS: usize = 4096;
+    static STARTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    static LENS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    static PAGE: AtomicUsize = AtomicUsize::new(4096);
+    static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(core::ptr::null_mut());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+
+    /// Guards `len` bytes at `start`; `None` if the table is full (then a
+    /// truncation can still kill this process).
+    pub fn guard(start: usize, len: usize) -> Option<usize> {
+        INSTALL.call_once(install);
+        for i in 0..SLOTS {
+            if STARTS[i].load(Ordering::Relaxed) != 0 {
+                continue;
+            }
+            LENS[i].store(len, Ordering::Relaxed);
+            // SYNC: Release publishes the length to the handler's Acquire
+            // load of the start.
+            if STARTS[i]
+                .compare_exchange(0, start, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub fn unguard(i: usize) {
+        STARTS[i].store(0, Ordering::Release);
+    }
+
+    fn install() {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if page > 0 {
+            PAGE.store(page as usize, Ordering::Relaxed);
+        }
+        // SAFETY: zeroed sigaction is a valid "no handler" value; we fill in
+        // a handler with the SA_SIGINFO signature and an empty mask, and
+        // keep the previous action (leaked, so the handler may read it at
+        // any time) to chain to.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = on_sigbus as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let old = Box::into_raw(Box::new(core::mem::zeroed::<libc::sigaction>()));
+            if libc::sigaction(libc::SIGBUS, &sa, old) == 0 {
+                OLD.store(old, Ordering::Release);
+            } else {
+                drop(Box::from_raw(old));
+            }
+        }
+    }
+
+    extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO
+        // handler; si_addr is the faulting address for SIGBUS.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let page = PAGE.load(Ordering::Relaxed);
+        for i in 0..SLOTS {
+            // SYNC: Acquire pairs with the Release in `guard`.
+            let start = STARTS[i].load(Ordering::Acquire);
+            let len = LENS[i].load(Ordering::Relaxed);
+            if start == 0 || addr < start || addr >= start + len {
+                continue;
+            }
+            let from = addr & !(page - 1);
+            // SAFETY: [from, start + len) lies inside a mapping of ours
+            // (it is still in the table, so not yet unmapped); MAP_FIXED
+            // replaces exactly that range with private zero pages. mmap is
+            // a plain system call, safe to make in a signal handler.
+            let r = unsafe {
+                libc::mmap(
+                    from as *mut libc::c_void,
+                    start + len - from,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if r != libc::MAP_FAILED {
+                return; // the faulting access is retried on zeros
+            }
+        }
+        // Not ours: what would have happened without us.
+        let old = OLD.load(Ordering::Acquire);
+        // SAFETY: `old` is null or the leaked previous action, never freed.
+        let old = unsafe { old.as_ref() };
+        match old.map(|o| (o.sa_sigaction, o.sa_flags)) {
+            Some((h, flags)) if h != libc::SIG_DFL && h != libc::SIG_IGN => {
+                if flags & libc::SA_SIGINFO != 0 {
+                    // SAFETY: the previous handler was installed with this
+                    // signature (SA_SIGINFO).
+                    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                        unsafe { core::mem::transmute(h) };
+                    f(sig, info, ctx);
+                } else {
+                    // SAFETY: a handler without SA_SIGINFO takes the number.
+                    let f: extern "C" fn(libc::c_int) = unsafe { core::mem::transmute(h) };
+                    f(sig);
+                }
+            }
+            _ => {
+                // SAFETY: restoring the default action; the faulting access
+                // is retried and the default action (termination) follows.
+                unsafe {
+                    let mut dfl: libc::sigaction = core::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(libc::SIGBUS, &dfl, core::ptr::null_mut());
+                }
+            }
+        }
+    }
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics; the
@@ -38,7 +176,8 @@ impl Mapping {
         let map = memmap2::MmapOptions::new()
             .map_raw(&file)
             .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        Ok(Mapping { map, file })
+        let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
+        Ok(Mapping { map, file, guard })
     }
 
     /// Creates `name` exclusively with owner-only permissions and size

@@ -8,7 +8,9 @@
 //! hash-bucket lock, so no wake-up can be lost between check and sleep.
 //! No other module issues a futex system call or names an atomic type.
 
-pub use shm_layout::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
+pub use shm_layout::{
+    AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
+};
 
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{fence, Ordering};

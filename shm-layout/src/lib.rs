@@ -23,9 +23,13 @@
 #![warn(missing_docs)]
 
 #[cfg(not(shmsem_loom))]
-pub use core::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
+pub use core::sync::atomic::{
+    AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
+};
 #[cfg(shmsem_loom)]
-pub use loom::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64};
+pub use loom::sync::atomic::{
+    AtomicBool, AtomicI16, AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
+};
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
@@ -526,11 +530,15 @@ pub struct ProcEntry {
     /// 1 once the process has made a SEM_UNDO call on the set (even a
     /// failed one): the kernel's undo record, whose exit sets otime.
     pub undo_record: AtomicU32,
-    /// Threads of the process asleep on this set's futexes now.
-    pub asleep: AtomicU16,
-    /// 1 + the CPU the process last slept from (0: unknown): a sleeper
-    /// spins before sleeping only for a partner on another CPU.
-    pub cpu: AtomicU16,
+    /// Threads of the process asleep on this set's futexes now (wraps;
+    /// only a spinning heuristic reads it).
+    pub asleep: AtomicU8,
+    /// 1 + the CPU the process last slept from, modulo 255 (0: unknown): a
+    /// sleeper spins before sleeping only for a partner on another CPU.
+    pub cpu: AtomicU8,
+    /// Threads of the process taking or holding the set's lock: a lock word
+    /// naming a live process that is not locking is garbage.
+    pub locking: AtomicU16,
 }
 
 /// One pending-queue slot: a sleeper's operation, its futex word and links.
