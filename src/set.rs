@@ -631,13 +631,15 @@ impl<'a> SetView<'a> {
                 return false;
             }
         }
-        // Check the holder once before the first sleep, then after every
-        // slice: a live holder, however slow (stopped, preempted), is never
-        // robbed; a dead one is replaced without waiting a whole slice. A
-        // word naming a live process that is not taking or holding the lock
-        // (garbage, or a scribble) is replaced when seen so at two
-        // consecutive checks a slice apart.
-        let mut check = true;
+        // Check the holder after every slice without a wake-up (and, with
+        // no system call, before the first sleep: an entry that is free or
+        // of another generation names nobody): a live holder, however slow
+        // (stopped, preempted), is never robbed. A word naming a live
+        // process that is not taking or holding the lock (garbage, or a
+        // scribble) is replaced when seen so at two consecutive checks a
+        // slice apart.
+        let mut check = false;
+        let mut first = true;
         let mut suspect = 0;
         loop {
             // SYNC: Acquire pairs with the holder's AcqRel CAS: its
@@ -652,6 +654,10 @@ impl<'a> SetView<'a> {
                 }
                 continue;
             }
+            if first && (cur & !LOCK_CONTENDED) != tok && self.names_nobody(cur) {
+                check = true;
+            }
+            first = false;
             if check {
                 let take = match self.owner(cur, tok, host) {
                     Owner::Dead => true,
@@ -725,16 +731,19 @@ impl<'a> SetView<'a> {
     }
 
     fn owner_dead(&self, word: u32, host: &dyn Host) -> bool {
+        self.names_nobody(word) || host.is_dead(self, (word & LOCK_SLOT_MASK).wrapping_sub(1))
+    }
+
+    /// Whether lock word `word` names no claimed process-table entry (no
+    /// such entry, not ACTIVE, or another generation). No system call.
+    fn names_nobody(&self, word: u32) -> bool {
         let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
         let Some(p) = self.proc(slot) else {
             return true;
         };
         let sg = p.state_gen.load(Ordering::Acquire);
         let gen = (sg >> PROC_GEN_SHIFT) & LOCK_GEN_MASK;
-        if sg & PROC_STATE_MASK != PROC_ACTIVE || gen != (word >> LOCK_GEN_SHIFT) & LOCK_GEN_MASK {
-            return true;
-        }
-        host.is_dead(self, slot)
+        sg & PROC_STATE_MASK != PROC_ACTIVE || gen != (word >> LOCK_GEN_SHIFT) & LOCK_GEN_MASK
     }
 
     /// After taking the lock from a dead holder: finish its update (redo a
@@ -1150,7 +1159,15 @@ impl<'a> SetView<'a> {
         if let Some(pe) = pe {
             pe.cpu.store(cpu_tag(cpu), Ordering::Relaxed);
         }
-        if self.partner_running(me, cpu) {
+        // One spinner per set at a time: more would take the processors
+        // the processes that will wake them need.
+        if self.partner_running(me, cpu)
+            && self
+                .hdr
+                .spinners
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             // A bounded spin: a partner running on another processor is
             // likely to wake us within microseconds, far sooner than a
             // sleep and a wake-up take.
@@ -1164,6 +1181,7 @@ impl<'a> SetView<'a> {
                     break;
                 }
             }
+            self.hdr.spinners.store(0, Ordering::Relaxed);
         }
         loop {
             // SYNC: Acquire pairs with the Release store of DONE in
@@ -2211,38 +2229,37 @@ pub mod heap {
     use crate::sync::{AtomicI32, AtomicI64, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
     fn header() -> SetHeader {
-        zeroed!(
-            SetHeader {
-                magic: AtomicU64,
-                version: AtomicU32,
-                nsems: AtomicU32,
-                size: AtomicU64,
-                key: AtomicI32,
-                id: AtomicI32,
-                proc_slots: AtomicU32,
-                queue_slots: AtomicU32,
-                lock: AtomicU32,
-                seq: AtomicU32,
-                global_mode: AtomicU32,
-                removed: AtomicU32,
-                uid: AtomicU32,
-                gid: AtomicU32,
-                cuid: AtomicU32,
-                cgid: AtomicU32,
-                mode: AtomicU32,
-                alter_head: AtomicU32,
-                alter_tail: AtomicU32,
-                const_head: AtomicU32,
-                const_tail: AtomicU32,
-                alloc_hint: AtomicU32,
-                ctime: AtomicI64,
-                next_ticket: AtomicU64,
-                procs_hwm: AtomicU32,
-                _pad3: AtomicU32,
-                last_sweep_ns: AtomicU64
-            },
-            [reserved; 1]
-        )
+        zeroed!(SetHeader {
+            magic: AtomicU64,
+            version: AtomicU32,
+            nsems: AtomicU32,
+            size: AtomicU64,
+            key: AtomicI32,
+            id: AtomicI32,
+            proc_slots: AtomicU32,
+            queue_slots: AtomicU32,
+            lock: AtomicU32,
+            seq: AtomicU32,
+            global_mode: AtomicU32,
+            removed: AtomicU32,
+            uid: AtomicU32,
+            gid: AtomicU32,
+            cuid: AtomicU32,
+            cgid: AtomicU32,
+            mode: AtomicU32,
+            alter_head: AtomicU32,
+            alter_tail: AtomicU32,
+            const_head: AtomicU32,
+            const_tail: AtomicU32,
+            alloc_hint: AtomicU32,
+            ctime: AtomicI64,
+            next_ticket: AtomicU64,
+            procs_hwm: AtomicU32,
+            _pad3: AtomicU32,
+            last_sweep_ns: AtomicU64,
+            spinners: AtomicU32,
+            _pad4: AtomicU32
+        })
     }
     fn sem() -> SemEntry {
         zeroed!(SemEntry {

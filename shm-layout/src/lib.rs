@@ -494,8 +494,10 @@ pub struct SetHeader {
     /// CLOCK_MONOTONIC ns of the last periodic sweep by a sleeper: one
     /// sleeper per slice sweeps, not every one.
     pub last_sweep_ns: AtomicU64,
-    /// Reserved (zero).
-    pub reserved: [AtomicU64; 1],
+    /// Sleepers spinning before they sleep (at most one at a time).
+    pub spinners: AtomicU32,
+    /// Padding.
+    pub _pad4: AtomicU32,
 }
 
 /// One semaphore.
