@@ -1161,7 +1161,11 @@ impl<'a> SetView<'a> {
         }
         // One spinner per set at a time: more would take the processors
         // the processes that will wake them need.
-        if self.partner_running(me, cpu)
+        // SYNC: Relaxed: a stale head only makes us spin or not, wrongly.
+        let head = self.hdr.alter_head.load(Ordering::Relaxed) == slot
+            || self.hdr.const_head.load(Ordering::Relaxed) == slot;
+        if head
+            && self.partner_running(me, cpu)
             && self
                 .hdr
                 .spinners
@@ -1228,9 +1232,10 @@ impl<'a> SetView<'a> {
         }
     }
 
-    /// Whether a sleeper on `cpu` should spin before sleeping: some other
-    /// process of the set is awake (not asleep on it) on another processor
-    /// (or one not yet known), and fewer such are awake than there are other
+    /// Whether a sleeper on `cpu` (at the head of its FIFO: the next to be
+    /// served) should spin before sleeping: some other process of the set
+    /// is awake (not asleep on it), every awake one last ran on another
+    /// known processor, and fewer are awake than there are other
     /// processors — so the partner is plausibly running now, and the spin
     /// does not take a processor it or others need. Never on one processor.
     fn partner_running(&self, me: &Me, cpu: u32) -> bool {
@@ -1248,8 +1253,9 @@ impl<'a> SetView<'a> {
                 continue;
             }
             let c = pe.cpu.load(Ordering::Relaxed);
-            if c != 0 && c == cpu_tag(cpu) {
-                // Awake on our processor: it cannot run while we spin.
+            if c == 0 || c == cpu_tag(cpu) {
+                // Awake on our processor (or on one we do not know): it
+                // may not run while we spin.
                 return false;
             }
             awake += 1;
