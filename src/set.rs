@@ -34,6 +34,13 @@ const LOCK_SPINS: u32 = 100;
 const MAX_MARKS: usize = 8;
 /// Global-mode value of a removed set: never left.
 const GLOBAL_FOREVER: u32 = u32::MAX;
+/// Sections that global mode lasts after a complex one (the kernel's
+/// USE_GLOBAL_LOCK_HYSTERESIS). Loom models use 1, so that a model's own
+/// few sections reach the exit from global mode.
+#[cfg(not(shmsem_loom))]
+const HYSTERESIS: u32 = USE_GLOBAL_LOCK_HYSTERESIS;
+#[cfg(shmsem_loom)]
+const HYSTERESIS: u32 = 1;
 /// Lock-free snapshot attempts before GETALL takes the lock.
 const SNAPSHOT_TRIES: u32 = 16;
 /// Attempts of a lock-free consistent read before the reader takes the
@@ -362,6 +369,27 @@ impl<'a> SetView<'a> {
         self.procs.len() as u32
     }
 
+    /// Process `p`'s adjustment for semaphore `n` (for the loom models).
+    #[doc(hidden)]
+    pub fn undo_adj(&self, p: u32, n: usize) -> i16 {
+        if p >= self.proc_slots() || n >= self.nsems() {
+            return 0;
+        }
+        self.undo_cell(p, n).load(Ordering::SeqCst)
+    }
+
+    /// Semaphore entry `n` (for the loom models' invariants).
+    #[doc(hidden)]
+    pub fn sem(&self, n: usize) -> Option<&'a SemEntry> {
+        self.sems.get(n)
+    }
+
+    /// Queue slot `i` (for the loom models' invariants).
+    #[doc(hidden)]
+    pub fn queue_slot(&self, i: u32) -> Option<&'a QueueSlot> {
+        self.queue.get(i as usize)
+    }
+
     /// Process-table entries that may be in use: those below the
     /// high-water mark (entries above it were never claimed).
     pub fn procs_in_use(&self) -> u32 {
@@ -486,6 +514,7 @@ impl<'a> SetView<'a> {
                 *f = e.word.load(Ordering::Acquire);
             }
             let mut same = true;
+            #[cfg(not(shmsem_mutant = "snapshot_single_read"))]
             for (f, e) in first.iter().zip(self.sems) {
                 if e.word.load(Ordering::Acquire) != *f {
                     same = false;
@@ -493,6 +522,8 @@ impl<'a> SetView<'a> {
                 }
             }
             sync::fence(Ordering::Acquire);
+            #[cfg(shmsem_mutant = "snapshot_no_seq_recheck")]
+            let s1 = self.hdr.seq.load(Ordering::Relaxed);
             if same && self.hdr.seq.load(Ordering::Relaxed) == s1 {
                 if first.iter().any(|w| w & SEM_UNDO_HELD != 0)
                     || (first.iter().any(|w| w & SEM_GLOBAL != 0)
@@ -520,6 +551,7 @@ impl<'a> SetView<'a> {
             let s1 = self.hdr.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
                 let v = f(self);
+                #[cfg(not(shmsem_mutant = "stat_no_fence"))]
                 sync::fence(Ordering::Acquire);
                 if self.hdr.seq.load(Ordering::Relaxed) == s1 {
                     return Some(v);
@@ -642,6 +674,9 @@ impl<'a> SetView<'a> {
         let mut first = true;
         let mut suspect = 0;
         loop {
+            // The slice is measured from the check: time that passes while
+            // we decide to sleep counts.
+            let slice_end = sync::monotonic_ns() + SWEEP_SLICE_NS;
             // SYNC: Acquire pairs with the holder's AcqRel CAS: its
             // `locking` increment is visible once we see its token.
             let cur = l.load(Ordering::Acquire);
@@ -654,7 +689,12 @@ impl<'a> SetView<'a> {
                 }
                 continue;
             }
-            if first && (cur & !LOCK_CONTENDED) != tok && self.names_nobody(cur) {
+            // (Loom models check fully before the first sleep too: their
+            // clock only moves when a model moves it, so a first sleep could
+            // outlast every timeout the model provides.)
+            if first
+                && (cfg!(shmsem_loom) || ((cur & !LOCK_CONTENDED) != tok && self.names_nobody(cur)))
+            {
                 check = true;
             }
             first = false;
@@ -701,8 +741,7 @@ impl<'a> SetView<'a> {
             {
                 continue;
             }
-            let deadline = sync::monotonic_ns() + SWEEP_SLICE_NS;
-            if sync::futex_wait(l, cur | LOCK_CONTENDED, deadline) == Wake::TimedOut {
+            if sync::futex_wait(l, cur | LOCK_CONTENDED, slice_end) == Wake::TimedOut {
                 check = true;
             }
         }
@@ -759,12 +798,11 @@ impl<'a> SetView<'a> {
             e.word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
         }
         if self.hdr.global_mode.load(Ordering::Relaxed) != GLOBAL_FOREVER {
-            self.hdr
-                .global_mode
-                .store(USE_GLOBAL_LOCK_HYSTERESIS, Ordering::Relaxed);
+            self.hdr.global_mode.store(HYSTERESIS, Ordering::Relaxed);
         }
         // SYNC: Acquire pairs with the Release store of INTENT_COMMITTED:
         // a committed record is complete.
+        #[cfg(not(shmsem_mutant = "no_redo"))]
         if self.intent.commit.load(Ordering::Acquire) == INTENT_COMMITTED {
             // A corrupt record cannot be applied; nothing better to do.
             let _ = self.redo(true);
@@ -1296,6 +1334,7 @@ impl<'a> SetView<'a> {
         let mut g = self.lock(me, host);
         let q = &self.queue[slot as usize];
         let st = q.status.load(Ordering::Acquire);
+        #[cfg(not(shmsem_mutant = "cancel_no_recheck"))]
         if st != expected {
             // A completion (or removal) won the race with our timeout or
             // signal: report it, as the kernel does.
@@ -1305,6 +1344,7 @@ impl<'a> SetView<'a> {
         // Unlinking is derived state; the FREE status is the one write that
         // cancels; the continuations are freed after it (recovery frees
         // them too if we die in between).
+        #[cfg(not(shmsem_mutant = "cancel_no_dequeue"))]
         g.unlink(slot);
         q.status
             .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
@@ -1334,6 +1374,7 @@ pub fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
 }
 
 /// The seconds of a tagged time word.
+#[cfg_attr(shmsem_loom, allow(dead_code))]
 pub fn tagged_time_secs(w: u64) -> i64 {
     (w >> TIME_TAG_BITS) as i64
 }
@@ -1448,6 +1489,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         let hdr = self.v.hdr;
         let m = hdr.global_mode.load(Ordering::Relaxed);
         if m == 0 {
+            #[cfg(not(shmsem_mutant = "no_global_marks"))]
             for e in self.v.sems {
                 // SYNC: AcqRel: Acquire sees the last fast-path CAS on the
                 // word; from here on every fast-path CAS on it fails.
@@ -1457,11 +1499,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             self.marked.clear();
         }
         if m != GLOBAL_FOREVER {
-            let want = if complex {
-                USE_GLOBAL_LOCK_HYSTERESIS
-            } else {
-                m.max(1)
-            };
+            let want = if complex { HYSTERESIS } else { m.max(1) };
             hdr.global_mode.store(want, Ordering::Relaxed);
             sync::wrote();
         }
@@ -1598,6 +1636,7 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// The slow path of semop, under the lock: try, and either finish or
     /// queue. `me` is the caller.
     pub fn semop(&mut self, me: &Me, sops: &[Sembuf], host: &dyn Host) -> SlowOutcome {
+        #[cfg(not(shmsem_mutant = "rmid_no_removed_check"))]
         if self.v.hdr.removed.load(Ordering::Relaxed) != 0 {
             return SlowOutcome::Now(Err(Error::Removed));
         }
@@ -1673,7 +1712,10 @@ impl<'v, 'a> Guard<'v, 'a> {
             };
             // Reserve it at once so the next search skips it.
             let q = &v.queue[i as usize];
+            #[cfg(not(shmsem_mutant = "no_slot_gen"))]
             let g = gen_of(q.status.load(Ordering::Relaxed)).wrapping_add(1) & 0xffff;
+            #[cfg(shmsem_mutant = "no_slot_gen")]
+            let g = gen_of(q.status.load(Ordering::Relaxed));
             q.status
                 .store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
             sync::wrote();
@@ -1940,6 +1982,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         // die here, recovery relinks them and the next sweep reaps it).
         for i in 0..v.queue.len() as u32 {
             let q = &v.queue[i as usize];
+            #[cfg(not(shmsem_mutant = "reap_no_dequeue"))]
             if q.proc_slot.load(Ordering::Relaxed) == p
                 && state(q.status.load(Ordering::Relaxed)) == SLOT_QUEUED
             {
@@ -2145,6 +2188,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         let e = &self.v.sems[n];
         let w = e.word.load(Ordering::Relaxed);
         let mut bits = 0;
+        #[cfg(not(shmsem_mutant = "no_waiters_bit"))]
         if e.nwait.load(Ordering::Relaxed) != 0 {
             bits |= SEM_WAITERS;
         }
@@ -2160,6 +2204,12 @@ impl<'v, 'a> Guard<'v, 'a> {
 
 impl Drop for Guard<'_, '_> {
     fn drop(&mut self) {
+        // A loom model's "dead process" unwinds through here: like a
+        // SIGKILLed one, it releases nothing.
+        #[cfg(shmsem_loom)]
+        if sync::crashing() {
+            return;
+        }
         let hdr = self.v.hdr;
         if self.global {
             let m = hdr.global_mode.load(Ordering::Relaxed);
@@ -2196,6 +2246,7 @@ impl Drop for Guard<'_, '_> {
         if prev & LOCK_CONTENDED != 0 {
             sync::futex_wake(&hdr.lock, 1);
         }
+        #[cfg(not(shmsem_mutant = "no_wake"))]
         for &i in &self.wakes {
             sync::futex_wake(&self.v.queue[i as usize].status, 1);
         }

@@ -15,6 +15,8 @@ pub use shm_layout::{
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{fence, Ordering};
 #[cfg(shmsem_loom)]
+use loom::sync::atomic::AtomicBool as LoomBool;
+#[cfg(shmsem_loom)]
 pub use loom::sync::atomic::{fence, Ordering};
 
 /// How a futex wait ended. Callers re-check their condition in every case.
@@ -189,7 +191,12 @@ mod loom_futex {
             return Wake::TimedOut;
         }
         let _g = FUTEX.1.wait(g).unwrap();
-        Wake::Woken
+        // A wake-up by the clock passing the deadline is a timeout.
+        if monotonic_ns() >= deadline_ns {
+            Wake::TimedOut
+        } else {
+            Wake::Woken
+        }
     }
     /// Wakes every sleeper (they re-check).
     pub fn futex_wake(_word: &AtomicU32, _n: u32) {
@@ -204,9 +211,51 @@ mod loom_futex {
     pub fn yield_now() {
         loom::thread::yield_now();
     }
-    /// No crash-point mode under loom.
+    loom::thread_local! {
+        /// This model thread's counted writes left before it "dies" (0: off).
+        static CRASH_LEFT: core::cell::Cell<u64> = core::cell::Cell::new(0);
+        /// Whether this model thread has "died" (its unwinding must not
+        /// release anything: a dead process releases nothing).
+        static CRASHED: core::cell::Cell<bool> = core::cell::Cell::new(false);
+    }
+    loom::lazy_static! {
+        static ref SOMEONE_CRASHED: super::LoomBool = super::LoomBool::new(false);
+    }
+
+    /// Crash-point mode for a model thread: after `k` more counted writes
+    /// the thread "dies": it panics with [`Crash`] (the model catches it),
+    /// and while it unwinds nothing of the set is released.
+    pub fn crash_after(k: u64) {
+        CRASH_LEFT.with(|c| c.set(k));
+    }
+
+    /// The payload of a model thread's crash.
+    pub struct Crash;
+
+    /// Whether some model thread has died (for the models' hosts).
+    pub fn someone_crashed() -> bool {
+        SOMEONE_CRASHED.load(Ordering::SeqCst)
+    }
+
+    /// Whether this model thread is dying (set code skips its releases).
+    pub fn crashing() -> bool {
+        CRASHED.with(|c| c.get())
+    }
+
+    /// Counts a write in crash-point mode.
     #[inline]
-    pub fn wrote() {}
+    pub fn wrote() {
+        let left = CRASH_LEFT.with(|c| c.get());
+        if left == 0 {
+            return;
+        }
+        CRASH_LEFT.with(|c| c.set(left - 1));
+        if left == 1 {
+            CRASHED.with(|c| c.set(true));
+            SOMEONE_CRASHED.store(true, Ordering::SeqCst);
+            std::panic::panic_any(Crash);
+        }
+    }
     /// Loom models one processor: sleepers never spin.
     pub fn current_cpu() -> u32 {
         0

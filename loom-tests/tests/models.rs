@@ -1,46 +1,448 @@
-//! Loom models of the real set code (src/set.rs), on a heap-built set.
-//! Run: RUSTFLAGS="--cfg shmsem_loom" cargo test -p loom-tests --release
-//! The full catalogue of models and their mutants is a later piece of work;
-//! this file shows the shim builds and the real code runs under loom.
+//! Loom models of the real set code (src/set.rs) on a heap-built set.
+//!
+//! Run (bounded, as CI): RUSTFLAGS="--cfg shmsem_loom" cargo test -p loom-tests --release
+//! Unbounded: add LOOM_UNBOUNDED=1. Every model names, in its comment, the
+//! mutant (`--cfg shmsem_mutant="..."`) under which it must fail;
+//! loom-tests/run-mutants.sh checks both directions. See README.md.
+//!
+//! Time in the models is loom's clock (src/sync.rs): it starts at 1 and
+//! moves only when a "timeout thread" calls `advance_clock`, which also
+//! wakes every futex sleeper, as a timer firing would.
 #![cfg(shmsem_loom)]
 
 use loom::sync::Arc;
-use shmsem::__private::{HeapSet, NoDeaths, SlowOutcome};
+use loom_tests::*;
+use shmsem::__private::{HeapSet, Host, Me, NoDeaths, SetView, Sweep};
+use shmsem::layout::{PROC_FREE, PROC_STATE_MASK, SEM_SLOW_BITS, SEM_UNDO, SLOT_QUEUED};
+use shmsem::sync::{advance_clock, Ordering};
 use shmsem::sysv::Sembuf;
+use shmsem::Error;
 
-/// A blocking decrement racing an increment: no lost wake-up (loom would
-/// report a deadlock) and the final value is 0.
+const UNDO: i16 = SEM_UNDO as i16;
+
+/// a. A blocking decrement racing an increment: no lost wake-up (loom
+/// would report a deadlock) and the final value is 0.
+/// Mutant `no_waiters_bit`: a section that queues a sleeper does not leave
+/// WAITERS on the word, so the increment takes the fast path and never
+/// completes the sleeper.
 #[test]
 fn blocking_p_races_v() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(|| {
+    check("blocking_p_races_v", 3, || {
         let set = Arc::new(HeapSet::new(1, 2, 2));
         let s2 = set.clone();
-        let t = loom::thread::spawn(move || {
-            let v = s2.view();
+        let t = actor(move || {
             let me = s2.register(1, 2);
-            let mut g = v.lock(&me, &NoDeaths);
-            let out = g.semop(&me, &[Sembuf::new(0, -1, 0)], &NoDeaths);
-            drop(g);
-            match out {
-                SlowOutcome::Now(r) => r.unwrap(),
-                SlowOutcome::Queued(slot, st) => {
-                    v.wait(&me, slot, st, u64::MAX, &NoDeaths).unwrap()
-                }
-            }
+            semop(&s2, &me, &[Sembuf::new(0, -1, 0)], NEVER, &NoDeaths)
         });
-        let v = set.view();
+        gate();
         let me = set.register(0, 1);
-        if v.fast_op(Sembuf::new(0, 1, 0), 1).is_none() {
-            let mut g = v.lock(&me, &NoDeaths);
-            assert_eq!(
-                g.semop(&me, &[Sembuf::new(0, 1, 0)], &NoDeaths),
-                SlowOutcome::Now(Ok(()))
-            );
-        }
-        t.join().unwrap();
-        let g = v.lock(&me, &NoDeaths);
-        assert_eq!(g.read_one(0).0, 0);
+        semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths).unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(value(&set, &me, 0, &NoDeaths), 0);
+        assert_quiescent(&set.view());
     });
+}
+
+/// a'. A wait-for-zero racing the decrement that makes the value zero: the
+/// sleeper returns, the value is 0.
+/// Mutant `no_wake`: the section that completes a sleeper does not wake it.
+#[test]
+fn zero_wait_races_decrement() {
+    check("zero_wait_races_decrement", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let me = set.register(0, 1);
+        setval(&set, &me, 0, 1, &NoDeaths);
+        let s2 = set.clone();
+        let t = actor(move || {
+            let me = s2.register(1, 2);
+            semop(&s2, &me, &[Sembuf::new(0, 0, 0)], NEVER, &NoDeaths)
+        });
+        gate();
+        semop(&set, &me, &[Sembuf::new(0, -1, 0)], NEVER, &NoDeaths).unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(value(&set, &me, 0, &NoDeaths), 0);
+        assert_quiescent(&set.view());
+    });
+}
+
+/// b. A fast-path single op racing a multi-op call that enters global mode
+/// (and blocks until the single op's unit arrives): no lost update, no
+/// lost wake-up, and while the multi-op call is queued every word it names
+/// keeps a slow bit (GLOBAL or WAITERS), so no fast-path CAS can bypass it.
+/// Mutant `no_global_marks`: entering global mode does not mark the words
+/// (global mode as a separate flag only: DESIGN.md decision 5).
+#[test]
+fn fast_op_races_global() {
+    check("fast_op_races_global", 3, || {
+        let set = Arc::new(HeapSet::new(2, 2, 2));
+        let s2 = set.clone();
+        let t = actor(move || {
+            let me = s2.register(1, 2);
+            let ops = [Sembuf::new(0, -1, 0), Sembuf::new(1, 1, 0)];
+            semop(&s2, &me, &ops, NEVER, &NoDeaths)
+        });
+        gate();
+        let me = set.register(0, 1);
+        // The queued complex operation (if it is queued now) is protected
+        // by slow bits on both of its words. Status read before and after
+        // the words: QUEUED both times means it was queued throughout.
+        let v = set.view();
+        let q = v.queue_slot(0).unwrap();
+        let before = q.status.load(Ordering::Acquire);
+        let words = [0, 1].map(|n| v.sem(n).unwrap().word.load(Ordering::Acquire));
+        if slot_state(before) == SLOT_QUEUED && q.status.load(Ordering::Acquire) == before {
+            for (n, w) in words.iter().enumerate() {
+                assert_ne!(w & SEM_SLOW_BITS, 0, "sem {n} unprotected while queued");
+            }
+        }
+        semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths).unwrap();
+        t.join().unwrap().unwrap();
+        assert_eq!(value(&set, &me, 0, &NoDeaths), 0);
+        assert_eq!(value(&set, &me, 1, &NoDeaths), 1);
+        assert_quiescent(&set.view());
+    });
+}
+
+/// c. GETALL (lock-free snapshot, falling back to the lock as the
+/// registry does) racing a multi-op writer: every snapshot is a state
+/// that existed, (0,1) or (1,0).
+/// Mutant `snapshot_no_seq_recheck`: the snapshot does not re-check the
+/// sequence counter that brackets multi-word writes.
+#[test]
+fn snapshot_races_multi_op() {
+    check("snapshot_races_multi_op", 3, || {
+        let set = Arc::new(HeapSet::new(2, 2, 2));
+        let me = set.register(0, 1);
+        setval(&set, &me, 1, 1, &NoDeaths);
+        let s2 = set.clone();
+        let t = actor(move || {
+            let me = s2.register(1, 2);
+            let ops = [Sembuf::new(0, 1, 0), Sembuf::new(1, -1, 0)];
+            semop(&s2, &me, &ops, NEVER, &NoDeaths)
+        });
+        gate();
+        let v = set.view();
+        let mut out = [0u16; 2];
+        if v.snapshot(&mut out).is_none() {
+            v.lock(&me, &NoDeaths).read_all(&mut out);
+        }
+        assert!(
+            out == [0, 1] || out == [1, 0],
+            "snapshot {out:?} never existed"
+        );
+        t.join().unwrap().unwrap();
+    });
+}
+
+/// c'. GETALL racing two fast-path increments (which do not touch the
+/// sequence counter): the snapshot is (0,0), (1,0) or (1,1), never (0,1).
+/// Mutant `snapshot_single_read`: the words are collected once instead of
+/// twice (the versions in the words are what catches fast-path writes).
+#[test]
+fn snapshot_races_fast_ops() {
+    check("snapshot_races_fast_ops", 3, || {
+        let set = Arc::new(HeapSet::new(2, 2, 2));
+        let s2 = set.clone();
+        let t = actor(move || {
+            let v = s2.view();
+            v.fast_op(Sembuf::new(0, 1, 0), 2).unwrap().unwrap();
+            v.fast_op(Sembuf::new(1, 1, 0), 2).unwrap().unwrap();
+        });
+        gate();
+        let me = set.register(0, 1);
+        let v = set.view();
+        let mut out = [0u16; 2];
+        if v.snapshot(&mut out).is_none() {
+            v.lock(&me, &NoDeaths).read_all(&mut out);
+        }
+        assert!(out != [0, 1], "snapshot {out:?} never existed");
+        t.join().unwrap();
+    });
+}
+
+/// c''. IPC_STAT's consistent read of header fields racing IPC_SET: the
+/// owner and mode read belong together.
+/// Mutant `stat_no_fence`: the reader's acquire fence between its relaxed
+/// field loads and its re-check of the sequence counter is removed.
+#[test]
+fn stat_races_set_perm() {
+    check("stat_races_set_perm", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let s2 = set.clone();
+        let t = actor(move || {
+            let me = s2.register(1, 2);
+            let v = s2.view();
+            v.lock(&me, &NoDeaths).set_perm(1, 1, 0o640);
+        });
+        gate();
+        let v = set.view();
+        let (uid, mode) = v
+            .read_consistent(|v| {
+                (
+                    v.hdr.uid.load(Ordering::Relaxed),
+                    v.hdr.mode.load(Ordering::Relaxed),
+                )
+            })
+            .expect("the writer finishes within the read's retries");
+        assert!(
+            (uid, mode) == (0, 0o600) || (uid, mode) == (1, 0o640),
+            "IPC_STAT read uid {uid} with mode {mode:o}"
+        );
+        t.join().unwrap();
+    });
+}
+
+/// d. A timeout racing a waker that completes the same sleeper: one
+/// outcome, and it matches the unit's fate (Ok: consumed, value 0;
+/// EAGAIN: not consumed, value 1); the slot is freed exactly once (the
+/// owner's queued count would wrap otherwise), nothing left queued.
+/// Mutant `cancel_no_recheck`: after its timeout the sleeper does not
+/// re-check, under the lock, whether a waker completed it meanwhile.
+#[test]
+fn timeout_races_waker() {
+    check("timeout_races_waker", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let s2 = set.clone();
+        let sleeper = actor(move || {
+            let me = s2.register(1, 2);
+            semop(&s2, &me, &[Sembuf::new(0, -1, 0)], 100, &NoDeaths)
+        });
+        let timer = actor(|| advance_clock(1000));
+        gate();
+        let me = set.register(0, 1);
+        semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths).unwrap();
+        let r = sleeper.join().unwrap();
+        timer.join().unwrap();
+        let val = value(&set, &me, 0, &NoDeaths);
+        match r {
+            Ok(()) => assert_eq!(val, 0, "completed, but the unit is still there"),
+            Err(Error::WouldBlock) => assert_eq!(val, 1, "timed out, but the unit is gone"),
+            Err(e) => panic!("unexpected result {e:?}"),
+        }
+        assert_quiescent(&set.view());
+    });
+}
+
+/// e. Slot reuse: a sleeper (process 1) times out and frees the only queue
+/// slot; a second sleeper (process 2) reuses it, while a waker that held
+/// the old slot (its completion and deferred wake, or its queue link) runs
+/// concurrently. Units are conserved: value + successes == 1, each result
+/// is Ok or EAGAIN, the slot ends free and unlinked.
+/// Mutant `cancel_no_dequeue`: the timed-out sleeper frees its slot
+/// without unlinking it, so the waker's stale link reaches the freed (or
+/// reused) slot and completes an operation nobody waits for.
+#[test]
+fn slot_reuse() {
+    check("slot_reuse", 2, || {
+        let set = Arc::new(HeapSet::new(1, 3, 1));
+        let s2 = set.clone();
+        let sleepers = actor(move || {
+            let p1 = s2.register(1, 2);
+            let r1 = semop(&s2, &p1, &[Sembuf::new(0, -1, 0)], 100, &NoDeaths);
+            let p2 = s2.register(2, 3);
+            let r2 = semop(&s2, &p2, &[Sembuf::new(0, -1, 0)], 200, &NoDeaths);
+            (r1, r2)
+        });
+        let timer = actor(|| {
+            advance_clock(149); // past the first deadline (the clock starts at 1)
+            advance_clock(100); // past the second
+        });
+        gate();
+        let me = set.register(0, 1);
+        semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths).unwrap();
+        let (r1, r2) = sleepers.join().unwrap();
+        timer.join().unwrap();
+        let mut got = 0;
+        for r in [r1, r2] {
+            match r {
+                Ok(()) => got += 1,
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("unexpected result {e:?}"),
+            }
+        }
+        let val = value(&set, &me, 0, &NoDeaths);
+        assert_eq!(val + got, 1, "units: value {val}, successes {got}");
+        assert_quiescent(&set.view());
+    });
+}
+
+/// f. IPC_RMID racing a sleeper entering the queue: the sleeper returns
+/// EIDRM (whether it queued before the removal or came after it), never
+/// sleeps for ever; a later operation gets EIDRM too.
+/// Mutant `rmid_no_removed_check`: the slow path does not check the
+/// removed flag, so a sleeper arriving after IPC_RMID queues for ever.
+#[test]
+fn rmid_races_sleeper() {
+    check("rmid_races_sleeper", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let s2 = set.clone();
+        let t = actor(move || {
+            let me = s2.register(1, 2);
+            semop(&s2, &me, &[Sembuf::new(0, -1, 0)], NEVER, &NoDeaths)
+        });
+        gate();
+        let me = set.register(0, 1);
+        set.view().lock(&me, &NoDeaths).remove();
+        assert_eq!(t.join().unwrap(), Err(Error::Removed));
+        let after = semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths);
+        assert_eq!(after, Err(Error::Removed));
+        assert_quiescent(&set.view());
+    });
+}
+
+/// g. A dead process's undo applied (by a sweep) racing a waker that
+/// completes the dead process's queued operation. Process 1 did sem0 += 1
+/// with SEM_UNDO, queued sem1 -= 1 with SEM_UNDO, and died. Whichever
+/// goes first, the end state is the same: its undo applied exactly once
+/// (sem0 back to 1), a completed operation undone as well (sem1 = 1), its
+/// slot and entry freed, no adjustment left.
+/// Mutant `reap_no_dequeue`: the sweep frees the dead process's queue slot
+/// without unlinking it, so the waker later completes it for a process
+/// whose undo has already been applied: a unit vanishes.
+#[test]
+fn dead_undo_races_waker() {
+    check("dead_undo_races_waker", 3, || {
+        let set = Arc::new(HeapSet::new(2, 3, 2));
+        let host = Arc::new(Deaths::new(3));
+        let me = set.register(0, 1);
+        let dead = set.register(1, 2);
+        setval(&set, &me, 0, 1, &*host);
+        semop(&set, &dead, &[Sembuf::new(0, 1, UNDO)], NEVER, &*host).unwrap();
+        assert!(semop_then_die(
+            &set,
+            &dead,
+            &[Sembuf::new(1, -1, UNDO)],
+            &*host
+        ));
+        host.kill(dead.slot);
+        let (s2, h2) = (set.clone(), host.clone());
+        let waker = actor(move || {
+            let me = s2.register(2, 3);
+            semop(&s2, &me, &[Sembuf::new(1, 1, 0)], NEVER, &*h2)
+        });
+        gate();
+        {
+            let v = set.view();
+            let mut g = v.lock(&me, &*host);
+            g.sweep_dead(&me, &*host, Sweep::Holding);
+        }
+        waker.join().unwrap().unwrap();
+        assert_eq!(
+            value(&set, &me, 0, &*host),
+            1,
+            "undo not applied exactly once"
+        );
+        assert_eq!(value(&set, &me, 1, &*host), 1, "a unit of sem 1 lost");
+        let v = set.view();
+        let p = v.proc(dead.slot).unwrap();
+        assert_eq!(
+            p.state_gen.load(Ordering::SeqCst) & PROC_STATE_MASK,
+            PROC_FREE
+        );
+        assert_eq!(p.undo_count.load(Ordering::SeqCst), 0);
+        for n in 0..2 {
+            assert_eq!(v.sem(n).unwrap().nundo.load(Ordering::SeqCst), 0);
+        }
+        assert_quiescent(&v);
+    });
+}
+
+// ---------------------------------------------------------------------
+// Recovery
+// ---------------------------------------------------------------------
+
+/// The live state the recovery model compares: values, and the dying
+/// process's adjustment on semaphore 0.
+fn recovery_state(set: &HeapSet, me: &Me, dead: &Me, host: &dyn Host) -> (i32, i32, i16) {
+    let v = set.view();
+    let g = v.lock(me, host);
+    let adj = v.undo_adj(dead.slot, 0);
+    (g.read_one(0).0, g.read_one(1).0, adj)
+}
+
+/// One crash point: a process dies after its `k`-th counted write to the
+/// set in the middle of a multi-op SEM_UNDO call, racing a live process's
+/// op on one of the same semaphores. Whoever next takes the lock (the live
+/// process, or the checker) finds it dead, redoes or discards its intent
+/// record and repairs. The state is wholly before or wholly after the dead
+/// call (values and its adjustment together), the live op is applied
+/// exactly once, nothing is left queued or counted. Returns whether some
+/// execution got past the whole call (k beyond its last write).
+fn recovery_at(k: u64) -> bool {
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fin = finished.clone();
+    check(&format!("recovery_after_write_{k}"), 2, move || {
+        let set = Arc::new(HeapSet::new(2, 3, 2));
+        let host = Arc::new(CrashHost);
+        let me = set.register(0, 1);
+        let dying = set.register(1, 2);
+        let live = set.register(2, 3);
+        set.view().lock(&me, &*host).setall(&[1, 1], me.pid);
+        let (s1, h1) = (set.clone(), host.clone());
+        let d = actor(move || {
+            shmsem::sync::crash_after(k);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                semop(
+                    &s1,
+                    &dying,
+                    &[Sembuf::new(0, -1, SEM_UNDO as i16), Sembuf::new(1, 1, 0)],
+                    NEVER,
+                    &*h1,
+                )
+            }))
+            .is_ok()
+        });
+        let (s2, h2) = (set.clone(), host.clone());
+        let l = actor(move || semop(&s2, &live, &[Sembuf::new(1, 1, 0)], NEVER, &*h2));
+        gate();
+        let completed = d.join().unwrap();
+        if completed {
+            fin.store(true, std::sync::atomic::Ordering::Relaxed);
+            shmsem::sync::crash_after(0);
+        }
+        // The dead process's entry is only "dead" once it has crashed; a
+        // sleeper waiting on its lock sees that after a slice.
+        shmsem::sync::advance_clock(shmsem::__private::SWEEP_SLICE_NS);
+        l.join().unwrap().unwrap();
+        let (v0, v1, adj) = recovery_state(&set, &me, &dying, &*host);
+        let before = (1, 2, 0);
+        let after = (0, 3, 1);
+        assert!(
+            (v0, v1, adj) == before || (v0, v1, adj) == after,
+            "crash after write {k}: values ({v0}, {v1}) and adjustment {adj} \
+             are neither before {before:?} nor after {after:?}"
+        );
+        assert_quiescent(&set.view());
+    });
+    finished.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A host for the recovery model: the process that crashed (entry 1) is
+/// dead; every other is alive.
+struct CrashHost;
+
+impl Host for CrashHost {
+    fn is_dead(&self, _: &SetView<'_>, slot: u32) -> bool {
+        slot == 1 && shmsem::sync::someone_crashed()
+    }
+}
+
+/// Recovery after a lock holder dies after each of its writes, k = 1, 2,
+/// ... until the call completes: see [`recovery_at`]. Mutant
+/// `no_redo`: recovery does not redo a committed intent record (a call
+/// whose values were half written stays half written).
+#[test]
+fn recovery_after_each_write() {
+    // A model thread's crash is a panic the model catches: keep it quiet.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload().is::<shmsem::sync::Crash>() {
+            default(info);
+        }
+    }));
+    let mut k = 1;
+    while !recovery_at(k) {
+        k += 1;
+        assert!(k < 200, "the call never completes");
+    }
 }
