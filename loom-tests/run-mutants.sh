@@ -20,6 +20,8 @@ trap 'rm -rf "$LOG"' EXIT
 
 # model : mutant
 PAIRS=(
+    lock_three_contenders:lock_drops_contended
+    lock_three_contenders:no_lock_wake
     blocking_p_races_v:no_waiters_bit
     zero_wait_races_decrement:no_wake
     fast_op_races_global:no_global_marks

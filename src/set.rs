@@ -29,7 +29,11 @@ pub const SWEEP_SLICE_NS: u64 = 50_000_000;
 /// another processor (see [`SetView::partner_running`]).
 const SPIN_NS: u64 = 30_000;
 /// Spins on a held global lock before sleeping.
+#[cfg(not(shmsem_loom))]
 const LOCK_SPINS: u32 = 100;
+/// Loom models spin once, so that they reach the sleeping protocol too.
+#[cfg(shmsem_loom)]
+const LOCK_SPINS: u32 = 1;
 /// A section that would mark more words than this enters global mode.
 const MAX_MARKS: usize = 8;
 /// Global-mode value of a removed set: never left.
@@ -681,6 +685,8 @@ impl<'a> SetView<'a> {
             // `locking` increment is visible once we see its token.
             let cur = l.load(Ordering::Acquire);
             if cur == 0 {
+                #[cfg(shmsem_mutant = "lock_drops_contended")]
+                const LOCK_CONTENDED: u32 = 0;
                 // Others may sleep: keep CONTENDED so our unlock wakes one.
                 if l.compare_exchange(0, tok | LOCK_CONTENDED, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
@@ -1712,10 +1718,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             };
             // Reserve it at once so the next search skips it.
             let q = &v.queue[i as usize];
-            #[cfg(not(shmsem_mutant = "no_slot_gen"))]
             let g = gen_of(q.status.load(Ordering::Relaxed)).wrapping_add(1) & 0xffff;
-            #[cfg(shmsem_mutant = "no_slot_gen")]
-            let g = gen_of(q.status.load(Ordering::Relaxed));
             q.status
                 .store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
             sync::wrote();
@@ -2243,6 +2246,7 @@ impl Drop for Guard<'_, '_> {
         if let Some(pe) = self.v.proc(self.me_slot) {
             dec16(&pe.locking);
         }
+        #[cfg(not(shmsem_mutant = "no_lock_wake"))]
         if prev & LOCK_CONTENDED != 0 {
             sync::futex_wake(&hdr.lock, 1);
         }

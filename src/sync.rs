@@ -5,7 +5,9 @@
 //! process boundaries (DESIGN.md decision 1). Under `cfg(shmsem_loom)` the
 //! atomics are loom's and a futex is one Mutex + Condvar: the waiter compares
 //! the word under the mutex before sleeping, as the kernel compares under its
-//! hash-bucket lock, so no wake-up can be lost between check and sleep.
+//! hash-bucket lock, so no wake-up can be lost between check and sleep; a
+//! wake picks at most `n` sleepers on that word, oldest first, as the kernel
+//! does, so a protocol that wakes too few is caught.
 //! No other module issues a futex system call or names an atomic type.
 
 pub use shm_layout::{
@@ -162,8 +164,17 @@ mod loom_futex {
     use super::*;
     use loom::sync::{Condvar, Mutex};
 
+    /// The sleepers, as the kernel's futex hash keeps them: word address
+    /// and ticket, in arrival order.
+    #[derive(Default)]
+    struct Sleepers {
+        next: u64,
+        queue: Vec<(usize, u64)>,
+    }
+
     loom::lazy_static! {
-        static ref FUTEX: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+        static ref FUTEX: (Mutex<Sleepers>, Condvar) =
+            (Mutex::new(Sleepers::default()), Condvar::new());
         static ref CLOCK: AtomicU64 = AtomicU64::new(1);
     }
 
@@ -171,7 +182,8 @@ mod loom_futex {
     pub fn monotonic_ns() -> u64 {
         CLOCK.load(Ordering::SeqCst)
     }
-    /// Advances loom's clock (a model's "timeout thread").
+    /// Advances loom's clock (a model's "timeout thread"); sleepers whose
+    /// deadline has passed return TimedOut.
     pub fn advance_clock(ns: u64) {
         CLOCK.fetch_add(ns, Ordering::SeqCst);
         let _g = FUTEX.0.lock().unwrap();
@@ -181,27 +193,43 @@ mod loom_futex {
     pub fn realtime_secs() -> i64 {
         0
     }
-    /// Compare-then-sleep under the one mutex.
+    /// Compare-then-sleep under the one mutex, until a wake for this word
+    /// picks us or the deadline passes.
     pub fn futex_wait(word: &AtomicU32, expected: u32, deadline_ns: u64) -> Wake {
-        let g = FUTEX.0.lock().unwrap();
+        let mut g = FUTEX.0.lock().unwrap();
         if word.load(Ordering::SeqCst) != expected {
             return Wake::Woken;
         }
         if monotonic_ns() >= deadline_ns {
             return Wake::TimedOut;
         }
-        let _g = FUTEX.1.wait(g).unwrap();
-        // A wake-up by the clock passing the deadline is a timeout.
-        if monotonic_ns() >= deadline_ns {
-            Wake::TimedOut
-        } else {
-            Wake::Woken
+        let ticket = g.next;
+        g.next += 1;
+        g.queue.push((word as *const AtomicU32 as usize, ticket));
+        loop {
+            g = FUTEX.1.wait(g).unwrap();
+            let Some(i) = g.queue.iter().position(|&(_, t)| t == ticket) else {
+                return Wake::Woken;
+            };
+            if monotonic_ns() >= deadline_ns {
+                g.queue.remove(i);
+                return Wake::TimedOut;
+            }
         }
     }
-    /// Wakes every sleeper (they re-check).
-    pub fn futex_wake(_word: &AtomicU32, _n: u32) {
-        let _g = FUTEX.0.lock().unwrap();
-        FUTEX.1.notify_all();
+    /// Wakes the `n` longest sleepers on `word`, as FUTEX_WAKE does.
+    pub fn futex_wake(word: &AtomicU32, n: u32) {
+        let mut g = FUTEX.0.lock().unwrap();
+        let addr = word as *const AtomicU32 as usize;
+        let mut woken = 0;
+        g.queue.retain(|&(a, _)| {
+            let wake = a == addr && woken < n;
+            woken += wake as u32;
+            !wake
+        });
+        if woken > 0 {
+            FUTEX.1.notify_all();
+        }
     }
     /// Spinning is a yield under loom.
     pub fn spin_hint() {

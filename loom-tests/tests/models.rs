@@ -6,8 +6,12 @@
 //! loom-tests/run-mutants.sh checks both directions. See README.md.
 //!
 //! Time in the models is loom's clock (src/sync.rs): it starts at 1 and
-//! moves only when a "timeout thread" calls `advance_clock`, which also
-//! wakes every futex sleeper, as a timer firing would.
+//! moves only when a "timeout thread" calls `advance_clock`; a futex
+//! sleeper whose deadline has then passed returns TimedOut, as a timer
+//! firing would.
+//!
+//! Every thread of a model starts with `actor(...)` (the main thread calls
+//! `gate()` after spawning): see `gate` in src/lib.rs for why loom needs it.
 #![cfg(shmsem_loom)]
 
 use loom::sync::Arc;
@@ -61,6 +65,38 @@ fn zero_wait_races_decrement() {
         semop(&set, &me, &[Sembuf::new(0, -1, 0)], NEVER, &NoDeaths).unwrap();
         t.join().unwrap().unwrap();
         assert_eq!(value(&set, &me, 0, &NoDeaths), 0);
+        assert_quiescent(&set.view());
+    });
+}
+
+/// a''. The global lock among three contenders (SEM_UNDO keeps every call
+/// on the slow path): mutual exclusion (no increment lost: the value is 3)
+/// and no lost wake-up of a sleeper on the lock word (no deadlock).
+/// Under loom a contender spins once before it sleeps (`LOCK_SPINS`), so
+/// the sleeping protocol is reached.
+/// Mutant `lock_drops_contended`: a sleeper that takes the freed lock does
+/// not keep CONTENDED in the lock word, so its unlock wakes nobody while
+/// the third contender sleeps.
+#[test]
+fn lock_three_contenders() {
+    check("lock_three_contenders", 3, || {
+        let set = Arc::new(HeapSet::new(1, 3, 2));
+        let others: Vec<_> = (1..3)
+            .map(|p| {
+                let s2 = set.clone();
+                actor(move || {
+                    let me = s2.register(p, p as i32 + 1);
+                    semop(&s2, &me, &[Sembuf::new(0, 1, UNDO)], NEVER, &NoDeaths)
+                })
+            })
+            .collect();
+        gate();
+        let me = set.register(0, 1);
+        semop(&set, &me, &[Sembuf::new(0, 1, UNDO)], NEVER, &NoDeaths).unwrap();
+        for t in others {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(value(&set, &me, 0, &NoDeaths), 3, "an increment was lost");
         assert_quiescent(&set.view());
     });
 }
