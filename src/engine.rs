@@ -47,11 +47,12 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    #[inline]
     fn slot(
         &mut self,
         num: u16,
-        value: &mut dyn FnMut(u16) -> i32,
-        adj: &mut dyn FnMut(u16) -> i32,
+        value: &mut impl FnMut(u16) -> i32,
+        adj: &mut impl FnMut(u16) -> i32,
     ) -> usize {
         // Calls are short (SEMOPM ops at most); a linear search beats hashing
         // for the common one to eight.
@@ -74,16 +75,18 @@ impl Scratch {
 /// Evaluates `sops` (already checked: every `sem_num` is in range).
 /// `value(n)` and `adj(n)` give the current value and the caller's current
 /// undo adjustment of semaphore `n` (0 when the caller has none).
+#[inline]
 pub fn evaluate(
     sops: &[Sembuf],
     scratch: &mut Scratch,
-    value: &mut dyn FnMut(u16) -> i32,
-    adj: &mut dyn FnMut(u16) -> i32,
+    mut value: impl FnMut(u16) -> i32,
+    mut adj: impl FnMut(u16) -> i32,
 ) -> Eval {
     scratch.touched.clear();
     for (i, op) in sops.iter().enumerate() {
-        let t = scratch.slot(op.sem_num, value, adj);
-        let cur = scratch.touched[t].value;
+        let t = scratch.slot(op.sem_num, &mut value, &mut adj);
+        let t = &mut scratch.touched[t];
+        let cur = t.value;
         let delta = op.sem_op as i32;
         let result = cur + delta;
         if (delta == 0 && cur != 0) || result < 0 {
@@ -96,13 +99,13 @@ pub fn evaluate(
             return Eval::Fail(Error::OutOfRange);
         }
         if op.sem_flg as i32 & SEM_UNDO != 0 {
-            let undo = scratch.touched[t].adj - delta;
+            let undo = t.adj - delta;
             if !(-SEMAEM - 1..=SEMAEM).contains(&undo) {
                 return Eval::Fail(Error::OutOfRange);
             }
-            scratch.touched[t].adj = undo;
+            t.adj = undo;
         }
-        scratch.touched[t].value = result;
+        t.value = result;
     }
     Eval::Done
 }
@@ -125,7 +128,7 @@ mod tests {
     fn run(vals: &[i32], sops: &[Sembuf]) -> (Eval, Vec<i32>) {
         let mut s = Scratch::default();
         let mut v = vals.to_vec();
-        let r = evaluate(sops, &mut s, &mut |n| vals[n as usize], &mut |_| 0);
+        let r = evaluate(sops, &mut s, |n| vals[n as usize], |_| 0);
         if r == Eval::Done {
             for t in &s.touched {
                 v[t.num as usize] = t.value;
@@ -174,15 +177,15 @@ mod tests {
         let u = SEM_UNDO as i16;
         let mut s = Scratch::default();
         // adj 32767 already; another -1 with undo would make it 32768.
-        let r = evaluate(&[Sembuf::new(0, -1, u)], &mut s, &mut |_| 5, &mut |_| 32767);
+        let r = evaluate(&[Sembuf::new(0, -1, u)], &mut s, |_| 5, |_| 32767);
         assert_eq!(r, Eval::Fail(Error::OutOfRange));
-        let r = evaluate(&[Sembuf::new(0, 1, u)], &mut s, &mut |_| 5, &mut |_| -32768);
+        let r = evaluate(&[Sembuf::new(0, 1, u)], &mut s, |_| 5, |_| -32768);
         assert_eq!(r, Eval::Fail(Error::OutOfRange));
-        let r = evaluate(&[Sembuf::new(0, 1, u)], &mut s, &mut |_| 5, &mut |_| -32767);
+        let r = evaluate(&[Sembuf::new(0, 1, u)], &mut s, |_| 5, |_| -32767);
         assert_eq!(r, Eval::Done);
         assert_eq!(s.touched[0].adj, -32768);
         // Wait-for-zero with SEM_UNDO leaves the adjustment alone.
-        let r = evaluate(&[Sembuf::new(0, 0, u)], &mut s, &mut |_| 0, &mut |_| 7);
+        let r = evaluate(&[Sembuf::new(0, 0, u)], &mut s, |_| 0, |_| 7);
         assert_eq!(r, Eval::Done);
         assert_eq!(s.touched[0].adj, 7);
     }

@@ -68,12 +68,17 @@ pub fn stat_of(pid: i32) -> Option<(u64, u8)> {
     Some((start, state))
 }
 
-/// Whether the process (pid, start time) exists and is not a zombie.
-pub fn process_exists(pid: i32, start: u64) -> bool {
-    match stat_of(pid) {
-        Some((s, state)) => s == start && state != b'Z' && state != b'X',
-        None => false,
-    }
+/// Whether a process `pid` exists (perhaps a zombie, perhaps a newcomer
+/// that reused the pid): one system call, kill(pid, 0).
+pub fn pid_exists(pid: i32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    // EPERM: it exists, we may not signal it.
+    !matches!(
+        rustix::process::test_kill_process(p),
+        Err(rustix::io::Errno::SRCH)
+    )
 }
 
 #[cfg(test)]
@@ -84,7 +89,7 @@ mod tests {
         assert_eq!(p, std::process::id() as i32);
         let s = super::start_time();
         assert!(s > 1);
-        assert!(super::process_exists(p, s));
-        assert!(!super::process_exists(p, s + 1));
+        assert_eq!(super::stat_of(p).map(|(t, _)| t), Some(s));
+        assert!(super::pid_exists(p));
     }
 }

@@ -17,7 +17,7 @@ use crate::set::{Host, Me, SetReport, SetView, SlowOutcome, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::sysv::{IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec};
-use crate::{engine, liveness, Error, Result};
+use crate::{liveness, Error, Result};
 use shm_layout::*;
 
 /// Name of the namespace used when `SHMSEM_NAMESPACE` is not set.
@@ -90,11 +90,11 @@ struct SetHandle {
     reg_fd: AtomicI32,
     reg: Mutex<Option<Registration>>,
     /// This process's access bits to the set, cached with the set's
-    /// sequence counter when they were read: `seq << 32 | GRANTED_VALID |
-    /// bits`. Any writing section (IPC_SET among them) moves the counter,
-    /// so a stale entry is never used; the fast path, which writes no
-    /// counter, keeps it valid. Credentials are cached per process anyway
-    /// (README difference 2).
+    /// `perm_seq` when they were read and the pid that read them:
+    /// `perm_seq << 32 | pid << 9 | GRANTED_VALID | bits`. An owner or
+    /// mode change moves `perm_seq`, and a forked child (whose credentials
+    /// may change) has another pid, so a stale entry is never used.
+    /// Credentials are cached per process anyway (README difference 2).
     granted: AtomicU64,
 }
 
@@ -118,12 +118,18 @@ impl Host for OsHost<'_> {
         let Some(p) = view.proc(slot) else {
             return true;
         };
+        // The entry's lock byte is held as long as a descriptor of the
+        // process's registration is open: free means dead. Held means alive,
+        // unless a child forked without ever using the set still has a
+        // copy: then the pid tells, for one system call (reading
+        // /proc/PID/stat for the start time costs some microseconds, on
+        // every call that blocks behind a holder of undo). A dead process
+        // that is still a zombie, or whose pid was reused, while such a
+        // child lives is reaped only once the child's copy is closed
+        // (README difference 4).
         match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
             Ok(false) => true,
-            Ok(true) => !liveness::process_exists(
-                p.pid.load(Ordering::Relaxed),
-                p.start_time.load(Ordering::Relaxed),
-            ),
+            Ok(true) => !liveness::pid_exists(p.pid.load(Ordering::Relaxed)),
             Err(_) => false, // cannot tell: never reap a possibly live process
         }
     }
@@ -322,6 +328,8 @@ fn allows(granted: u32, flag: u32) -> bool {
 
 /// [`SetHandle::granted`]: the entry is valid.
 const GRANTED_VALID: u64 = 1 << 8;
+/// [`SetHandle::granted`]: the bits of the pid (above GRANTED_VALID).
+const GRANTED_PID_MASK: u64 = (1 << 23) - 1;
 
 /// What the registry knows of a set, for a process that may not open its
 /// segment (README difference 8): enough for semget, SEM_STAT_ANY and the
@@ -645,19 +653,26 @@ impl Namespace {
                 slot: m as u32,
                 gen: (m >> 32) as u32,
                 pid,
+                lone: sync::lone_thread(),
             });
         }
         let mut reg = h.reg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = reg.as_ref() {
             if r.me.pid == pid {
-                return Ok(r.me);
+                return Ok(Me {
+                    lone: sync::lone_thread(),
+                    ..r.me
+                });
             }
         }
         // First use, or a forked child holding the parent's registration:
         // close the parent's descriptor (its lock stays with the parent).
         *reg = None;
         let r = self.register(h, pid)?;
-        let me = r.me;
+        let me = Me {
+            lone: sync::lone_thread(),
+            ..r.me
+        };
         let fd = r.fd.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         *reg = Some(r);
         h.reg_me
@@ -687,6 +702,7 @@ impl Namespace {
                         slot: s,
                         gen: sg >> PROC_GEN_SHIFT,
                         pid,
+                        lone: false,
                     },
                     fd: Some(fd),
                 });
@@ -722,12 +738,18 @@ impl Namespace {
                 p.asleep.store(0, Ordering::Relaxed);
                 p.cpu.store(0, Ordering::Relaxed);
                 p.locking.store(0, Ordering::Relaxed);
+                p.holding.store(0, Ordering::Relaxed);
                 // SYNC: Release publishes pid/start before the entry is ACTIVE.
                 p.state_gen
                     .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
                 v.note_claimed(s);
                 return Ok(Registration {
-                    me: Me { slot: s, gen, pid },
+                    me: Me {
+                        slot: s,
+                        gen,
+                        pid,
+                        lone: false,
+                    },
                     fd: Some(fd),
                 });
             }
@@ -1015,19 +1037,28 @@ impl Namespace {
             r => r?,
         };
         let v = &h.view;
-        if sops.iter().any(|s| s.sem_flg as i32 & SEM_UNDO != 0) {
+        let nsems = v.nsems();
+        let (mut undo, mut alter, mut in_range) = (false, false, true);
+        for s in sops {
+            undo |= s.sem_flg as i32 & SEM_UNDO != 0;
+            alter |= s.sem_op != 0;
+            in_range &= (s.sem_num as usize) < nsems;
+        }
+        let mut me = None;
+        if undo {
             // The kernel makes the undo record before the EFBIG and EACCES
             // checks, and its existence alone sets otime at exit.
-            v.note_undo_record(self.me(h)?.slot);
+            let m = self.me(h)?;
+            v.note_undo_record(m.slot);
+            me = Some(m);
         }
-        if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
+        if !in_range {
             return Err(Error::SemNumOutOfRange);
         }
-        let alter = engine::alters(sops);
         if !allows(self.granted(h)?, if alter { 0o222 } else { 0o444 }) {
             return Err(Error::PermissionDenied);
         }
-        if sops.len() == 1 && sops[0].sem_flg as i32 & SEM_UNDO == 0 {
+        if sops.len() == 1 && !undo {
             if let Some(r) = v.fast_op(sops[0], liveness::pid()) {
                 return r;
             }
@@ -1040,7 +1071,10 @@ impl Namespace {
                     .saturating_add(t.tv_nsec as u64),
             ),
         };
-        let me = self.me(h)?;
+        let me = match me {
+            Some(m) => m,
+            None => self.me(h)?,
+        };
         let host = Namespace::host(h);
         let mut g = v.lock(&me, &host);
         let out = g.semop(&me, sops, &host);
@@ -1057,6 +1091,11 @@ impl Namespace {
 
     /// `semctl(2)`. Returns what the kernel's call returns on success.
     pub fn semctl(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        if cmd == GETVAL {
+            if let Some(val) = self.getval_fast(semid, semnum) {
+                return Ok(val);
+            }
+        }
         if semid < 0 || !crate::sysv::is_known_cmd(cmd) {
             return Err(Error::Invalid);
         }
@@ -1080,7 +1119,7 @@ impl Namespace {
                     }
                     r => r?,
                 };
-                if cmd == SEM_STAT && !self.perm(h)?.permits(0o444) {
+                if cmd == SEM_STAT && !allows(self.granted(h)?, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::StatOut(out) = arg else {
@@ -1103,7 +1142,7 @@ impl Namespace {
                     r => r?,
                 };
                 let n = self.semnum(h, semnum)?;
-                if !self.perm(h)?.permits(0o222) {
+                if !allows(self.granted(h)?, 0o222) {
                     return Err(Error::PermissionDenied);
                 }
                 self.locked(h, |g, me, _| {
@@ -1125,6 +1164,21 @@ impl Namespace {
                 self.semctl_set(h, semnum, cmd, arg)
             }
         }
+    }
+
+    /// GETVAL when every check passes and the value can be read lock-free:
+    /// the hot read, without the dispatch. `None`: take the general path,
+    /// which checks again and gives the kernel's error.
+    #[inline]
+    fn getval_fast(&self, semid: i32, semnum: i32) -> Option<i32> {
+        let h = self.lookup(semid).ok()?;
+        if semnum < 0 || semnum as usize >= h.view.nsems() {
+            return None;
+        }
+        if !allows(self.granted(h).ok()?, 0o444) {
+            return None;
+        }
+        h.view.read_sem(semnum as usize).map(|(val, _)| val)
     }
 
     fn semnum(&self, h: &SetHandle, semnum: i32) -> Result<usize> {
@@ -1175,7 +1229,7 @@ impl Namespace {
                 Ok(0)
             }
             IPC_STAT => {
-                if !self.perm(h)?.permits(0o444) {
+                if !allows(self.granted(h)?, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::StatOut(out) = arg else {
@@ -1185,7 +1239,7 @@ impl Namespace {
                 Ok(0)
             }
             GETALL => {
-                if !self.perm(h)?.permits(0o444) {
+                if !allows(self.granted(h)?, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::GetAll(out) = arg else {
@@ -1203,7 +1257,7 @@ impl Namespace {
                 Ok(0)
             }
             GETVAL | GETPID | GETNCNT | GETZCNT => {
-                if !self.perm(h)?.permits(0o444) {
+                if !allows(self.granted(h)?, 0o444) {
                     return Err(Error::PermissionDenied);
                 }
                 let n = self.semnum(h, semnum)?;
@@ -1224,7 +1278,7 @@ impl Namespace {
                 })
             }
             SETALL => {
-                if !self.perm(h)?.permits(0o222) {
+                if !allows(self.granted(h)?, 0o222) {
                     return Err(Error::PermissionDenied);
                 }
                 let SemctlArg::SetAll(vals) = arg else {
@@ -1253,24 +1307,22 @@ impl Namespace {
     /// This process's access bits to `h` (see [`SetHandle::granted`]).
     #[inline]
     fn granted(&self, h: &SetHandle) -> Result<u32> {
-        // SYNC: Acquire pairs with the Release store that makes `seq` even
-        // at the end of a writing section: a match means no section wrote
-        // since the bits were computed.
-        let seq = h.view.hdr.seq.load(Ordering::Acquire);
+        // SYNC: Acquire pairs with the Release store that moves `perm_seq`
+        // after an owner or mode change: a match means no change since the
+        // bits were computed.
+        let pseq = h.view.hdr.perm_seq.load(Ordering::Acquire);
+        // pid_max is at most 2^22: 23 bits hold any pid.
+        let key = ((pseq as u64) << 32)
+            | ((liveness::pid() as u64 & GRANTED_PID_MASK) << 9)
+            | GRANTED_VALID;
         let c = h.granted.load(Ordering::Relaxed);
-        if c & GRANTED_VALID != 0 && (c >> 32) as u32 == seq && seq & 1 == 0 {
+        if c & !7 == key {
             return Ok((c & 7) as u32);
         }
         let bits = self.perm(h)?.granted();
-        if seq & 1 == 0 {
-            // Filed under the counter read before the perms: if a section
-            // ran in between, the counter has moved and this entry is never
-            // used.
-            h.granted.store(
-                ((seq as u64) << 32) | GRANTED_VALID | bits as u64,
-                Ordering::Relaxed,
-            );
-        }
+        // Filed under the count read before the perms: if they changed in
+        // between, the count has moved and this entry is never used.
+        h.granted.store(key | bits as u64, Ordering::Relaxed);
         Ok(bits)
     }
 
@@ -1325,7 +1377,7 @@ impl Namespace {
     /// [`SetReport`]). Needs read permission.
     pub fn report(&self, semid: i32) -> Result<SetReport> {
         let h = self.lookup(semid)?;
-        if !self.perm(h)?.permits(0o444) {
+        if !allows(self.granted(h)?, 0o444) {
             return Err(Error::PermissionDenied);
         }
         self.locked(h, |g, me, host| g.report(me, host))

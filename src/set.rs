@@ -19,6 +19,7 @@ use crate::engine::{self, Eval, Scratch};
 use crate::sync::{self, AtomicBool, AtomicI16, Ordering, Wake};
 use crate::sysv::{IpcPerm, Sembuf, SemidDs};
 use crate::{Error, Result};
+use core::mem::ManuallyDrop;
 use shm_layout::*;
 
 /// How often a sleeper wakes to look for dead processes (their undo and
@@ -74,6 +75,11 @@ pub struct Me {
     pub gen: u32,
     /// Our pid.
     pub pid: i32,
+    /// The calling thread is the process's lone locker (see
+    /// [`crate::sync::lone_thread`]): it announces its lock sections in the
+    /// entry's `holding` with plain stores, where any other thread pays a
+    /// read-modify-write on `locking`.
+    pub lone: bool,
 }
 
 impl Me {
@@ -616,9 +622,7 @@ impl<'a> SetView<'a> {
         let l = &self.hdr.lock;
         // "Taking or holding" before the lock word names us: a waiter that
         // sees our token sees this (our acquiring CAS releases it).
-        if let Some(pe) = self.proc(me.slot) {
-            pe.locking.fetch_add(1, Ordering::Relaxed);
-        }
+        self.announce(me, true);
         // SYNC: Acquire pairs with the Release swap in Guard::drop; Release
         // publishes the `locking` increment to waiters that read our token.
         let recovered = if l
@@ -631,17 +635,12 @@ impl<'a> SetView<'a> {
         };
         self.held_here.store(true, Ordering::Relaxed);
         sync::wrote();
-        let b = Buffers::take();
         let mut g = Guard {
             v: self,
             global: false,
-            marked: b.marked,
             wrote: false,
-            wakes: b.wakes,
-            scratch: b.scratch,
-            ops: b.ops,
-            intent: b.intent,
-            me_slot: me.slot,
+            me: *me,
+            b: ManuallyDrop::new(Buffers::take()),
         };
         if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
             g.global = true;
@@ -651,6 +650,31 @@ impl<'a> SetView<'a> {
             g.update_queue();
         }
         g
+    }
+
+    /// Counts the caller in (or out of) the threads of its process taking
+    /// or holding the lock. The lone thread is the only writer of
+    /// `holding`, so a load and a store do (a signal handler that nests a
+    /// section restores the count before the interrupted code resumes);
+    /// other threads share `locking` and need a read-modify-write.
+    #[inline]
+    fn announce(&self, me: &Me, on: bool) {
+        let Some(pe) = self.proc(me.slot) else {
+            return;
+        };
+        if me.lone {
+            let h = pe.holding.load(Ordering::Relaxed);
+            let h = if on {
+                h.wrapping_add(1)
+            } else {
+                h.wrapping_sub(1)
+            };
+            pe.holding.store(h, Ordering::Relaxed);
+        } else if on {
+            pe.locking.fetch_add(1, Ordering::Relaxed);
+        } else {
+            dec16(&pe.locking);
+        }
     }
 
     /// Returns whether the lock was taken over from a dead holder.
@@ -770,7 +794,12 @@ impl<'a> SetView<'a> {
         }
         let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
         match self.proc(slot) {
-            Some(p) if p.locking.load(Ordering::Relaxed) == 0 => Owner::Idle,
+            Some(p)
+                if p.locking.load(Ordering::Relaxed) == 0
+                    && p.holding.load(Ordering::Relaxed) == 0 =>
+            {
+                Owner::Idle
+            }
             _ => Owner::Holding,
         }
     }
@@ -932,8 +961,8 @@ impl<'a> SetView<'a> {
         let pe = &self.procs[p as usize];
         let e = &self.sems[n];
         if old == 0 {
-            pe.undo_count.fetch_add(1, Ordering::Relaxed);
-            e.nundo.fetch_add(1, Ordering::Relaxed);
+            inc(&pe.undo_count);
+            inc(&e.nundo);
         } else if adj == 0 {
             dec(&pe.undo_count);
             dec(&e.nundo);
@@ -1000,11 +1029,13 @@ impl<'a> SetView<'a> {
         let count = ih.count.load(Ordering::Relaxed) as usize;
         let entries = self.intent_entries.get(..count).ok_or(Error::Corrupt)?;
         let nsems = self.nsems();
+        let mut adjs = false;
         for w in entries {
-            let (n, val, _) = unpack_intent(w.load(Ordering::Relaxed));
+            let (n, val, adj) = unpack_intent(w.load(Ordering::Relaxed));
             if n as usize >= nsems || val as i32 > SEMVMX {
                 return Err(Error::Corrupt);
             }
+            adjs |= adj.is_some();
         }
         let pid = ih.pid.load(Ordering::Relaxed);
         let p = ih.proc_slot.load(Ordering::Relaxed);
@@ -1016,9 +1047,6 @@ impl<'a> SetView<'a> {
         };
         match kind {
             INTENT_APPLY => {
-                let adjs = entries
-                    .iter()
-                    .any(|w| unpack_intent(w.load(Ordering::Relaxed)).2.is_some());
                 if adjs && p >= self.proc_slots() {
                     return Err(Error::Corrupt);
                 }
@@ -1141,6 +1169,14 @@ impl<'a> SetView<'a> {
                 sync::wrote();
                 h.ctime
                     .store(ih.time.load(Ordering::Relaxed), Ordering::Relaxed);
+                sync::wrote();
+                // SYNC: Release: a reader that sees the new count sees the
+                // new owner and mode (pairs with the Acquire load in
+                // Namespace::granted). Redone twice, it moves twice: no harm.
+                h.perm_seq.store(
+                    h.perm_seq.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Release,
+                );
                 sync::wrote();
             }
             _ => return Err(Error::Corrupt),
@@ -1404,6 +1440,12 @@ fn dec16(a: &crate::sync::AtomicU16) {
     let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| x.checked_sub(1));
 }
 
+/// Increments a lock-holder-only counter: no other writer, so no
+/// read-modify-write.
+fn inc(a: &AtomicU32) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
 /// Decrements a lock-holder-only counter, never below zero (the segment
 /// is untrusted).
 fn dec(a: &AtomicU32) {
@@ -1424,31 +1466,37 @@ struct Buffers {
     intent: Intent,
 }
 
+// One set of buffers per thread, boxed so that taking and giving it back
+// moves a pointer; a nested section (a signal handler's) gets a new one.
 #[cfg(not(shmsem_loom))]
 std::thread_local! {
-    static BUFFERS: core::cell::Cell<Buffers> = core::cell::Cell::new(Buffers::default());
+    static BUFFERS: core::cell::Cell<Option<Box<Buffers>>> = const { core::cell::Cell::new(None) };
 }
 
 impl Buffers {
     #[cfg(not(shmsem_loom))]
-    fn take() -> Buffers {
-        BUFFERS.try_with(|c| c.take()).unwrap_or_default()
+    fn take() -> Box<Buffers> {
+        BUFFERS
+            .try_with(|c| c.take())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
     #[cfg(shmsem_loom)]
-    fn take() -> Buffers {
-        Buffers::default()
+    fn take() -> Box<Buffers> {
+        Box::default()
     }
     #[cfg(not(shmsem_loom))]
-    fn give_back(mut self) {
+    fn give_back(mut self: Box<Self>) {
         self.marked.clear();
         self.wakes.clear();
         self.scratch.touched.clear();
         self.ops.clear();
         self.intent.entries.clear();
-        let _ = BUFFERS.try_with(|c| c.set(self));
+        let _ = BUFFERS.try_with(|c| c.set(Some(self)));
     }
     #[cfg(shmsem_loom)]
-    fn give_back(self) {}
+    fn give_back(self: Box<Self>) {}
 }
 
 /// An intent record being built in process memory, written to the segment
@@ -1473,13 +1521,11 @@ struct Intent {
 pub struct Guard<'v, 'a> {
     v: &'v SetView<'a>,
     global: bool,
-    marked: Vec<u32>,
     wrote: bool,
-    wakes: Vec<u32>,
-    scratch: Scratch,
-    ops: Vec<Sembuf>,
-    intent: Intent,
-    me_slot: u32,
+    /// The holder.
+    me: Me,
+    /// Taken back (into the thread's cache) only by `drop`.
+    b: ManuallyDrop<Box<Buffers>>,
 }
 
 impl<'v, 'a> Guard<'v, 'a> {
@@ -1502,7 +1548,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                 e.word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
                 sync::wrote();
             }
-            self.marked.clear();
+            self.b.marked.clear();
         }
         if m != GLOBAL_FOREVER {
             let want = if complex { HYSTERESIS } else { m.max(1) };
@@ -1514,17 +1560,17 @@ impl<'v, 'a> Guard<'v, 'a> {
 
     /// Makes semaphore `n`'s word ours for the rest of the section.
     pub fn own(&mut self, n: usize) {
-        if self.global || self.marked.contains(&(n as u32)) {
+        if self.global || self.b.marked.contains(&(n as u32)) {
             return;
         }
-        if self.marked.len() >= MAX_MARKS {
+        if self.b.marked.len() >= MAX_MARKS {
             self.enter_global(false);
             return;
         }
         // SYNC: as in enter_global.
         self.v.sems[n].word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
         sync::wrote();
-        self.marked.push(n as u32);
+        self.b.marked.push(n as u32);
     }
 
     fn begin_write(&mut self) {
@@ -1548,7 +1594,7 @@ impl<'v, 'a> Guard<'v, 'a> {
 
     /// Starts a new intent record of `kind`.
     fn intent(&mut self, kind: u32) -> &mut Intent {
-        let it = &mut self.intent;
+        let it = &mut self.b.intent;
         it.kind = kind;
         it.proc_slot = NIL;
         it.pid = 0;
@@ -1569,31 +1615,44 @@ impl<'v, 'a> Guard<'v, 'a> {
         self.begin_write();
         let v = self.v;
         let ih = v.intent;
-        let it = &self.intent;
+        let it = &self.b.intent;
         if it.entries.len() > v.intent_entries.len() {
             return Err(Error::Corrupt);
         }
         let (q_slot, q_from, q_to) = it.q.unwrap_or((NIL, 0, 0));
-        for (f, x) in [
-            (&ih.kind, it.kind),
-            (&ih.count, it.entries.len() as u32),
-            (&ih.proc_slot, it.proc_slot),
-            (&ih.q_slot, q_slot),
-            (&ih.q_from, q_from),
-            (&ih.q_to, q_to),
-            (&ih.uid, it.perm.0),
-            (&ih.gid, it.perm.1),
-            (&ih.mode, it.perm.2),
-            (&ih.proc_sg, it.proc_sg),
-            (&ih.otime_sem, it.otime_sem),
-        ] {
+        let put = |f: &AtomicU32, x: u32| {
             f.store(x, Ordering::Relaxed);
             sync::wrote();
-        }
+        };
+        put(&ih.kind, it.kind);
+        put(&ih.count, it.entries.len() as u32);
+        put(&ih.proc_slot, it.proc_slot);
         ih.pid.store(it.pid, Ordering::Relaxed);
         sync::wrote();
-        ih.time.store(it.time, Ordering::Relaxed);
-        sync::wrote();
+        if it.kind == INTENT_APPLY {
+            // What redo reads of an APPLY record: no more.
+            put(&ih.otime_sem, it.otime_sem);
+            put(&ih.q_slot, q_slot);
+            if q_slot != NIL {
+                put(&ih.q_from, q_from);
+                put(&ih.q_to, q_to);
+            }
+        } else {
+            for (f, x) in [
+                (&ih.q_slot, q_slot),
+                (&ih.q_from, q_from),
+                (&ih.q_to, q_to),
+                (&ih.uid, it.perm.0),
+                (&ih.gid, it.perm.1),
+                (&ih.mode, it.perm.2),
+                (&ih.proc_sg, it.proc_sg),
+                (&ih.otime_sem, it.otime_sem),
+            ] {
+                put(f, x);
+            }
+            ih.time.store(it.time, Ordering::Relaxed);
+            sync::wrote();
+        }
         for (slot, &e) in v.intent_entries.iter().zip(&it.entries) {
             slot.store(e, Ordering::Relaxed);
             sync::wrote();
@@ -1609,14 +1668,14 @@ impl<'v, 'a> Guard<'v, 'a> {
     }
 
     /// Evaluates `sops` for process `p` (its undo row) against the owned
-    /// words. The result's new values are in `self.scratch`.
+    /// words. The result's new values are in `self.b.scratch`.
     fn evaluate(&mut self, sops: &[Sembuf], p: u32) -> Eval {
         let v = self.v;
         engine::evaluate(
             sops,
-            &mut self.scratch,
-            &mut |n| word_value(v.sems[n as usize].word.load(Ordering::Relaxed)),
-            &mut |n| v.undo_cell(p, n as usize).load(Ordering::Relaxed) as i32,
+            &mut self.b.scratch,
+            |n| word_value(v.sems[n as usize].word.load(Ordering::Relaxed)),
+            |n| v.undo_cell(p, n as usize).load(Ordering::Relaxed) as i32,
         )
     }
 
@@ -1625,7 +1684,7 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// adjustments, otime; and, with `q`, the completion of that queued
     /// operation (slot, its status now).
     fn apply(&mut self, p: u32, pid: i32, first: u16, q: Option<(u32, u32)>) -> Result<()> {
-        let touched = core::mem::take(&mut self.scratch.touched);
+        let touched = core::mem::take(&mut self.b.scratch.touched);
         let it = self.intent(INTENT_APPLY);
         it.proc_slot = p;
         it.pid = pid;
@@ -1635,7 +1694,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             let adj = (t.adj != t.old_adj).then_some(t.adj as i16);
             it.entries.push(pack_intent(t.num, t.value as u16, adj));
         }
-        self.scratch.touched = touched;
+        self.b.scratch.touched = touched;
         self.commit()
     }
 
@@ -1649,28 +1708,44 @@ impl<'v, 'a> Guard<'v, 'a> {
         if sops.len() > 1 {
             self.enter_global(true);
         }
-        let mut undo_held = false;
-        for n in distinct(sops) {
-            self.own(n as usize);
-            // Another process's adjustment (ours is no dead process's).
-            let mine = self
-                .v
-                .undo_cell(me.slot, n as usize)
-                .load(Ordering::Relaxed)
-                != 0;
-            undo_held |= self.v.sems[n as usize].nundo.load(Ordering::Relaxed) > mine as u32;
+        if !self.global {
+            for n in distinct(sops) {
+                self.own(n as usize);
+            }
         }
+        let mut eval = self.evaluate(sops, me.slot);
+        // The outcome depends only on the semaphores evaluated (touched).
+        // Another process's adjustment on one (ours is no dead process's):
+        // that process may have died, and its undo must be applied before
+        // this call can see the values.
+        let sems = self.v.sems;
+        let undo_held =
+            self.b.scratch.touched.iter().any(|t| {
+                sems[t.num as usize].nundo.load(Ordering::Relaxed) > (t.old_adj != 0) as u32
+            });
         if undo_held {
-            // A process holding an adjustment here may have died: its undo
-            // must be applied before this call can see the values.
-            self.sweep_dead(me, host, Sweep::Undo);
+            let named: Vec<u16> = self.b.scratch.touched.iter().map(|t| t.num).collect();
+            self.sweep_undo_on(me, host, &named);
+            eval = self.evaluate(sops, me.slot);
         }
-        match self.evaluate(sops, me.slot) {
+        match eval {
             Eval::Done => {
                 if let Err(e) = self.apply(me.slot, me.pid, sops[0].sem_num, None) {
                     return SlowOutcome::Now(Err(e));
                 }
-                if engine::alters(sops) {
+                // A queued operation's outcome depends only on the
+                // semaphores it names (their values, and its process's
+                // adjustments on them), and `nwait` counts the queued
+                // operations naming each: if none names a semaphore this
+                // call changed, none can have become runnable, and the
+                // queue is not walked (the kernel's per-semaphore lists
+                // spare it the same walk).
+                let sems = self.v.sems;
+                let wakes_someone = self.b.scratch.touched.iter().any(|t| {
+                    (t.value != t.old_value || t.adj != t.old_adj)
+                        && sems[t.num as usize].nwait.load(Ordering::Relaxed) != 0
+                });
+                if wakes_someone {
                     self.update_queue();
                 }
                 SlowOutcome::Now(Ok(()))
@@ -1756,7 +1831,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         sync::wrote();
         self.set_blocked(head, &sops[blocked_at]);
         for n in distinct(sops) {
-            v.sems[n as usize].nwait.fetch_add(1, Ordering::Relaxed);
+            inc(&v.sems[n as usize].nwait);
         }
         if let Some(p) = v.proc(me.slot) {
             p.queued.fetch_add(1, Ordering::Relaxed);
@@ -1819,7 +1894,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         q.prev.store(NIL, Ordering::Relaxed);
         q.next.store(NIL, Ordering::Relaxed);
         sync::wrote();
-        let mut ops = core::mem::take(&mut self.ops);
+        let mut ops = core::mem::take(&mut self.b.ops);
         if v.read_ops(i, &mut ops).is_ok() {
             for n in distinct(&ops) {
                 dec(&v.sems[n as usize].nwait);
@@ -1829,7 +1904,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
         }
         sync::wrote();
-        self.ops = ops;
+        self.b.ops = ops;
     }
 
     /// After slot `i`'s completion was applied: out of its FIFO, its
@@ -1837,7 +1912,7 @@ impl<'v, 'a> Guard<'v, 'a> {
     fn finish(&mut self, i: u32) {
         self.unlink(i);
         self.v.free_conts(i);
-        self.wakes.push(i);
+        self.b.wakes.push(i);
     }
 
     /// Fails the queued operation in slot `i` with `err` (an intent record
@@ -1860,6 +1935,12 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// in FIFO order, skipping those that still block; after every
     /// completion start again from the head.
     pub fn update_queue(&mut self) {
+        let h = self.v.hdr;
+        if h.alter_head.load(Ordering::Relaxed) == NIL
+            && h.const_head.load(Ordering::Relaxed) == NIL
+        {
+            return;
+        }
         loop {
             self.try_list(false);
             if !self.try_list(true) {
@@ -1880,7 +1961,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         };
         let mut i = head.load(Ordering::Relaxed);
         let mut hops = 0;
-        let mut ops = core::mem::take(&mut self.ops);
+        let mut ops = core::mem::take(&mut self.b.ops);
         let mut restarted = false;
         while let Some(q) = v.queue.get(i as usize) {
             hops += 1;
@@ -1894,9 +1975,9 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
             let p = q.proc_slot.load(Ordering::Relaxed);
             if v.read_ops(i, &mut ops).is_err() || p >= v.proc_slots() {
-                self.ops = ops;
+                self.b.ops = ops;
                 self.fail(i, Error::Corrupt);
-                ops = core::mem::take(&mut self.ops);
+                ops = core::mem::take(&mut self.b.ops);
                 i = next;
                 continue;
             }
@@ -1906,9 +1987,9 @@ impl<'v, 'a> Guard<'v, 'a> {
             match self.evaluate(&ops, p) {
                 Eval::Done => {
                     let pid = q.pid.load(Ordering::Relaxed);
-                    self.ops = ops;
-                    let applied = self.apply(p, pid, self.ops[0].sem_num, Some((i, st)));
-                    ops = core::mem::take(&mut self.ops);
+                    self.b.ops = ops;
+                    let applied = self.apply(p, pid, self.b.ops[0].sem_num, Some((i, st)));
+                    ops = core::mem::take(&mut self.b.ops);
                     if applied.is_err() {
                         // Only a record scribbled on mid-write fails: stop
                         // here rather than retry it for ever.
@@ -1921,9 +2002,9 @@ impl<'v, 'a> Guard<'v, 'a> {
                     }
                 }
                 Eval::Fail(e) => {
-                    self.ops = ops;
+                    self.b.ops = ops;
                     self.fail(i, e);
-                    ops = core::mem::take(&mut self.ops);
+                    ops = core::mem::take(&mut self.b.ops);
                 }
                 Eval::Block(k) => {
                     let op = ops[k];
@@ -1932,7 +2013,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
             i = next;
         }
-        self.ops = ops;
+        self.b.ops = ops;
         restarted
     }
 
@@ -1940,6 +2021,36 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// applied (clamped to [0, SEMVMX]), their queue slots and entries
     /// freed. `what` says which entries are worth a liveness check.
     pub fn sweep_dead(&mut self, me: &Me, host: &dyn Host, what: Sweep) {
+        self.sweep(me, host, |pe, _| {
+            let has_undo = pe.undo_count.load(Ordering::Relaxed) != 0;
+            // A record with only zero adjustments matters for otime alone:
+            // full sweeps look at it, undo-only sweeps (on the semop path)
+            // do not.
+            let holds = pe.queued.load(Ordering::Relaxed) != 0
+                || pe.undo_record.load(Ordering::Relaxed) != 0;
+            match what {
+                Sweep::Undo => has_undo,
+                Sweep::Holding => has_undo || holds,
+                Sweep::All => true,
+            }
+        });
+    }
+
+    /// Reaps the dead among the processes holding an adjustment on one of
+    /// `sems`: only their undo can change what a call on `sems` sees.
+    fn sweep_undo_on(&mut self, me: &Me, host: &dyn Host, sems: &[u16]) {
+        let v = self.v;
+        self.sweep(me, host, |pe, p| {
+            pe.undo_count.load(Ordering::Relaxed) != 0
+                && sems
+                    .iter()
+                    .any(|&n| v.undo_cell(p, n as usize).load(Ordering::Relaxed) != 0)
+        });
+    }
+
+    /// Checks the liveness of every other active process `worth(entry,
+    /// index)` picks, and reaps the dead.
+    fn sweep(&mut self, me: &Me, host: &dyn Host, worth: impl Fn(&ProcEntry, u32) -> bool) {
         let v = self.v;
         let mut changed = false;
         for p in 0..v.procs_in_use() {
@@ -1951,18 +2062,7 @@ impl<'v, 'a> Guard<'v, 'a> {
             if sg & PROC_STATE_MASK != PROC_ACTIVE {
                 continue;
             }
-            let has_undo = pe.undo_count.load(Ordering::Relaxed) != 0;
-            // A record with only zero adjustments matters for otime alone:
-            // full sweeps look at it, undo-only sweeps (on the semop path)
-            // do not.
-            let holds = pe.queued.load(Ordering::Relaxed) != 0
-                || pe.undo_record.load(Ordering::Relaxed) != 0;
-            let check = match what {
-                Sweep::Undo => has_undo,
-                Sweep::Holding => has_undo || holds,
-                Sweep::All => true,
-            };
-            if !check {
+            if !worth(pe, p) {
                 continue;
             }
             if !host.is_dead(v, p) {
@@ -1992,7 +2092,7 @@ impl<'v, 'a> Guard<'v, 'a> {
                 self.unlink(i);
             }
         }
-        let mut entries = core::mem::take(&mut self.intent.entries);
+        let mut entries = core::mem::take(&mut self.b.intent.entries);
         entries.clear();
         if pe.undo_count.load(Ordering::Relaxed) != 0 && v.hdr.removed.load(Ordering::Relaxed) == 0
         {
@@ -2229,7 +2329,7 @@ impl Drop for Guard<'_, '_> {
                 }
             }
         } else {
-            for &n in &self.marked {
+            for &n in &self.b.marked {
                 self.unmark(n as usize);
             }
         }
@@ -2243,25 +2343,17 @@ impl Drop for Guard<'_, '_> {
         // SYNC: Release pairs with the Acquire CAS of the next locker.
         let prev = hdr.lock.swap(0, Ordering::Release);
         sync::wrote();
-        if let Some(pe) = self.v.proc(self.me_slot) {
-            dec16(&pe.locking);
-        }
+        self.v.announce(&self.me, false);
         #[cfg(not(shmsem_mutant = "no_lock_wake"))]
         if prev & LOCK_CONTENDED != 0 {
             sync::futex_wake(&hdr.lock, 1);
         }
         #[cfg(not(shmsem_mutant = "no_wake"))]
-        for &i in &self.wakes {
+        for &i in &self.b.wakes {
             sync::futex_wake(&self.v.queue[i as usize].status, 1);
         }
-        Buffers {
-            marked: core::mem::take(&mut self.marked),
-            wakes: core::mem::take(&mut self.wakes),
-            scratch: core::mem::take(&mut self.scratch),
-            ops: core::mem::take(&mut self.ops),
-            intent: core::mem::take(&mut self.intent),
-        }
-        .give_back();
+        // SAFETY: `b` is not used again: this is the guard's last act.
+        unsafe { ManuallyDrop::take(&mut self.b) }.give_back();
     }
 }
 
@@ -2316,7 +2408,7 @@ pub mod heap {
             ctime: AtomicI64,
             next_ticket: AtomicU64,
             procs_hwm: AtomicU32,
-            _pad3: AtomicU32,
+            perm_seq: AtomicU32,
             last_sweep_ns: AtomicU64,
             spinners: AtomicU32,
             _pad4: AtomicU32
@@ -2338,7 +2430,8 @@ pub mod heap {
             start_time: AtomicU64,
             undo_count: AtomicU32,
             queued: AtomicU32,
-            undo_record: AtomicU32,
+            undo_record: AtomicU16,
+            holding: AtomicU16,
             asleep: AtomicU8,
             cpu: AtomicU8,
             locking: AtomicU16
@@ -2418,7 +2511,12 @@ pub mod heap {
             p.state_gen
                 .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
             self.view().note_claimed(slot);
-            Me { slot, gen, pid }
+            Me {
+                slot,
+                gen,
+                pid,
+                lone: true,
+            }
         }
     }
 }

@@ -140,6 +140,32 @@ pub fn crash_countdown() -> u64 {
     CRASH_COUNTDOWN.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Whether the calling thread is its process's lone locker: the first
+/// thread of the process to ask, for the life of the process (a forked
+/// child's only thread keeps the answer of the thread that forked). At most
+/// one thread of a process ever gets `true`, so that thread may count its
+/// lock sections in a process-table field with plain stores.
+#[cfg(not(shmsem_loom))]
+#[inline]
+pub fn lone_thread() -> bool {
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static CLAIMED: AtomicBool = AtomicBool::new(false);
+    std::thread_local! {
+        // 0: not asked yet, 1: the lone thread, 2: another thread.
+        static LONE: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
+    }
+    LONE.try_with(|l| match l.get() {
+        0 => {
+            let first = !CLAIMED.swap(true, Relaxed);
+            l.set(if first { 1 } else { 2 });
+            first
+        }
+        x => x == 1,
+    })
+    // A thread being torn down counts as "another thread": the safe answer.
+    .unwrap_or(false)
+}
+
 /// Called after every counted write to a segment.
 #[cfg(not(shmsem_loom))]
 #[inline]

@@ -85,7 +85,13 @@ fn lock_three_contenders() {
             .map(|p| {
                 let s2 = set.clone();
                 actor(move || {
-                    let me = s2.register(p, p as i32 + 1);
+                    // Process 2's contender is not its process's lone
+                    // thread: it counts itself in `locking` (a
+                    // read-modify-write) instead of `holding`.
+                    let me = Me {
+                        lone: p != 2,
+                        ..s2.register(p, p as i32 + 1)
+                    };
                     semop(&s2, &me, &[Sembuf::new(0, 1, UNDO)], NEVER, &NoDeaths)
                 })
             })
@@ -97,7 +103,16 @@ fn lock_three_contenders() {
             t.join().unwrap().unwrap();
         }
         assert_eq!(value(&set, &me, 0, &NoDeaths), 3, "an increment was lost");
-        assert_quiescent(&set.view());
+        let v = set.view();
+        assert_quiescent(&v);
+        for p in 0..3 {
+            let pe = v.proc(p).unwrap();
+            let (h, l) = (
+                pe.holding.load(Ordering::SeqCst),
+                pe.locking.load(Ordering::SeqCst),
+            );
+            assert_eq!((h, l), (0, 0), "process {p}: still counted as locking");
+        }
     });
 }
 

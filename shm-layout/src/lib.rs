@@ -33,7 +33,7 @@ pub use loom::sync::atomic::{
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -489,8 +489,9 @@ pub struct SetHeader {
     /// One past the highest process-table entry ever claimed: scans of the
     /// table stop there (entries beyond were never used).
     pub procs_hwm: AtomicU32,
-    /// Padding.
-    pub _pad3: AtomicU32,
+    /// Changes (after them) whenever owner or mode change: the key of the
+    /// permission bits a process caches.
+    pub perm_seq: AtomicU32,
     /// CLOCK_MONOTONIC ns of the last periodic sweep by a sleeper: one
     /// sleeper per slice sweeps, not every one.
     pub last_sweep_ns: AtomicU64,
@@ -531,15 +532,22 @@ pub struct ProcEntry {
     pub queued: AtomicU32,
     /// 1 once the process has made a SEM_UNDO call on the set (even a
     /// failed one): the kernel's undo record, whose exit sets otime.
-    pub undo_record: AtomicU32,
+    pub undo_record: AtomicU16,
+    /// Sections of the global lock that the process's *lone* thread (the
+    /// first of the process to take a lock) is taking or holding, written
+    /// only by that thread, with plain loads and stores (a nesting count:
+    /// a signal handler may take another set's lock inside a section).
+    /// Every other thread of the process counts in `locking` instead.
+    pub holding: AtomicU16,
     /// Threads of the process asleep on this set's futexes now (wraps;
     /// only a spinning heuristic reads it).
     pub asleep: AtomicU8,
     /// 1 + the CPU the process last slept from, modulo 255 (0: unknown): a
     /// sleeper spins before sleeping only for a partner on another CPU.
     pub cpu: AtomicU8,
-    /// Threads of the process taking or holding the set's lock: a lock word
-    /// naming a live process that is not locking is garbage.
+    /// Threads of the process other than the lone one taking or holding
+    /// the set's lock (read-modify-writes). A lock word naming a live
+    /// process whose `holding` and `locking` are both 0 is garbage.
     pub locking: AtomicU16,
 }
 
