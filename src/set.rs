@@ -29,6 +29,9 @@ pub const SWEEP_SLICE_NS: u64 = 50_000_000;
 /// How long a sleeper spins before sleeping when a partner is running on
 /// another processor (see [`SetView::partner_running`]).
 const SPIN_NS: u64 = 30_000;
+/// Queue slots below the allocation hint that [`SetView::partner_running`]
+/// looks at for a sleeper that has been woken but has not run yet.
+const WOKEN_WINDOW: u32 = 8;
 /// Spins on a held global lock before sleeping.
 #[cfg(not(shmsem_loom))]
 const LOCK_SPINS: u32 = 100;
@@ -1244,18 +1247,16 @@ impl<'a> SetView<'a> {
         // SYNC: Relaxed: a stale head only makes us spin or not, wrongly.
         let head = self.hdr.alter_head.load(Ordering::Relaxed) == slot
             || self.hdr.const_head.load(Ordering::Relaxed) == slot;
-        if head
-            && self.partner_running(me, cpu)
-            && self
-                .hdr
-                .spinners
-                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        let spin = if head && self.partner_running(me, cpu) {
+            self.claim_spin()
+        } else {
+            None
+        };
+        if let Some((start, stamp)) = spin {
             // A bounded spin: a partner running on another processor is
             // likely to wake us within microseconds, far sooner than a
             // sleep and a wake-up take.
-            let until = sync::monotonic_ns().saturating_add(SPIN_NS).min(deadline);
+            let until = start.saturating_add(SPIN_NS).min(deadline);
             let mut i = 0u32;
             // SYNC: Acquire as below.
             while q.status.load(Ordering::Acquire) == expected {
@@ -1265,7 +1266,11 @@ impl<'a> SetView<'a> {
                     break;
                 }
             }
-            self.hdr.spinners.store(0, Ordering::Relaxed);
+            // Only if still ours (a claim taken over as stale is not).
+            let _ =
+                self.hdr
+                    .spinners
+                    .compare_exchange(stamp, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         loop {
             // SYNC: Acquire pairs with the Release store of DONE in
@@ -1314,28 +1319,38 @@ impl<'a> SetView<'a> {
 
     /// Whether a sleeper on `cpu` (at the head of its FIFO: the next to be
     /// served) should spin before sleeping: some other process of the set
-    /// is awake (not asleep on it), every awake one last ran on another
-    /// known processor, and fewer are awake than there are other
-    /// processors — so the partner is plausibly running now, and the spin
-    /// does not take a processor it or others need. Never on one processor.
+    /// is running or about to run, every such one last slept on another
+    /// known processor, and fewer of them than there are other processors
+    /// — so the partner is plausibly running now, and the spin does not
+    /// take a processor it or others need. Never on one processor.
+    ///
+    /// A process counts when it is not asleep on the set, or when it is
+    /// asleep but one of its operations was completed and not yet collected
+    /// (it has been woken and is on its way: see [`Self::woken`]). A process
+    /// that has never slept on the set (`cpu` unknown: one that only created
+    /// or set up the set, or only ever posts) neither counts nor vetoes:
+    /// nothing says whether or where it runs.
     fn partner_running(&self, me: &Me, cpu: u32) -> bool {
         let others = sync::online_cpus().saturating_sub(1);
         if others == 0 {
             return false;
         }
+        let woken = self.woken();
         let mut awake = 0;
         for p in 0..self.procs_in_use() {
             let pe = &self.procs[p as usize];
             if p == me.slot
                 || pe.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK != PROC_ACTIVE
-                || pe.asleep.load(Ordering::Relaxed) != 0
+                || (pe.asleep.load(Ordering::Relaxed) != 0 && !woken.contains(&p))
             {
                 continue;
             }
             let c = pe.cpu.load(Ordering::Relaxed);
-            if c == 0 || c == cpu_tag(cpu) {
-                // Awake on our processor (or on one we do not know): it
-                // may not run while we spin.
+            if c == 0 {
+                continue;
+            }
+            if c == cpu_tag(cpu) {
+                // Running on our processor: it may not run while we spin.
                 return false;
             }
             awake += 1;
@@ -1344,6 +1359,53 @@ impl<'a> SetView<'a> {
             }
         }
         awake > 0
+    }
+
+    /// Claims the set's one spinner place: returns (now, the claim's
+    /// stamp), or None when another sleeper spins. The place holds the
+    /// spinner's start time (in units of 1024 ns, never 0), so a claim left
+    /// by a spinner that died or was stopped mid-spin is taken over once it
+    /// is older than any spin lasts, instead of barring spinning on the set
+    /// for ever.
+    fn claim_spin(&self) -> Option<(u64, u32)> {
+        let now = sync::monotonic_ns();
+        let units = (now >> 10) as u32;
+        let stamp = units.max(1);
+        // SYNC: Relaxed: the place only limits spinning; nothing is
+        // published through it.
+        let cur = self.hdr.spinners.load(Ordering::Relaxed);
+        // Signed: a claim stamped just after our clock read is fresh.
+        let stale = units.wrapping_sub(cur) as i32 > (2 * SPIN_NS >> 10) as i32;
+        if cur != 0 && !stale {
+            return None;
+        }
+        self.hdr
+            .spinners
+            .compare_exchange(cur, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| (now, stamp))
+    }
+
+    /// Process-table entries of sleepers that have been woken but have not
+    /// run yet: owners of completed, uncollected slots among the last
+    /// [`WOKEN_WINDOW`] below the allocation hint (where the most recent
+    /// sleepers' slots are). NIL where nothing was found.
+    fn woken(&self) -> [u32; WOKEN_WINDOW as usize] {
+        let mut out = [NIL; WOKEN_WINDOW as usize];
+        let n = self.queue.len() as u32;
+        if n == 0 {
+            return out;
+        }
+        // SYNC: Relaxed: a stale hint or status only makes us spin or not,
+        // wrongly; the spin is bounded.
+        let hint = self.hdr.alloc_hint.load(Ordering::Relaxed) % n;
+        for k in 1..=WOKEN_WINDOW.min(n) {
+            let q = &self.queue[((hint + n - k) % n) as usize];
+            if state(q.status.load(Ordering::Relaxed)) == SLOT_DONE {
+                out[(k - 1) as usize] = q.proc_slot.load(Ordering::Relaxed);
+            }
+        }
+        out
     }
 
     /// Takes the result a waker handed over and frees the slot.

@@ -495,7 +495,9 @@ pub struct SetHeader {
     /// CLOCK_MONOTONIC ns of the last periodic sweep by a sleeper: one
     /// sleeper per slice sweeps, not every one.
     pub last_sweep_ns: AtomicU64,
-    /// Sleepers spinning before they sleep (at most one at a time).
+    /// The one spin before a sleep under way on the set: 0, or its start
+    /// (CLOCK_MONOTONIC in 1024-ns units, never 0), so that a spinner that
+    /// died mid-spin leaves a claim others can see is stale.
     pub spinners: AtomicU32,
     /// Padding.
     pub _pad4: AtomicU32,
