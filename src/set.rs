@@ -627,7 +627,8 @@ impl<'a> SetView<'a> {
         // sees our token sees this (our acquiring CAS releases it).
         self.announce(me, true);
         // SYNC: Acquire pairs with the Release swap in Guard::drop; Release
-        // publishes the `locking` increment to waiters that read our token.
+        // publishes the `holding`/`locking` count to waiters that read our
+        // token.
         let recovered = if l
             .compare_exchange(0, tok, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
@@ -1526,6 +1527,9 @@ struct Buffers {
     scratch: Scratch,
     ops: Vec<Sembuf>,
     intent: Intent,
+    /// The semaphores a call names, while their adjustment holders are
+    /// checked.
+    named: Vec<u16>,
 }
 
 // One set of buffers per thread, boxed so that taking and giving it back
@@ -1786,8 +1790,12 @@ impl<'v, 'a> Guard<'v, 'a> {
                 sems[t.num as usize].nundo.load(Ordering::Relaxed) > (t.old_adj != 0) as u32
             });
         if undo_held {
-            let named: Vec<u16> = self.b.scratch.touched.iter().map(|t| t.num).collect();
+            // (A copy: reaping evaluates, and reuses the scratch.)
+            let mut named = core::mem::take(&mut self.b.named);
+            named.clear();
+            named.extend(self.b.scratch.touched.iter().map(|t| t.num));
             self.sweep_undo_on(me, host, &named);
+            self.b.named = named;
             eval = self.evaluate(sops, me.slot);
         }
         match eval {
