@@ -71,6 +71,11 @@ pub fn stat_of(pid: i32) -> Option<(u64, u8)> {
 /// Whether a process `pid` exists (perhaps a zombie, perhaps a newcomer
 /// that reused the pid): one system call, kill(pid, 0).
 pub fn pid_exists(pid: i32) -> bool {
+    // The pid comes from shared memory: 0 and negative values (a process
+    // group, every process) name no single process.
+    if pid <= 0 {
+        return false;
+    }
     let Some(p) = rustix::process::Pid::from_raw(pid) else {
         return false;
     };
@@ -91,5 +96,8 @@ mod tests {
         assert!(s > 1);
         assert_eq!(super::stat_of(p).map(|(t, _)| t), Some(s));
         assert!(super::pid_exists(p));
+        assert!(!super::pid_exists(0));
+        assert!(!super::pid_exists(-1));
+        assert!(!super::pid_exists(i32::MIN));
     }
 }
