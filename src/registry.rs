@@ -17,7 +17,7 @@ use crate::set::{Host, Me, SetReport, SetView, SlowOutcome, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::sysv::{IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec};
-use crate::{liveness, Error, Result};
+use crate::{engine, liveness, Error, Result};
 use shm_layout::*;
 
 /// Name of the namespace used when `SHMSEM_NAMESPACE` is not set.
@@ -1039,7 +1039,7 @@ impl Namespace {
         let v = &h.view;
         // (Short-circuiting scans: one fused loop gets vectorized, and its
         // set-up costs the one-op call more than the scans.)
-        let undo = sops.iter().any(|s| s.sem_flg as i32 & SEM_UNDO != 0);
+        let undo = engine::has_undo(sops);
         let mut me = None;
         if undo {
             // The kernel makes the undo record before the EFBIG and EACCES
@@ -1051,7 +1051,7 @@ impl Namespace {
         if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
             return Err(Error::SemNumOutOfRange);
         }
-        let alter = sops.iter().any(|s| s.sem_op != 0);
+        let alter = engine::alters(sops);
         if !allows(self.granted(h)?, if alter { 0o222 } else { 0o444 }) {
             return Err(Error::PermissionDenied);
         }
