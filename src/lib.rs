@@ -40,7 +40,7 @@ mod registry;
 mod set;
 #[cfg(not(shmsem_loom))]
 mod shm;
-pub mod sync;
+mod sync;
 pub mod sysv;
 
 #[cfg(not(shmsem_loom))]
@@ -56,6 +56,11 @@ pub mod __private {
     //! Items for the loom models and the crate's own tests. Not a stable API.
     pub use crate::set::heap::HeapSet;
     pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome, Sweep, SWEEP_SLICE_NS};
+    pub use crate::sync::Ordering;
+    /// Loom's clock and crash points, for the models (loom-tests/).
+    #[cfg(shmsem_loom)]
+    pub use crate::sync::{advance_clock, crash_after, someone_crashed, Crash};
+    /// Crash-point hooks, for tests/stale.rs and tests/crash_points.rs.
     #[cfg(not(shmsem_loom))]
     pub use crate::sync::{crash_after, crash_countdown};
 }

@@ -4,11 +4,10 @@
 
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread::{self, JoinHandle};
-use shmsem::__private::{HeapSet, Host, Me, SetView, SlowOutcome};
+use shmsem::__private::{HeapSet, Host, Me, Ordering, SetView, SlowOutcome};
 use shmsem::layout::{
     NIL, SEM_SLOW_BITS, SEM_UNDO, SEM_VALUE_MASK, SLOT_FREE, SLOT_STATE_MASK, SLOT_STATE_SHIFT,
 };
-use shmsem::sync::Ordering;
 use shmsem::sysv::Sembuf;
 use shmsem::Result;
 use std::time::Instant;

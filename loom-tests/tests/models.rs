@@ -5,7 +5,7 @@
 //! mutant (`--cfg shmsem_mutant="..."`) under which it must fail;
 //! loom-tests/run-mutants.sh checks both directions. See README.md.
 //!
-//! Time in the models is loom's clock (src/sync.rs): it starts at 1 and
+//! Time in the models is loom's clock (src/sync/mod.rs): it starts at 1 and
 //! moves only when a "timeout thread" calls `advance_clock`; a futex
 //! sleeper whose deadline has then passed returns TimedOut, as a timer
 //! firing would.
@@ -16,9 +16,8 @@
 
 use loom::sync::Arc;
 use loom_tests::*;
-use shmsem::__private::{HeapSet, Host, Me, NoDeaths, SetView, Sweep};
+use shmsem::__private::{advance_clock, HeapSet, Host, Me, NoDeaths, Ordering, SetView, Sweep};
 use shmsem::layout::{PROC_FREE, PROC_STATE_MASK, SEM_SLOW_BITS, SEM_UNDO, SLOT_QUEUED};
-use shmsem::sync::{advance_clock, Ordering};
 use shmsem::sysv::Sembuf;
 use shmsem::Error;
 
@@ -431,7 +430,7 @@ fn recovery_at(k: u64) -> bool {
         set.view().lock(&me, &*host).setall(&[1, 1], me.pid);
         let (s1, h1) = (set.clone(), host.clone());
         let d = actor(move || {
-            shmsem::sync::crash_after(k);
+            shmsem::__private::crash_after(k);
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 semop(
                     &s1,
@@ -449,11 +448,11 @@ fn recovery_at(k: u64) -> bool {
         let completed = d.join().unwrap();
         if completed {
             fin.store(true, std::sync::atomic::Ordering::Relaxed);
-            shmsem::sync::crash_after(0);
+            shmsem::__private::crash_after(0);
         }
         // The dead process's entry is only "dead" once it has crashed; a
         // sleeper waiting on its lock sees that after a slice.
-        shmsem::sync::advance_clock(shmsem::__private::SWEEP_SLICE_NS);
+        shmsem::__private::advance_clock(shmsem::__private::SWEEP_SLICE_NS);
         l.join().unwrap().unwrap();
         let (v0, v1, adj) = recovery_state(&set, &me, &dying, &*host);
         let before = (1, 2, 0);
@@ -474,7 +473,7 @@ struct CrashHost;
 
 impl Host for CrashHost {
     fn is_dead(&self, _: &SetView<'_>, slot: u32) -> bool {
-        slot == 1 && shmsem::sync::someone_crashed()
+        slot == 1 && shmsem::__private::someone_crashed()
     }
 }
 
@@ -487,7 +486,7 @@ fn recovery_after_each_write() {
     // A model thread's crash is a panic the model catches: keep it quiet.
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !info.payload().is::<shmsem::sync::Crash>() {
+        if !info.payload().is::<shmsem::__private::Crash>() {
             default(info);
         }
     }));
