@@ -37,6 +37,9 @@ where
     // Spin-then-sleep loops branch a lot; loom's default of 1000 branches
     // per execution is too few for the unbounded runs.
     b.max_branches = b.max_branches.max(100_000);
+    // Counts executions from outside the model, across loom's runs: std's
+    // atomic on purpose (neither loom's nor the shim's, which is loom's).
+    #[allow(clippy::disallowed_types)]
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = runs.clone();
     let start = Instant::now();

@@ -419,6 +419,9 @@ fn recovery_state(set: &HeapSet, me: &Me, dead: &Me, host: &dyn Host) -> (i32, i
 /// exactly once, nothing is left queued or counted. Returns whether some
 /// execution got past the whole call (k beyond its last write).
 fn recovery_at(k: u64) -> bool {
+    // Read after loom's runs, from outside the model: std's atomic on
+    // purpose (neither loom's nor the shim's, which is loom's).
+    #[allow(clippy::disallowed_types)]
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fin = finished.clone();
     check(&format!("recovery_after_write_{k}"), 2, move || {
