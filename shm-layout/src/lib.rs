@@ -1,7 +1,11 @@
-//! The shared-memory layout of shmsem: what a segment contains, byte for byte.
+//! The shared-memory layout of shmsem: what a segment contains, byte for byte,
+//! and what every encoded word in it means.
 //!
-//! This crate holds `#[repr(C)]` types, constants and compile-time size
-//! assertions, and no logic. Everything here lives in memory that other
+//! This crate holds `#[repr(C)]` types, constants, compile-time size
+//! assertions, and the encoding of every word that packs several fields or
+//! states: a `const fn` accessor for each field and each transition, and a
+//! state table in each type's documentation. No other crate needs to shift
+//! or mask a shared word. Everything here lives in memory that other
 //! processes can write at any time, so every field is an atomic and every
 //! index read from it must be bounds-checked by the reader (DESIGN.md
 //! decision 7). Types are self-contained and use indices, never pointers.
@@ -17,10 +21,57 @@
 //!   The sizes are stored in the header; every opener recomputes the
 //!   offsets and checks them against the mapping ([`SetGeometry`]).
 //!
+//! # The encoded words
+//!
+//! Each is a `#[repr(transparent)]` newtype over the raw integer with
+//! `from_raw` / `raw`, `const fn` getters and `with_*` (or transition)
+//! builders, in the manner of parking_lot's lock words. A newtype rather
+//! than a trait over `u32` / `u64`: the methods are `const`, and two
+//! encodings of the same integer type cannot be confused (or collide on a
+//! method name under a glob import). The atomics stay in the layout
+//! structs; load the raw word, wrap it, decide, store `raw()`.
+//!
+//! | field                           | type           | what it encodes                          |
+//! |---------------------------------|----------------|------------------------------------------|
+//! | [`SemEntry::word`]              | [`SemWord`]    | value, slow bits, version, sempid        |
+//! | [`SetHeader::lock`]             | [`LockWord`]   | holder's token (slot + 1, gen), CONTENDED|
+//! | [`SetHeader::global_mode`]      | [`GlobalMode`] | off / sections left / for ever           |
+//! | [`SetHeader::seq`]              | [`SeqCount`]   | seqlock: odd while a section writes      |
+//! | [`SetHeader::spinners`]         | [`SpinStamp`]  | free, or the spinner's start (1024 ns)   |
+//! | [`ProcEntry::state_gen`]        | [`ProcState`]  | FREE / CLAIMING / ACTIVE, generation     |
+//! | [`ProcEntry::cpu`]              | [`CpuTag`]     | unknown, or cpu % 255 + 1                |
+//! | [`QueueSlot::status`]           | [`SlotStatus`] | gen, FREE / CONT / QUEUED / DONE, errno  |
+//! | [`QueueSlot::flags`]            | [`SlotFlags`]  | UNDO, ALTER                              |
+//! | [`QueueSlot::blocked`]          | [`Blocked`]    | semaphore, wait-for-zero                 |
+//! | [`QueueSlot::ops`]              | [`pack_op`]    | sem_num, sem_op, sem_flg                 |
+//! | [`IntentHeader::commit`]        | `INTENT_*`     | none / committed (table at [`IntentHeader`]) |
+//! | intent entries                  | [`pack_intent`]| semaphore, value, adjustment             |
+//! | [`RegistryEntry::state_seq`]    | [`EntryState`] | FREE / CREATING / LIVE, sequence         |
+//! | [`RegistryEntry::otime_tagged`] | [`TaggedTime`] | seconds, sequence tag                    |
+//!
 //! Under `cfg(shmsem_loom)` the atomics are loom's, so that models can build
 //! a segment on the heap; the size assertions only hold for the real types.
-#![no_std]
+//! [`GlobalMode::HYSTERESIS`] is 1 under loom.
+#![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
+
+mod intent;
+mod lock_word;
+mod proc_entry;
+mod queue_slot;
+mod registry_entry;
+mod sem_word;
+mod set_header;
+#[cfg(test)]
+mod testing;
+
+pub use intent::*;
+pub use lock_word::*;
+pub use proc_entry::*;
+pub use queue_slot::*;
+pub use registry_entry::*;
+pub use sem_word::*;
+pub use set_header::*;
 
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{
@@ -106,9 +157,6 @@ pub const SEMOPM_MAX: u32 = 65_535;
 pub const IPCMNI_SHIFT: u32 = 15;
 /// Largest sequence number (keeps ids positive).
 pub const IPC_SEQ_MAX: u32 = (i32::MAX as u32) >> IPCMNI_SHIFT;
-/// Global-lock sections a set stays in global mode after the last one that
-/// needed it, like the kernel's `USE_GLOBAL_LOCK_HYSTERESIS`.
-pub const USE_GLOBAL_LOCK_HYSTERESIS: u32 = 10;
 
 /// Default pending-queue slots per set.
 pub const QUEUE_SLOTS_DEFAULT: u32 = 1024;
@@ -122,165 +170,27 @@ pub const QUEUE_SLOTS_MAX: u32 = 1 << 20;
 /// "No index" in a queue link or a slot field.
 pub const NIL: u32 = u32::MAX;
 
-// ---------------------------------------------------------------------------
-// The semaphore word
-// ---------------------------------------------------------------------------
-//
-// Every semaphore is one 64-bit word, so that the fast path changes the
-// value and sempid with one compare-and-swap.
-//
-// | bits   | name        | meaning                                               |
-// |--------|-------------|-------------------------------------------------------|
-// | 0..16  | value       | the semaphore's value, 0..=SEMVMX                     |
-// | 16     | WAITERS     | a queued operation names this semaphore               |
-// | 17     | GLOBAL      | the set is in global mode: only lock holders write    |
-// | 18     | UNDO_HELD   | some process holds a non-zero SEM_UNDO adjustment     |
-// | 19..32 | version     | bumped by every change of value or sempid (ABA guard  |
-// |        |             | for lock-free snapshots)                              |
-// | 32..64 | sempid      | pid of the last process to operate on it              |
-//
-// The fast path may CAS a word only when WAITERS, GLOBAL and UNDO_HELD are
-// all clear. A lock holder sets GLOBAL on every word before it reads or
-// writes any of them, which is what excludes the fast path.
-
-/// Mask of the value bits of a semaphore word.
-pub const SEM_VALUE_MASK: u64 = 0xffff;
-/// A queued operation names this semaphore.
-pub const SEM_WAITERS: u64 = 1 << 16;
-/// The set is in global mode; only the lock holder writes this word.
-pub const SEM_GLOBAL: u64 = 1 << 17;
-/// Some process holds a non-zero SEM_UNDO adjustment for this semaphore.
-pub const SEM_UNDO_HELD: u64 = 1 << 18;
-/// Any bit that sends an operation to the slow path.
-pub const SEM_SLOW_BITS: u64 = SEM_WAITERS | SEM_GLOBAL | SEM_UNDO_HELD;
-/// Shift of the version counter.
-pub const SEM_VERSION_SHIFT: u32 = 19;
-/// Mask of the version counter (after shifting).
-pub const SEM_VERSION_MASK: u64 = (1 << 13) - 1;
-/// Shift of sempid.
-pub const SEM_PID_SHIFT: u32 = 32;
-
-// ---------------------------------------------------------------------------
-// The global lock word (u32, a futex word)
-// ---------------------------------------------------------------------------
-//
-// | value              | meaning                                                    |
-// |--------------------|------------------------------------------------------------|
-// | 0                  | free                                                       |
-// | owner              | held by the process-table entry `owner & 0x7fff` - 1 whose |
-// |                    | generation's low 16 bits are `(owner >> 15) & 0xffff`      |
-// | owner | CONTENDED  | held, and somebody sleeps (or is about to) on the word     |
-
-/// Set in the lock word when a waiter may be sleeping on it.
-pub const LOCK_CONTENDED: u32 = 1 << 31;
-/// Mask of the owner-slot part (slot index + 1) of the lock word.
-pub const LOCK_SLOT_MASK: u32 = 0x7fff;
-/// Shift of the owner-generation part of the lock word.
-pub const LOCK_GEN_SHIFT: u32 = 15;
-/// Mask of the owner-generation part (after shifting).
-pub const LOCK_GEN_MASK: u32 = 0xffff;
-
-// ---------------------------------------------------------------------------
-// The queue slot status word (u32, the sleeper's futex word)
-// ---------------------------------------------------------------------------
-//
-// | bits   | name  | meaning                                                   |
-// |--------|-------|-----------------------------------------------------------|
-// | 0..12  | errno | result handed over by the waker (0 = success)             |
-// | 12..16 | state | FREE, QUEUED, DONE, CONT (a continuation of another slot) |
-// | 16..32 | gen   | bumped at every allocation: a stale index never matches   |
-
-/// Mask of the errno part of a slot status.
-pub const SLOT_ERRNO_MASK: u32 = 0xfff;
-/// Shift of the state part of a slot status.
-pub const SLOT_STATE_SHIFT: u32 = 12;
-/// Mask of the state part (after shifting).
-pub const SLOT_STATE_MASK: u32 = 0xf;
-/// Shift of the generation part of a slot status.
-pub const SLOT_GEN_SHIFT: u32 = 16;
-/// Slot state: unused.
-pub const SLOT_FREE: u32 = 0;
-/// Slot state: a sleeper's operation is queued and waits.
-pub const SLOT_QUEUED: u32 = 1;
-/// Slot state: the operation was completed (or failed) by someone else; the
-/// result is in the errno bits. The sleeper frees the slot.
-pub const SLOT_DONE: u32 = 2;
-/// Slot state: holds further operations of the slot that links to it.
-pub const SLOT_CONT: u32 = 3;
-
-/// Slot flag: the operation has SEM_UNDO ops.
-pub const SLOT_F_UNDO: u32 = 1;
-/// Slot flag: the operation alters a value (some op is non-zero).
-pub const SLOT_F_ALTER: u32 = 2;
-/// `blocked` field flag: the op the sleeper blocks on is a wait-for-zero.
-pub const BLOCKED_ZERO: u32 = 1 << 31;
-
-/// Operations stored in one queue slot; longer calls chain continuation slots.
-pub const SLOT_OPS: usize = 9;
-
-/// A packed `sembuf` in a queue slot: `sem_num | sem_op << 16 | sem_flg << 32`.
-pub const fn pack_op(num: u16, op: i16, flg: i16) -> u64 {
-    (num as u64) | ((op as u16 as u64) << 16) | ((flg as u16 as u64) << 32)
-}
-/// The inverse of [`pack_op`].
-pub const fn unpack_op(w: u64) -> (u16, i16, i16) {
-    (w as u16, (w >> 16) as u16 as i16, (w >> 32) as u16 as i16)
-}
-
-// ---------------------------------------------------------------------------
-// Intent record
-// ---------------------------------------------------------------------------
-//
-// Every update of several words under the global lock is first written as
-// an intent record of absolute new values (IntentHeader + entries), then
-// `commit` is set to INTENT_COMMITTED, then the record is applied, then
-// `commit` is cleared. A process that takes the lock from a dead holder
-// redoes a committed record (applying is idempotent) and ignores an
-// uncommitted one (nothing of it was applied yet).
-
-/// `commit`: no record, or a record still being written.
-pub const INTENT_NONE: u32 = 0;
-/// `commit`: the record is complete and must be (re)applied.
-pub const INTENT_COMMITTED: u32 = 1;
-
-/// Kind: values (and a process's adjustments) of a semop, possibly
-/// completing a queued operation (`q_slot`): entries are [`pack_intent`].
-pub const INTENT_APPLY: u32 = 1;
-/// Kind: SETVAL (one entry); every adjustment of that semaphore cleared.
-pub const INTENT_SETVAL: u32 = 2;
-/// Kind: SETALL (one entry per semaphore); every adjustment cleared.
-pub const INTENT_SETALL: u32 = 3;
-/// Kind: a dead process's exit: its undo applied (entries: new values),
-/// its queue slots and process-table entry freed.
-pub const INTENT_REAP: u32 = 4;
-/// Kind: IPC_RMID: removed, every queued operation completed with EIDRM.
-pub const INTENT_RMID: u32 = 5;
-/// Kind: IPC_SET: owner, group, mode, ctime.
-pub const INTENT_SETPERM: u32 = 6;
-
-/// Entry flag: the entry carries an adjustment for `proc_slot`.
-pub const INTENT_HAS_ADJ: u64 = 1 << 48;
-
-/// An intent entry: semaphore `n` gets `value`, and (with `adj`) process
-/// `proc_slot`'s adjustment for it becomes `adj`.
-pub const fn pack_intent(n: u16, value: u16, adj: Option<i16>) -> u64 {
-    let a = match adj {
-        Some(a) => ((a as u16 as u64) << 32) | INTENT_HAS_ADJ,
-        None => 0,
-    };
-    (n as u64) | ((value as u64) << 16) | a
-}
-/// The inverse of [`pack_intent`].
-pub const fn unpack_intent(w: u64) -> (u16, u16, Option<i16>) {
-    let adj = if w & INTENT_HAS_ADJ != 0 {
-        Some((w >> 32) as u16 as i16)
-    } else {
-        None
-    };
-    (w as u16, (w >> 16) as u16, adj)
-}
-
-/// The header of a set's intent record.
+/// The header of a set's intent record (entries: [`pack_intent`]).
+///
+/// Every update of several words under the global lock is first written as
+/// an intent record of absolute new values (IntentHeader + entries), then
+/// `commit` is set to INTENT_COMMITTED, then the record is applied, then
+/// `commit` is cleared. A process that takes the lock from a dead holder
+/// redoes a committed record (applying is idempotent) and ignores an
+/// uncommitted one (nothing of it was applied yet).
+///
+/// # State table (`commit`)
+///
+/// | commit    | Description                                | Left by                   |
+/// |-----------|--------------------------------------------|---------------------------|
+/// | NONE      | No record, or one being written (nothing   | The holder, once the      |
+/// |           | of it applied yet): recovery ignores it.   | record is whole: →        |
+/// |           |                                            | COMMITTED (release).      |
+/// | COMMITTED | A whole record, being applied: recovery    | The holder, or a          |
+/// |           | (acquire) redoes it, idempotently.         | recoverer, once applied:  |
+/// |           |                                            | → NONE (release).         |
+/// | other     | Scribbled on: recovery ignores it, as NONE, | Recovery: → NONE.         |
+/// |           | and clears it.                             |                           |
 #[repr(C)]
 pub struct IntentHeader {
     /// [`INTENT_NONE`] or [`INTENT_COMMITTED`]; written last (release).
@@ -295,7 +205,8 @@ pub struct IntentHeader {
     pub pid: AtomicI32,
     /// APPLY: queue slot whose operation this completes (or fails), or NIL.
     pub q_slot: AtomicU32,
-    /// Its status before (the completion is a compare-and-swap from it).
+    /// Its status before (a [`SlotStatus`]; the completion is a
+    /// compare-and-swap from it).
     pub q_from: AtomicU32,
     /// Its status after (DONE with the errno).
     pub q_to: AtomicU32,
@@ -305,7 +216,8 @@ pub struct IntentHeader {
     pub gid: AtomicU32,
     /// SETPERM: mode.
     pub mode: AtomicU32,
-    /// REAP: the dead entry's `state_gen` (freed by compare-and-swap).
+    /// REAP: the dead entry's `state_gen` (a [`ProcState`], freed by
+    /// compare-and-swap).
     pub proc_sg: AtomicU32,
     /// SETVAL/SETALL/SETPERM: the new ctime.
     pub time: AtomicI64,
@@ -314,46 +226,6 @@ pub struct IntentHeader {
     /// Padding.
     pub _pad: AtomicU32,
 }
-
-// ---------------------------------------------------------------------------
-// Process table entry states
-// ---------------------------------------------------------------------------
-//
-// `state_gen`: bits 0..4 state, bits 4..32 generation (bumped at every claim).
-
-/// Process entry state: free.
-pub const PROC_FREE: u32 = 0;
-/// Process entry state: being claimed (fields not yet valid).
-pub const PROC_CLAIMING: u32 = 1;
-/// Process entry state: in use by a live (or not yet swept) process.
-pub const PROC_ACTIVE: u32 = 2;
-/// Mask of the state part of `state_gen`.
-pub const PROC_STATE_MASK: u32 = 0xf;
-/// Shift of the generation part of `state_gen`.
-pub const PROC_GEN_SHIFT: u32 = 4;
-
-/// Byte offset, in the set segment's file, of process entry 0's liveness
-/// lock byte (F_OFD_SETLK on `PROC_LOCK_BASE + index`). It lies past the end
-/// of the mapped data: a byte-range lock needs no data behind it.
-pub const PROC_LOCK_BASE: i64 = 1 << 40;
-
-// ---------------------------------------------------------------------------
-// Registry entry states
-// ---------------------------------------------------------------------------
-//
-// `state_seq`: bits 0..2 state, bits 16..32 the sequence number of the set
-// that occupies (or last occupied) the index.
-
-/// Registry entry: free.
-pub const ENTRY_FREE: u32 = 0;
-/// Registry entry: a set is being created (under the registry lock).
-pub const ENTRY_CREATING: u32 = 1;
-/// Registry entry: a live set.
-pub const ENTRY_LIVE: u32 = 2;
-/// Mask of the state part.
-pub const ENTRY_STATE_MASK: u32 = 0x3;
-/// Shift of the sequence part.
-pub const ENTRY_SEQ_SHIFT: u32 = 16;
 
 // ---------------------------------------------------------------------------
 // Registry segment
@@ -395,7 +267,7 @@ pub struct RegistryHeader {
 /// One set index of a namespace.
 #[repr(C)]
 pub struct RegistryEntry {
-    /// State and sequence, see the table above.
+    /// State and sequence: an [`EntryState`].
     pub state_seq: AtomicU32,
     /// The set's key.
     pub key: AtomicI32,
@@ -417,7 +289,7 @@ pub struct RegistryEntry {
     /// Padding.
     pub _pad: AtomicU32,
     /// Mirror of the set's otime, tagged with the set's sequence number
-    /// (see [`TIME_TAG_BITS`]) so that a late writer of a removed set cannot
+    /// (a [`TaggedTime`]) so that a late writer of a removed set cannot
     /// touch the entry's next set.
     pub otime_tagged: AtomicU64,
     /// Mirror of the set's ctime, tagged the same way.
@@ -425,11 +297,6 @@ pub struct RegistryEntry {
     /// Reserved (zero).
     pub _reserved: AtomicU64,
 }
-
-/// A tagged time word is `seconds << TIME_TAG_BITS | seq`.
-pub const TIME_TAG_BITS: u32 = 16;
-/// Mask of the sequence tag of a tagged time word.
-pub const TIME_TAG_MASK: u64 = (1 << TIME_TAG_BITS) - 1;
 
 // ---------------------------------------------------------------------------
 // Set segment
@@ -454,11 +321,13 @@ pub struct SetHeader {
     pub proc_slots: AtomicU32,
     /// Pending-queue slots.
     pub queue_slots: AtomicU32,
-    /// The global lock (see the lock word table).
+    /// The global lock: a [`LockWord`].
     pub lock: AtomicU32,
-    /// Sequence counter: odd while a lock holder writes several words.
+    /// Sequence counter: odd while a lock holder writes several words
+    /// ([`SeqCount`]).
     pub seq: AtomicU32,
-    /// Global-mode hysteresis countdown; 0 = not in global mode. Lock holders only.
+    /// Global-mode hysteresis countdown; 0 = not in global mode. Lock holders
+    /// only ([`GlobalMode`]).
     pub global_mode: AtomicU32,
     /// Non-zero once IPC_RMID has run.
     pub removed: AtomicU32,
@@ -497,7 +366,7 @@ pub struct SetHeader {
     pub last_sweep_ns: AtomicU64,
     /// The one spin before a sleep under way on the set: 0, or its start
     /// (CLOCK_MONOTONIC in 1024-ns units, never 0), so that a spinner that
-    /// died mid-spin leaves a claim others can see is stale.
+    /// died mid-spin leaves a claim others can see is stale ([`SpinStamp`]).
     pub spinners: AtomicU32,
     /// Padding.
     pub _pad4: AtomicU32,
@@ -506,7 +375,7 @@ pub struct SetHeader {
 /// One semaphore.
 #[repr(C)]
 pub struct SemEntry {
-    /// The semaphore word (see the table above).
+    /// The semaphore word: a [`SemWord`].
     pub word: AtomicU64,
     /// Last semop time on this semaphore (seconds), as the kernel keeps it.
     pub otime: AtomicI64,
@@ -521,7 +390,7 @@ pub struct SemEntry {
 /// One process-table entry.
 #[repr(C)]
 pub struct ProcEntry {
-    /// State and generation, see the table above.
+    /// State and generation: a [`ProcState`].
     pub state_gen: AtomicU32,
     /// The process's pid.
     pub pid: AtomicI32,
@@ -545,7 +414,8 @@ pub struct ProcEntry {
     /// only a spinning heuristic reads it).
     pub asleep: AtomicU8,
     /// 1 + the CPU the process last slept from, modulo 255 (0: unknown): a
-    /// sleeper spins before sleeping only for a partner on another CPU.
+    /// sleeper spins before sleeping only for a partner on another CPU
+    /// ([`CpuTag`]).
     pub cpu: AtomicU8,
     /// Threads of the process other than the lone one taking or holding
     /// the set's lock (read-modify-writes). A lock word naming a live
@@ -556,7 +426,7 @@ pub struct ProcEntry {
 /// One pending-queue slot: a sleeper's operation, its futex word and links.
 #[repr(C)]
 pub struct QueueSlot {
-    /// Status word and futex word (see the table above).
+    /// Status word and futex word: a [`SlotStatus`].
     pub status: AtomicU32,
     /// Next slot in its FIFO, or [`NIL`].
     pub next: AtomicU32,
@@ -568,10 +438,10 @@ pub struct QueueSlot {
     pub pid: AtomicI32,
     /// Number of operations (in this slot and its continuations).
     pub nsops: AtomicU32,
-    /// [`SLOT_F_UNDO`], [`SLOT_F_ALTER`].
+    /// [`SLOT_F_UNDO`], [`SLOT_F_ALTER`] ([`SlotFlags`]).
     pub flags: AtomicU32,
     /// Semaphore the sleeper currently blocks on, | [`BLOCKED_ZERO`] for a
-    /// wait-for-zero; counts in GETNCNT/GETZCNT.
+    /// wait-for-zero; counts in GETNCNT/GETZCNT ([`Blocked`]).
     pub blocked: AtomicU32,
     /// Continuation slot holding operations SLOT_OPS.., or [`NIL`].
     pub cont: AtomicU32,
@@ -658,6 +528,23 @@ pub struct RegistryEntryLayout {
 
 /// Offset of entry 0 in the registry.
 pub const REGISTRY_ENTRIES_OFF: usize = 64;
+
+// What the encodings assume of the ceilings (they hold in every build).
+const _: () = {
+    // A lock token's slot part holds slot + 1 for every slot.
+    assert!(PROC_SLOTS_MAX <= LOCK_SLOT_MASK);
+    // A sequence number fits an entry's seq part and a time tag whole.
+    assert!(IPC_SEQ_MAX <= u32::MAX >> ENTRY_SEQ_SHIFT);
+    assert!(IPC_SEQ_MAX as u64 <= TIME_TAG_MASK);
+    // A value fits the semaphore word; a semaphore number the packed op,
+    // the intent entry and the blocked word.
+    assert!(SEMVMX as u64 <= SEM_VALUE_MASK);
+    assert!(SEMMSL_MAX <= u16::MAX as u32);
+    assert!(SEMMSL_MAX < BLOCKED_ZERO);
+    // Every slot state fits the state part.
+    assert!(SLOT_CONT <= SLOT_STATE_MASK && PROC_ACTIVE <= PROC_STATE_MASK);
+    assert!(ENTRY_LIVE <= ENTRY_STATE_MASK);
+};
 
 #[cfg(not(shmsem_loom))]
 const _: () = {
