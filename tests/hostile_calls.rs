@@ -1072,7 +1072,7 @@ fn c_random_bad_arguments() {
         let _destroy = NsNameGuard(ns_name.clone());
         let mut s = std::process::Command::new(&exe);
         s.args([seed.to_string(), calls.to_string()])
-            .env("LD_PRELOAD", &lib)
+            .env("LD_PRELOAD", lib)
             .env("SHMSEM_NAMESPACE", &ns_name);
         let (sst, sout, serr) = run_program(s);
         assert_eq!(

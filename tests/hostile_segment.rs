@@ -170,7 +170,7 @@ fn allowed_errno(e: i32) -> bool {
 
 /// An errno's name, or `errnoN`: one word (the tally lines the users print
 /// are split at spaces).
-fn errno_name(e: i32) -> String {
+fn errno_word(e: i32) -> String {
     match errno_symbol(e) {
         Some(n) => n.to_string(),
         None => format!("errno{e}"),
@@ -565,9 +565,9 @@ impl UserState {
                 Ok(_) => "ok".to_string(),
                 Err(e) => {
                     if !allowed_errno(e) {
-                        println!("ODD-ERRNO op={name} errno={e} ({})", errno_name(e));
+                        println!("ODD-ERRNO op={name} errno={e} ({})", errno_word(e));
                     }
-                    errno_name(e)
+                    errno_word(e)
                 }
             };
             *self.tally.entry((code, res)).or_default() += 1;

@@ -1054,8 +1054,8 @@ struct SharedCounter {
 
 impl SharedCounter {
     fn new() -> SharedCounter {
-        // SAFETY: an AtomicU64 is valid when zero and needs no drop.
         SharedCounter {
+            // SAFETY: an AtomicU64 is valid when zero and needs no drop.
             cell: unsafe { Shared::zeroed() },
         }
     }

@@ -1,7 +1,9 @@
 //! What the integration tests share: one copy of each piece of support,
 //! included by every test file with `mod support;` (each file under tests/
 //! is its own crate, so each includes the module; what one file does not use
-//! is dead code there, hence the `allow`).
+//! is dead code there, and so are some of the re-exports below: hence the
+//! `allow`s). `use support::*` gives everything; the submodules say where it
+//! lives.
 //!
 //! | file | holds |
 //! |---|---|
