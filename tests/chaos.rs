@@ -38,7 +38,6 @@
 //! The set lives in a namespace with small tables (64 process entries, 128
 //! queue slots) so that entries of killed processes are recycled often.
 
-#[path = "chaos/support.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -185,7 +184,7 @@ fn worker(set: &SemaphoreSet, stats: &Stats, seed: u64, balanced: bool) -> i32 {
     let mut rng = Rng::new(seed);
     // One worker in four never sleeps (every call IPC_NOWAIT): it spends
     // its life taking the set's lock, so kills hit lock holders more often.
-    let busy = rng.chance(25);
+    let busy = rng.pct(25);
     // Units this worker holds (taken with SEM_UNDO and not given back).
     let mut held = [0i16; NSEMS];
     let mut ops: Vec<Op> = Vec::new();
@@ -206,7 +205,7 @@ fn worker(set: &SemaphoreSet, stats: &Stats, seed: u64, balanced: bool) -> i32 {
             // Give back some of what is held (with undo: the adjustment
             // shrinks with the value).
             for s in 0..NSEMS {
-                if held[s] > 0 && (rng.chance(60) || ops.is_empty() && s == NSEMS - 1) {
+                if held[s] > 0 && (rng.pct(60) || ops.is_empty() && s == NSEMS - 1) {
                     let n = 1 + rng.below(held[s] as u64) as i16;
                     ops.push(Op::post(s as u16, n).undo());
                     delta[s] = -n;
@@ -233,7 +232,7 @@ fn worker(set: &SemaphoreSet, stats: &Stats, seed: u64, balanced: bool) -> i32 {
                     ops.push(Op::wait(s as u16, n));
                     ops.push(Op::post(s as u16, n));
                 }
-                if rng.chance(30) {
+                if rng.pct(30) {
                     ops.push(Op::zero(rng.below(NSEMS as u64) as u16));
                 }
                 counter = &stats.balanced;
@@ -252,13 +251,13 @@ fn worker(set: &SemaphoreSet, stats: &Stats, seed: u64, balanced: bool) -> i32 {
                     delta[s] = n;
                 }
             }
-            if ops.is_empty() || rng.chance(10) {
+            if ops.is_empty() || rng.pct(10) {
                 ops.push(Op::zero(((first + count) % NSEMS) as u16));
             }
             counter = &stats.takes;
         }
         // Shuffle the order now and then: it decides which op blocks.
-        if ops.len() > 1 && rng.chance(50) {
+        if ops.len() > 1 && rng.pct(50) {
             let i = rng.below(ops.len() as u64) as usize;
             ops.swap(0, i);
         }
@@ -340,7 +339,7 @@ fn record_end(stats: &Stats, pid: Pid, status: WaitStatus) -> bool {
 /// Reaps `pid` (just SIGKILLed) and records how it ended (see
 /// [`record_end`]).
 fn reap_worker(stats: &Stats, pid: Pid) -> bool {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + LONG_DEADLINE;
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             // A stop reported late: the SIGKILL ends it anyway.
@@ -353,7 +352,7 @@ fn reap_worker(stats: &Stats, pid: Pid) -> bool {
             }
         }
         if Instant::now() > deadline {
-            eprintln!("chaos killer: worker {pid} still not dead {DEADLINE:?} after SIGKILL");
+            eprintln!("chaos killer: worker {pid} still not dead {LONG_DEADLINE:?} after SIGKILL");
             stats.fail(pid, 997);
             return false;
         }
@@ -365,7 +364,7 @@ fn reap_worker(stats: &Stats, pid: Pid) -> bool {
 /// instead, it is reaped and `Err(status)` says how.
 fn stop(pid: Pid) -> Result<(), WaitStatus> {
     let _ = kill(pid, Signal::SIGSTOP);
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + LONG_DEADLINE;
     loop {
         let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG;
         match waitpid(pid, Some(flags)) {
@@ -374,7 +373,7 @@ fn stop(pid: Pid) -> Result<(), WaitStatus> {
                 thread::sleep(Duration::from_micros(50))
             }
             Ok(WaitStatus::StillAlive) => {
-                eprintln!("chaos killer: worker {pid} not stopped {DEADLINE:?} after SIGSTOP");
+                eprintln!("chaos killer: worker {pid} not stopped {LONG_DEADLINE:?} after SIGSTOP");
                 return Ok(()); // the SIGKILL and reap that follow decide
             }
             Ok(status) => return Err(status),
@@ -393,7 +392,9 @@ fn killer(set: &SemaphoreSet, stats: &Stats, cfg: Config) -> i32 {
         let seed = cfg.seed ^ rng.next();
         stats.spawned.fetch_add(1, Ordering::Relaxed);
         let set = set.clone();
-        fork_child(600, move || worker_process(&set, stats, seed, cfg))
+        fork_child(ChildNet::alarm_and_parent_death(600), move || {
+            worker_process(&set, stats, seed, cfg)
+        })
     };
     let mut workers: Vec<Pid> = (0..cfg.workers).map(|_| spawn(&mut rng)).collect();
     while stats.stop.load(Ordering::Relaxed) == 0 {
@@ -451,7 +452,7 @@ fn killer(set: &SemaphoreSet, stats: &Stats, cfg: Config) -> i32 {
 /// Only processes sleep here, never threads of the test process: GETNCNT
 /// from the test process must stay answerable while they sleep.
 fn fill_tables_and_drain(set: &SemaphoreSet) {
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let sleep_with = |kids: &mut Kids, nops: usize| {
         let set = set.clone();
         kids.spawn(move || rc(set.op(&vec![Op::wait(0, 1); nops])))
@@ -459,9 +460,11 @@ fn fill_tables_and_drain(set: &SemaphoreSet) {
     // The process table.
     let sleepers = PROC_SLOTS - 1;
     let pids: Vec<Pid> = (0..sleepers).map(|_| sleep_with(&mut kids, 1)).collect();
-    poll_until("every process-table entry taken by a sleeper", || {
-        set.ncnt(0).unwrap() == sleepers
-    });
+    poll_until_within(
+        LONG_DEADLINE,
+        "every process-table entry taken by a sleeper",
+        || set.ncnt(0).unwrap() == sleepers,
+    );
     let extra = {
         let set = set.clone();
         kids.spawn(move || rc(set.op_timeout(&[Op::wait(0, 1)], Duration::from_secs(10))))
@@ -489,7 +492,7 @@ fn fill_tables_and_drain(set: &SemaphoreSet) {
         .map(|_| sleep_with(&mut kids, 10 * SLOT_OPS))
         .collect();
     pids.extend((0..small).map(|_| sleep_with(&mut kids, 1)));
-    poll_until("every queue slot taken", || {
+    poll_until_within(LONG_DEADLINE, "every queue slot taken", || {
         set.ncnt(0).unwrap() == big + small
     });
     let r = set.op_timeout(&[Op::wait(0, 1)], Duration::from_secs(10));
@@ -522,8 +525,7 @@ impl KillerGuard {
 impl Drop for KillerGuard {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            kill_and_reap(pid);
         }
     }
 }
@@ -545,9 +547,8 @@ fn run(name: &str, balanced: bool, threads: usize) {
     let killer_pid = {
         let set = set.clone();
         let stats = &*stats;
-        fork_child((cfg.watchdog_secs() + 60) as u32, move || {
-            killer(&set, stats, cfg)
-        })
+        let net = ChildNet::alarm_and_parent_death((cfg.watchdog_secs() + 60) as u32);
+        fork_child(net, move || killer(&set, stats, cfg))
     };
     // Kill the killer (and by PDEATHSIG its workers) if this test fails
     // before the killer is reaped.
@@ -608,7 +609,7 @@ fn run(name: &str, balanced: bool, threads: usize) {
         }
     }
     stats.stop.store(1, Ordering::Relaxed);
-    let killer_status = wait_for(killer_pid, DEADLINE * 2, "the killer");
+    let killer_status = wait_for(killer_pid, LONG_DEADLINE * 2, "the killer");
     guard.disarm();
     let run_time = started.elapsed();
 

@@ -5,21 +5,17 @@
 //! parses.
 #![cfg(feature = "cli")]
 
-#[path = "semantics/support.rs"]
-#[allow(dead_code)]
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use serde_json::Value;
 use shmsem::sysv::{SemctlArg, SemidDs, IPC_CREAT, IPC_STAT};
 use shmsem::{Error, Namespace, Op, SemaphoreSet};
-use support::{poll_until, vals, wait_ncnt, wait_zcnt, Kids, TestEnv, OK};
+use support::{output_within, poll_until, vals, wait_ncnt, wait_zcnt, Kids, NsGuard, TestEnv, OK};
 
 /// How long one run of the command may take before the test fails.
 const CLI_DEADLINE: Duration = Duration::from_secs(20);
@@ -37,43 +33,17 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem"));
     cmd.args(args)
         .env_remove("SHMSEM_NAMESPACE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn the shmsem binary");
-    // Drain both pipes on threads so a large output cannot block the child.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+        .envs(env.iter().copied());
+    let out = output_within(&mut cmd, CLI_DEADLINE, "the shmsem binary").unwrap_or_else(|_| {
+        panic!(
+            "`shmsem {}` still running after {CLI_DEADLINE:?} (hang?)",
+            args.join(" ")
+        )
     });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if start.elapsed() > CLI_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`shmsem {}` still running after {CLI_DEADLINE:?} (hang?)",
-                args.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
     Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out_t.join().expect("stdout reader"),
-        stderr: err_t.join().expect("stderr reader"),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -184,17 +154,6 @@ fn values_of(stat: &Value) -> Vec<u64> {
 
 fn id_str(set: &SemaphoreSet) -> String {
     set.id().to_string()
-}
-
-/// A namespace made outside a [`TestEnv`], destroyed on drop.
-struct ExtraNs(Arc<Namespace>);
-
-impl Drop for ExtraNs {
-    fn drop(&mut self) {
-        if let Err(e) = self.0.destroy() {
-            eprintln!("warning: destroying namespace {}: {e}", self.0.name());
-        }
-    }
 }
 
 #[test]
@@ -586,7 +545,7 @@ fn cli_namespace_from_env_and_all_namespaces() {
     let env = TestEnv::new("cli_env", 60);
     let a = &env.ns;
     let b_name = format!("{}-b", a.name());
-    let b = ExtraNs(Namespace::open(&b_name).expect("second namespace"));
+    let b = NsGuard(Namespace::open(&b_name).expect("second namespace"));
     a.semget(0x11, 1, IPC_CREAT | 0o600).expect("set in a");
     b.0.semget(0x22, 2, IPC_CREAT | 0o600).expect("set in b");
 

@@ -12,12 +12,9 @@
 //!
 //! Run: `cargo test --test crash_points`.
 
-#[path = "semantics/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -124,20 +121,6 @@ fn check_no_leak(set: &SemaphoreSet, kids: &mut Kids, helpers: &[Pid], what: &st
         "{what}: adjustments left: {:?}",
         r.processes
     );
-}
-
-/// A pipe (read end, write end).
-fn pipe() -> (std::fs::File, std::fs::File) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: pipe2 just returned these two descriptors; each is owned once.
-    unsafe {
-        (
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
 }
 
 /// Runs the update once to completion in a child (which then SIGKILLs

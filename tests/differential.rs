@@ -26,6 +26,7 @@
 
 #[path = "differential/harness.rs"]
 mod harness;
+mod support;
 
 use harness::*;
 use shmsem::sysv::{
@@ -33,6 +34,7 @@ use shmsem::sysv::{
     IPC_NOWAIT, IPC_PRIVATE, IPC_RMID, IPC_SET, IPC_STAT, SEMVMX, SEM_INFO, SEM_STAT, SEM_STAT_ANY,
     SEM_UNDO, SETALL, SETVAL,
 };
+use support::is_root;
 
 const NW: i32 = IPC_NOWAIT;
 const UN: i32 = SEM_UNDO;
@@ -43,11 +45,6 @@ fn ts(sec: i64, nsec: i64) -> Option<Timespec> {
         tv_sec: sec,
         tv_nsec: nsec,
     })
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// A private set of `nsems` semaphores with mode 0o600 on both sides.
@@ -865,23 +862,6 @@ fn undo_of_two_children() {
 // ===========================================================================
 // F. semctl
 // ===========================================================================
-
-const ALL_CMDS: [i32; 14] = [
-    IPC_RMID,
-    IPC_SET,
-    IPC_STAT,
-    IPC_INFO,
-    GETPID,
-    GETVAL,
-    GETALL,
-    GETNCNT,
-    GETZCNT,
-    SETVAL,
-    SETALL,
-    SEM_STAT,
-    SEM_INFO,
-    SEM_STAT_ANY,
-];
 
 fn arg_for(cmd: i32, nsems: usize) -> Arg {
     match cmd {

@@ -16,7 +16,6 @@
 //! Every sleeper is a real process (or a thread of one, where that is the
 //! point), every wait is bounded, and each test has a watchdog.
 
-#[path = "chaos/support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -69,11 +68,11 @@ fn wait_ncnt0(set: &SemaphoreSet, n: u32, what: &str) {
         if seen == n {
             return;
         }
-        if start.elapsed() > DEADLINE {
+        if start.elapsed() > LONG_DEADLINE {
             let nsems = set.status().expect("IPC_STAT").nsems as u32;
             let u = Usage::read(set.namespace(), set.id(), nsems);
             panic!(
-                "{what}: GETNCNT(0) is still {seen} after {DEADLINE:?}, expected {n}; \
+                "{what}: GETNCNT(0) is still {seen} after {LONG_DEADLINE:?}, expected {n}; \
                  segment: {} queue slots busy, {} process entries active",
                 u.busy_slots.len(),
                 u.active_procs.len()
@@ -120,7 +119,7 @@ fn queue_arena_full_gives_enomem_and_loses_nothing() {
     let slots = env.ns.limits().queue_slots as usize;
     assert_eq!(slots, 1024, "the default arena size");
     let set = SemaphoreSet::create_private(&env.ns, NSEMS as u16, 0o600).unwrap();
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
 
     // 20 calls of 50 slots = 1000, 2 of 11 slots = 22, and 1 single op:
     // 1023 slots.
@@ -243,7 +242,7 @@ fn queue_arena_full_with_threads_in_a_few_processes() {
     const THREADS: usize = 8;
     let env = TestEnv::new("arena-thr", 300);
     let set = SemaphoreSet::create_private(&env.ns, NSEMS as u16, 0o600).unwrap();
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let call = spread_call(32 * SLOT_OPS, NSEMS, false);
     let mut procs = Vec::new();
     for p in 0..PROCS {
@@ -347,7 +346,7 @@ fn process_table_full(env: TestEnv) {
     let set = SemaphoreSet::create_private(&env.ns, 3, 0o600).unwrap();
     // The test process takes its entry here (SETALL takes the lock).
     set.set_values(&[0, 0, 0]).unwrap();
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let sleep = |kids: &mut Kids| {
         let set = set.clone();
         kids.spawn(move || rc(set.op(&[Op::wait(0, 1).undo()])))
@@ -393,7 +392,7 @@ fn process_table_full(env: TestEnv) {
     let newcomer = {
         let set = set.clone();
         kids.spawn(move || {
-            let until = std::time::Instant::now() + DEADLINE;
+            let until = std::time::Instant::now() + LONG_DEADLINE;
             loop {
                 match set.op(&[Op::wait(0, 1).undo()]) {
                     Err(Error::NoMemory) if std::time::Instant::now() < until => {
@@ -444,7 +443,7 @@ fn semmni_limit_gives_enospc_and_existing_sets_keep_working() {
         s.set_values(&[i as u16 + 1, 0]).unwrap();
     }
     assert_eq!(usage_counts(ns), (4, 8));
-    let files_before = shm_files(ns.name());
+    let files_before = ns_files(ns.name());
 
     assert_eq!(
         SemaphoreSet::create(ns, 0x5e99, 2, 0o600).map(|s| s.id()),
@@ -466,7 +465,7 @@ fn semmni_limit_gives_enospc_and_existing_sets_keep_working() {
     assert_eq!(ns.semget(0x5e02, 2, IPC_CREAT | 0o600), Ok(sets[1].id()));
     assert_eq!(usage_counts(ns), (4, 8), "SEM_INFO after the failures");
     assert_eq!(
-        shm_files(ns.name()),
+        ns_files(ns.name()),
         files_before,
         "segments after the failures"
     );
@@ -505,7 +504,7 @@ fn semmns_limit_gives_enospc_and_existing_sets_keep_working() {
     let ns = &env.ns;
     let a = SemaphoreSet::create(ns, 0x5f01, 6, 0o600).unwrap();
     a.set_values(&[1, 2, 3, 4, 5, 6]).unwrap();
-    let files_before = shm_files(ns.name());
+    let files_before = ns_files(ns.name());
     assert_eq!(
         SemaphoreSet::create(ns, 0x5f02, 5, 0o600).map(|s| s.id()),
         Err(Error::NoSpace),
@@ -514,7 +513,7 @@ fn semmns_limit_gives_enospc_and_existing_sets_keep_working() {
     assert_eq!(ns.semget(IPC_PRIVATE, 5, 0o600), Err(Error::NoSpace));
     assert_eq!(usage_counts(ns), (1, 6), "SEM_INFO after the failures");
     assert_eq!(
-        shm_files(ns.name()),
+        ns_files(ns.name()),
         files_before,
         "segments after the failures"
     );
@@ -537,30 +536,20 @@ fn semmns_limit_gives_enospc_and_existing_sets_keep_working() {
     assert_eq!(usage_counts(ns), (2, 10));
 }
 
-/// The set's files of namespace `ns` in /dev/shm, sorted.
-fn shm_files(ns: &str) -> Vec<String> {
-    let prefix = format!("shmsem.{ns}");
-    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-        .expect("read /dev/shm")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n == &prefix || n.starts_with(&format!("{prefix}.")))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Shows that `set` works for its users: a child sleeps on semaphore 0 with
 /// SEM_UNDO, a V wakes it, its exit gives the unit back. Semaphore 0's
 /// value is unchanged at the end.
 fn exercise(set: &SemaphoreSet, what: &str) {
     let before = set.value(0).unwrap();
     set.set_value(0, 0).unwrap();
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let child = {
         let set = set.clone();
         kids.spawn(move || rc(set.op(&[Op::wait(0, 1).undo()])))
     };
-    poll_until(&format!("{what}: a sleeper"), || set.ncnt(0).unwrap() == 1);
+    poll_until_within(LONG_DEADLINE, &format!("{what}: a sleeper"), || {
+        set.ncnt(0).unwrap() == 1
+    });
     set.op(&[Op::post(0, 1)]).unwrap();
     kids.expect_exit(child, OK, what);
     assert_eq!(
@@ -586,7 +575,7 @@ fn exercise(set: &SemaphoreSet, what: &str) {
 #[test]
 fn full_dev_shm_gives_enospc_and_loses_nothing() {
     let env = TestEnv::new("devshm", 120);
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let child = kids.spawn(full_dev_shm_in_private_mount);
     match kids.wait(child, "the /dev/shm child") {
         nix::sys::wait::WaitStatus::Exited(_, OK) => {}
@@ -682,7 +671,7 @@ fn full_dev_shm_in_private_mount() -> i32 {
         ..Limits::default()
     };
     let tiny_name = format!("tiny-{pid}");
-    let mut kids = Kids::new();
+    let mut kids = Kids::long();
     let tiny_key = |i: i32| 0x7100 + i;
     let filler = kids.spawn(|| {
         let tiny = Namespace::open_with_limits(&tiny_name, tiny_limits).unwrap();
@@ -703,7 +692,7 @@ fn full_dev_shm_in_private_mount() -> i32 {
     let (tiny_sets, _) = usage_counts(&tiny);
 
     let n = sets.len();
-    let files = shm_files(ns.name());
+    let files = ns_files(ns.name());
     assert_eq!(files.len(), 1 + n, "files of the full namespace: {files:?}");
     assert_eq!(usage_counts(&ns), (n as i32, 8 * n as i32));
 
@@ -728,7 +717,7 @@ fn full_dev_shm_in_private_mount() -> i32 {
         Err(Error::NoSpace),
         "a one-page set on a full /dev/shm"
     );
-    assert_eq!(shm_files(ns.name()), files, "segments after the failures");
+    assert_eq!(ns_files(ns.name()), files, "segments after the failures");
     assert_eq!(usage_counts(&ns), (n as i32, 8 * n as i32));
     assert_eq!(usage_counts(&tiny).0, tiny_sets);
     // A new namespace cannot be made either, and leaves no registry file.
@@ -738,9 +727,9 @@ fn full_dev_shm_in_private_mount() -> i32 {
         Ok(_) => panic!("a new namespace was created on a full /dev/shm"),
     }
     assert!(
-        shm_files(&other).is_empty(),
+        ns_files(&other).is_empty(),
         "half-made registry: {:?}",
-        shm_files(&other)
+        ns_files(&other)
     );
 
     // The sets keep working for their users.

@@ -41,6 +41,7 @@
 #[allow(dead_code)]
 #[path = "differential/harness.rs"]
 mod harness;
+mod support;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -51,6 +52,10 @@ use shmsem::sysv::{
     Sembuf, Timespec, GETALL, GETNCNT, GETPID, GETVAL, GETZCNT, IPC_CREAT, IPC_EXCL, IPC_INFO,
     IPC_NOWAIT, IPC_PRIVATE, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT, SEM_STAT_ANY,
     SEM_UNDO, SETALL, SETVAL,
+};
+use support::{
+    compile_c, env_list, env_u64, have_gcc, manifest_dir, output_within, panic_message,
+    preload_lib, NsNameGuard, ScratchDir,
 };
 
 const NW: i32 = IPC_NOWAIT;
@@ -63,25 +68,6 @@ const IPC_64: i32 = 0x100;
 /// At most this many live sets per seed (the state check reads them all
 /// after every call).
 const MAX_LIVE: usize = 4;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-fn excluded() -> Vec<String> {
-    std::env::var("HOSTILE_CALLS_EXCLUDE")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 fn ts(sec: i64, nsec: i64) -> Timespec {
     Timespec {
@@ -370,24 +356,8 @@ impl World {
     /// A command number: mostly a known one, else unknown ones, IPC_64
     /// variants, extremes.
     fn cmd(&mut self) -> i32 {
-        const KNOWN: [i32; 14] = [
-            IPC_RMID,
-            IPC_SET,
-            IPC_STAT,
-            IPC_INFO,
-            GETPID,
-            GETVAL,
-            GETALL,
-            GETNCNT,
-            GETZCNT,
-            SETVAL,
-            SETALL,
-            SEM_STAT,
-            SEM_INFO,
-            SEM_STAT_ANY,
-        ];
         if self.feature(12, "cmd-ipc64") {
-            return IPC_64 | self.pick(&KNOWN);
+            return IPC_64 | self.pick(&ALL_CMDS);
         }
         if self.feature(12, "cmd-unknown") {
             let x = self.r.next() as i32;
@@ -410,7 +380,7 @@ impl World {
             ]);
         }
         // IPC_RMID is rare, so sets live long enough to get some state.
-        let c = self.pick(&KNOWN);
+        let c = self.pick(&ALL_CMDS);
         if c == IPC_RMID && !self.r.pct(15) {
             return GETVAL;
         }
@@ -601,16 +571,6 @@ fn summarize(msg: &str) -> String {
     format!("{k} / {s}")
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else {
-        "non-string panic".to_string()
-    }
-}
-
 /// Runs `steps` random calls from `seed`; `Err` with the failure if a
 /// mismatch (or a panic) ended the seed.
 fn run_seed(seed: u64, steps: usize, exclude: &[String]) -> Result<usize, Failure> {
@@ -661,7 +621,7 @@ fn random_hostile_calls() {
     let total = env_u64("HOSTILE_CALLS", 8_000);
     let first = env_u64("HOSTILE_CALLS_SEED", 0);
     let per_seed = env_u64("HOSTILE_CALLS_PER_SEED", 400).max(1) as usize;
-    let exclude = excluded();
+    let exclude = env_list("HOSTILE_CALLS_EXCLUDE");
     // The library's own panic messages would flood the output: the
     // failures are reported at the end.
     let hook = std::panic::take_hook();
@@ -1052,89 +1012,11 @@ fn semget_argument_edges() {
 // The C level: random calls with bad pointers through the preload library
 // ===========================================================================
 
-/// Builds `libshmsem_preload.so` into the target directory and profile of
-/// this test binary (as tests/preload.rs does) and returns its path.
-fn preload_lib() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("a test binary in <target>/<profile>/deps")
-        .to_path_buf();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name")
-        .to_string();
-    let mut target_dir = profile_dir
-        .parent()
-        .expect("target directory")
-        .to_path_buf();
-    let mut triple = None;
-    if !target_dir.join("CACHEDIR.TAG").exists() {
-        if let Some(parent) = target_dir.parent() {
-            if parent.join("CACHEDIR.TAG").exists() {
-                triple = target_dir
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(str::to_string);
-                target_dir = parent.to_path_buf();
-            }
-        }
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.arg("build")
-        .arg("--manifest-path")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .args(["-p", "shmsem-preload"])
-        .env("CARGO_TARGET_DIR", &target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    if let Some(t) = &triple {
-        cmd.args(["--target", t]);
-    }
-    let out = cmd.output().expect("running cargo build -p shmsem-preload");
-    assert!(
-        out.status.success(),
-        "cargo build -p shmsem-preload failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lib = profile_dir.join("libshmsem_preload.so");
-    assert!(lib.exists(), "{} was not built", lib.display());
-    lib
-}
-
-/// Runs `cmd` to the end (at most 120 s); returns (success, stdout lines,
-/// stderr).
+/// Runs `cmd` to the end (at most 120 s); returns (exit status, stdout
+/// lines, stderr).
 fn run_program(mut cmd: std::process::Command) -> (String, Vec<String>, String) {
-    use std::process::Stdio;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the C program");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(r) => r.expect("waiting for the C program"),
-        Err(_) => {
-            // SAFETY: our child, not yet reaped (the thread reaps it).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("watchdog: the C program ran for more than 120 s");
-        }
-    };
+    let out = output_within(&mut cmd, Duration::from_secs(120), "the C program")
+        .unwrap_or_else(|_| panic!("watchdog: the C program ran for more than 120 s"));
     (
         format!("{}", out.status),
         String::from_utf8_lossy(&out.stdout)
@@ -1154,40 +1036,17 @@ fn run_program(mut cmd: std::process::Command) -> (String, Vec<String>, String) 
 #[test]
 fn c_random_bad_arguments() {
     let _g = exclusive();
-    let gcc_ok = std::process::Command::new("gcc")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !gcc_ok {
+    if !have_gcc() {
         eprintln!("SKIPPED c_random_bad_arguments: gcc not found");
         return;
     }
     let lib = preload_lib();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::temp_dir().join(format!("hostile-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    struct RemoveDir(std::path::PathBuf);
-    impl Drop for RemoveDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = RemoveDir(dir.clone());
-    let exe = dir.join("fuzz_calls");
-    let out = std::process::Command::new("gcc")
-        .args(["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra"])
-        .arg("-I")
-        .arg(root.join("tests/c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(root.join("tests/hostile/fuzz_calls.c"))
-        .output()
-        .expect("running gcc");
-    assert!(
-        out.status.success(),
-        "gcc fuzz_calls.c failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let dir = ScratchDir::new(&format!("hostile-c-{}", std::process::id()));
+    let exe = dir.path().join("fuzz_calls");
+    compile_c(
+        &manifest_dir().join("tests/hostile/fuzz_calls.c"),
+        &exe,
+        &[],
     );
     let seeds = env_u64("HOSTILE_C_SEEDS", 3);
     let calls = env_u64("HOSTILE_C_CALLS", 1500);
@@ -1210,18 +1069,10 @@ fn c_random_bad_arguments() {
         }
         // shmsem, in a namespace of its own.
         let ns_name = unique_ns("cfuzz");
-        struct Destroy(String);
-        impl Drop for Destroy {
-            fn drop(&mut self) {
-                if let Ok(ns) = shmsem::Namespace::open(&self.0) {
-                    let _ = ns.destroy();
-                }
-            }
-        }
-        let _destroy = Destroy(ns_name.clone());
+        let _destroy = NsNameGuard(ns_name.clone());
         let mut s = std::process::Command::new(&exe);
         s.args([seed.to_string(), calls.to_string()])
-            .env("LD_PRELOAD", &lib)
+            .env("LD_PRELOAD", lib)
             .env("SHMSEM_NAMESPACE", &ns_name);
         let (sst, sout, serr) = run_program(s);
         assert_eq!(

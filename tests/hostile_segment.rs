@@ -57,18 +57,20 @@
 //! uid 65534). Workers are started as `/proc/self/exe`, so rebuilding
 //! during a long run does not disturb it.
 
-#[path = "hostile/support.rs"]
+#[path = "hostile/harness.rs"]
+mod harness;
 mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::mem::{offset_of, size_of};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_layout::{
-    IntentHeader, ProcEntry, QueueSlot, RegistryEntry, RegistryHeader, SemEntry, SetGeometry,
+use harness::*;
+use shmsem::layout::{
+    self, IntentHeader, ProcEntry, QueueSlot, RegistryEntry, RegistryHeader, SemEntry, SetGeometry,
     SetHeader, REGISTRY_ENTRIES_OFF,
 };
 use shmsem::sysv::{
@@ -77,7 +79,10 @@ use shmsem::sysv::{
     SEM_UNDO, SETALL, SETVAL,
 };
 use shmsem::{Error, Limits, Namespace, Op, SemaphoreSet};
-use support::*;
+use support::{
+    env_list, env_u64, errno_symbol, is_root, ns_paths, panic_message, registry_path, serial,
+    set_path, unique_ns_name, RawMap,
+};
 
 /// Limits of the test namespaces: small tables, so that random offsets hit
 /// the interesting regions often and segments stay small.
@@ -85,25 +90,13 @@ const PROC_SLOTS: u32 = 16;
 const QUEUE_SLOTS: u32 = 32;
 const SEMMNI: u32 = 64;
 
-/// The tests of this binary run one at a time (they start processes and
-/// use CPU; the machine is shared).
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn hang_ns() -> u64 {
     env_u64("HOSTILE_HANG_SECS", 5) * 1_000_000_000
 }
 
-static NS_COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
+/// A namespace name no other test (or run) uses.
 fn unique_ns(test: &str) -> String {
-    format!(
-        "hs-{test}-{}-{}",
-        std::process::id(),
-        NS_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    unique_ns_name("hs", test)
 }
 
 // ===========================================================================
@@ -175,23 +168,12 @@ fn allowed_errno(e: i32) -> bool {
     )
 }
 
-fn errno_name(e: i32) -> String {
-    match e {
-        libc::EAGAIN => "EAGAIN".into(),
-        libc::EINVAL => "EINVAL".into(),
-        libc::EIDRM => "EIDRM".into(),
-        libc::ERANGE => "ERANGE".into(),
-        libc::EFBIG => "EFBIG".into(),
-        libc::EUCLEAN => "EUCLEAN".into(),
-        libc::ENOMEM => "ENOMEM".into(),
-        libc::EACCES => "EACCES".into(),
-        libc::EPERM => "EPERM".into(),
-        libc::ENOENT => "ENOENT".into(),
-        libc::ENOSPC => "ENOSPC".into(),
-        libc::EEXIST => "EEXIST".into(),
-        libc::EINTR => "EINTR".into(),
-        libc::EFAULT => "EFAULT".into(),
-        e => format!("errno{e}"),
+/// An errno's name, or `errnoN`: one word (the tally lines the users print
+/// are split at spaces).
+fn errno_word(e: i32) -> String {
+    match errno_symbol(e) {
+        Some(n) => n.to_string(),
+        None => format!("errno{e}"),
     }
 }
 
@@ -385,16 +367,6 @@ fn run_op(
         "gc" => Outcome::of(ns.gc().map(|_| 0)),
         "rmid" => Outcome::of(ns.semctl(s.id, 0, IPC_RMID, SemctlArg::None)),
         other => panic!("operation {other} has no implementation"),
-    }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else {
-        "non-string panic".to_string()
     }
 }
 
@@ -593,9 +565,9 @@ impl UserState {
                 Ok(_) => "ok".to_string(),
                 Err(e) => {
                     if !allowed_errno(e) {
-                        println!("ODD-ERRNO op={name} errno={e} ({})", errno_name(e));
+                        println!("ODD-ERRNO op={name} errno={e} ({})", errno_word(e));
                     }
-                    errno_name(e)
+                    errno_word(e)
                 }
             };
             *self.tally.entry((code, res)).or_default() += 1;
@@ -997,7 +969,7 @@ impl Round {
             );
             self.finding(msg);
         }
-        let left = ns_files(&self.ns);
+        let left = ns_paths(&self.ns);
         if destroyed && !left.is_empty() {
             self.finding(format!("LEAK: destroy() succeeded but left {left:?}"));
         }
@@ -1024,7 +996,7 @@ impl Drop for Round {
         for w in &mut self.users {
             w.kill();
         }
-        for f in ns_files(&self.ns) {
+        for f in ns_paths(&self.ns) {
             let _ = std::fs::remove_file(f);
         }
     }
@@ -1204,18 +1176,17 @@ fn load(m: &RawMap, off: usize, size: usize) -> u64 {
 /// src/set.rs builds it: (slot + 1) | (generation & 0xffff) << 15.
 fn lock_token(slot: u32, sg: u32) -> u32 {
     (slot + 1)
-        | (((sg >> shm_layout::PROC_GEN_SHIFT) & shm_layout::LOCK_GEN_MASK)
-            << shm_layout::LOCK_GEN_SHIFT)
+        | (((sg >> layout::PROC_GEN_SHIFT) & layout::LOCK_GEN_MASK) << layout::LOCK_GEN_SHIFT)
 }
 
 /// Active entries of the process table: (index, state word, pid).
 fn active_procs(s: &SetMap) -> Vec<(u32, u32, i32)> {
     (0..s.geo.proc_slots)
         .filter_map(|p| {
-            let base = s.geo.procs_off + p as usize * size_of::<ProcEntry>();
-            let sg = s.map.load_u32(base + offset_of!(ProcEntry, state_gen));
-            let pid = s.map.load_u32(base + offset_of!(ProcEntry, pid)) as i32;
-            (sg & shm_layout::PROC_STATE_MASK == shm_layout::PROC_ACTIVE).then_some((p, sg, pid))
+            let e = s.map.proc_entry(&s.geo, p);
+            let sg = e.state_gen.load(std::sync::atomic::Ordering::SeqCst);
+            let pid = e.pid.load(std::sync::atomic::Ordering::SeqCst);
+            (sg & layout::PROC_STATE_MASK == layout::PROC_ACTIVE).then_some((p, sg, pid))
         })
         .collect()
 }
@@ -1268,12 +1239,7 @@ impl Round {
                     r.next() as u32
                 } else {
                     let (p, sg, _) = act[r.below(act.len() as u64) as usize];
-                    lock_token(p, sg)
-                        | if r.pct(50) {
-                            shm_layout::LOCK_CONTENDED
-                        } else {
-                            0
-                        }
+                    lock_token(p, sg) | if r.pct(50) { layout::LOCK_CONTENDED } else { 0 }
                 };
                 Some((
                     "header.lock (a registered process's token)".into(),
@@ -1295,8 +1261,8 @@ impl Round {
                     0 => (cur & !0xffff) | r.pick(&[0u64, 32767, 32768, 65535]),
                     1 => cur ^ (1 << (16 + r.below(3))),
                     2 => cur ^ (r.next() & 0xffff_ffff_0000_0000),
-                    3 => cur | shm_layout::SEM_SLOW_BITS,
-                    4 => cur & !shm_layout::SEM_SLOW_BITS,
+                    3 => cur | layout::SEM_SLOW_BITS,
+                    4 => cur & !layout::SEM_SLOW_BITS,
                     _ => r.next(),
                 };
                 Some((format!("sem[{n}].word"), off, 8, v))
@@ -1321,7 +1287,7 @@ impl Round {
                 if r.pct(20) {
                     // A plausible live stranger: ACTIVE, pid 1.
                     let sg = m.load_u32(base + offset_of!(ProcEntry, state_gen));
-                    let v = (sg & !shm_layout::PROC_STATE_MASK) | shm_layout::PROC_ACTIVE;
+                    let v = (sg & !layout::PROC_STATE_MASK) | layout::PROC_ACTIVE;
                     store(m, base + offset_of!(ProcEntry, pid), 4, 1);
                     Some((
                         format!("proc[{p}].state_gen (ACTIVE, pid 1)"),
@@ -1396,7 +1362,7 @@ impl Round {
                 let cur = load(reg, base + off, size);
                 let v = if f == "state_seq" && r.pct(60) {
                     // LIVE with some sequence number.
-                    (r.below(4) << 16) | shm_layout::ENTRY_LIVE as u64
+                    (r.below(4) << 16) | layout::ENTRY_LIVE as u64
                 } else {
                     interesting(r, cur, size, 4)
                 };
@@ -1433,7 +1399,7 @@ impl Round {
                     let p = r.below(g.proc_slots as u64) as u32;
                     let base = g.procs_off + p as usize * size_of::<ProcEntry>();
                     let sg = m.load_u32(base + offset_of!(ProcEntry, state_gen));
-                    lock_token(p, sg.wrapping_add(1 << shm_layout::PROC_GEN_SHIFT))
+                    lock_token(p, sg.wrapping_add(1 << layout::PROC_GEN_SHIFT))
                 };
                 Some((
                     "header.lock (a dead holder)".into(),
@@ -1506,12 +1472,7 @@ impl Round {
                         | (r.next() & 0x1_ffff_0000_0000);
                     store(m, entries + e * 8, 8, v);
                 }
-                store(
-                    m,
-                    base + f("commit"),
-                    4,
-                    shm_layout::INTENT_COMMITTED as u64,
-                );
+                store(m, base + f("commit"), 4, layout::INTENT_COMMITTED as u64);
                 let tok = g.proc_slots + 1 + r.below(100) as u32;
                 Some((
                     format!(
@@ -1553,15 +1514,6 @@ impl Round {
 // ===========================================================================
 // The fuzzer
 // ===========================================================================
-
-fn excluded_kinds() -> Vec<String> {
-    std::env::var("HOSTILE_FUZZ_EXCLUDE")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 /// One fuzz round: a fresh namespace, three users (one as uid 65534), and
 /// `mutations` mutations, each followed by progress of every user.
@@ -1656,7 +1608,7 @@ fn fuzz_live_segments() {
     let secs = env_u64("HOSTILE_FUZZ_SECS", 0);
     let mutations = env_u64("HOSTILE_FUZZ_MUTATIONS", 40);
     let first = env_u64("HOSTILE_FUZZ_SEED", 0);
-    let exclude = excluded_kinds();
+    let exclude = env_list("HOSTILE_FUZZ_EXCLUDE");
     let started = Instant::now();
     let mut findings = Vec::new();
     let mut total = RoundReport::default();
@@ -1927,9 +1879,9 @@ fn damaged_header_new_openers_get_errors() {
             && !what.starts_with("id")
             && !what.starts_with("size")
             && geo.nsems >= 1
-            && geo.nsems <= shm_layout::SEMMSL_MAX
-            && geo.proc_slots < shm_layout::PROC_SLOTS_MAX
-            && geo.queue_slots <= shm_layout::QUEUE_SLOTS_MAX
+            && geo.nsems <= layout::SEMMSL_MAX
+            && geo.proc_slots < layout::PROC_SLOTS_MAX
+            && geo.queue_slots <= layout::QUEUE_SLOTS_MAX
             && geo.size == m.len();
         if plausible {
             round
@@ -2049,7 +2001,7 @@ fn corrupt_registry_entries_and_counters() {
             let base = REGISTRY_ENTRIES_OFF + idx * size_of::<RegistryEntry>();
             reg.store_u32(
                 base + offset_of!(RegistryEntry, state_seq),
-                (3 << 16) | shm_layout::ENTRY_LIVE,
+                (3 << 16) | layout::ENTRY_LIVE,
             );
             reg.store_u32(base + offset_of!(RegistryEntry, key), 0x4000);
             reg.store_u32(base + offset_of!(RegistryEntry, nsems), u32::MAX);

@@ -16,108 +16,28 @@
 //! `alarm`): a hang is a failure with the output so far. Without gcc (or
 //! perl) the tests that need it say so on stderr and pass vacuously.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shmsem::sysv::{SemctlArg, GETALL};
 use shmsem::{Error, Namespace};
+use support::{
+    compile_c, have_gcc, manifest_dir, ns_name, preload_lib, tool_works, NsNameGuard, ScratchDir,
+};
 
 /// How long any one program may run.
 const DEADLINE: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
-// Building the library and the programs
+// The kernel's sets, and the programs' namespace
 // ---------------------------------------------------------------------------
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Builds `libshmsem_preload.so` once per test process, into the target
-/// directory and profile this test binary was built in
-/// (`<target>/[<triple>/]<profile>/deps/preload-*`), and returns its path.
-///
-/// Running cargo from inside `cargo test` is fine: cargo releases the build
-/// directory lock before it runs the test binaries.
-fn preload_lib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let deps = exe.parent().expect("test binary in a deps directory");
-        let profile_dir = deps.parent().expect("profile directory").to_path_buf();
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("profile directory name")
-            .to_string();
-        let mut target_dir = profile_dir
-            .parent()
-            .expect("target directory")
-            .to_path_buf();
-        let mut triple = None;
-        // Cargo marks the root of a target directory with CACHEDIR.TAG; with
-        // --target the profile directories sit one level deeper.
-        if !target_dir.join("CACHEDIR.TAG").exists() {
-            if let Some(parent) = target_dir.parent() {
-                if parent.join("CACHEDIR.TAG").exists() {
-                    triple = target_dir
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .map(str::to_string);
-                    target_dir = parent.to_path_buf();
-                }
-            }
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(manifest_dir().join("Cargo.toml"))
-            .args(["-p", "shmsem-preload"])
-            .env("CARGO_TARGET_DIR", &target_dir);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        if let Some(triple) = &triple {
-            cmd.args(["--target", triple]);
-        }
-        let out = cmd.output().expect("run cargo build -p shmsem-preload");
-        assert!(
-            out.status.success(),
-            "cargo build -p shmsem-preload failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lib = profile_dir.join("libshmsem_preload.so");
-        assert!(lib.exists(), "{} was not built", lib.display());
-        lib
-    })
-}
-
-fn tool_works(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn have_gcc() -> bool {
-    static GCC: OnceLock<bool> = OnceLock::new();
-    *GCC.get_or_init(|| tool_works("gcc", &["--version"]))
-}
 
 /// Whether the kernel's System V semaphores work here (for the comparison
 /// runs without the library).
@@ -168,7 +88,9 @@ impl Drop for KernelKeyGuard {
 /// One test's namespace and scratch directory; both are removed on drop.
 struct Fixture {
     ns_name: String,
-    dir: PathBuf,
+    // Field order is drop order: the namespace, then the directory.
+    _ns: NsNameGuard,
+    dir: ScratchDir,
 }
 
 impl Fixture {
@@ -178,12 +100,14 @@ impl Fixture {
             eprintln!("SKIPPED {test}: gcc not found");
             return None;
         }
-        let ns_name = format!("t-preload-{test}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(&ns_name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch directory");
+        let ns_name = ns_name("t-preload", test);
+        let dir = ScratchDir::new(&ns_name);
         let _ = preload_lib();
-        Some(Fixture { ns_name, dir })
+        Some(Fixture {
+            _ns: NsNameGuard(ns_name.clone()),
+            ns_name,
+            dir,
+        })
     }
 
     fn ns(&self) -> Arc<Namespace> {
@@ -192,22 +116,12 @@ impl Fixture {
 
     /// Compiles tests/c/NAME.c into the scratch directory.
     fn compile(&self, name: &str) -> PathBuf {
-        let src_dir = manifest_dir().join("tests").join("c");
-        let exe = self.dir.join(name);
-        let out = Command::new("gcc")
-            .args(["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-pthread"])
-            .arg("-I")
-            .arg(&src_dir)
-            .arg("-o")
-            .arg(&exe)
-            .arg(src_dir.join(format!("{name}.c")))
-            .output()
-            .expect("run gcc");
-        assert!(
-            out.status.success(),
-            "gcc {name}.c failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let src = manifest_dir()
+            .join("tests")
+            .join("c")
+            .join(format!("{name}.c"));
+        let exe = self.dir.path().join(name);
+        compile_c(&src, &exe, &["-pthread"]);
         exe
     }
 
@@ -222,15 +136,6 @@ impl Fixture {
             cmd.env_remove("LD_PRELOAD").env_remove("SHMSEM_NAMESPACE");
         }
         cmd
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Ok(ns) = Namespace::open(&self.ns_name) {
-            let _ = ns.destroy();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -37,11 +37,11 @@
 //! | `many_processes_on_a_mutex_lose_no_increment` | D1, D5–D7 under contention, E2 |
 //! | `unrelated_process_finds_the_set_by_key` | cross-process by name and key (re-exec) |
 
-#[path = "semantics/support.rs"]
 mod support;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::os::fd::AsRawFd;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -901,11 +901,7 @@ fn e5_exec_keeps_the_undo() {
 
     // A pipe the exec'd shell reads until the parent closes it; both ends
     // close-on-exec (dup2 onto stdin clears the flag of the copy).
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: pipe2 succeeded, so both are open descriptors we now own.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = pipe();
 
     let c = kids.spawn(|| {
         if let Err(e) = set.op(&[Op::wait(S, 1).undo()]) {
@@ -1051,53 +1047,32 @@ fn fork_child_uses_the_inherited_set() {
     kids.expect_exit(c2, OK, "the child on a namespace it opened");
 }
 
-/// An anonymous shared mapping of one u64, shared with forked children.
+/// A counter in shared memory, shared with forked children.
 struct SharedCounter {
-    ptr: *mut u64,
+    cell: Shared<AtomicU64>,
 }
 
 impl SharedCounter {
     fn new() -> SharedCounter {
-        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        SharedCounter { ptr: p.cast() }
-    }
-
-    /// A deliberately non-atomic increment: it loses counts unless callers
-    /// exclude each other.
-    fn increment(&self) {
-        // SAFETY: `ptr` is a live, aligned mapping of at least 8 bytes; the
-        // accesses are volatile, so each is one real load or store in memory
-        // shared between processes. Mutual exclusion is what is under test.
-        unsafe {
-            let v = self.ptr.read_volatile();
-            for _ in 0..20 {
-                std::hint::spin_loop();
-            }
-            self.ptr.write_volatile(v + 1);
+        SharedCounter {
+            // SAFETY: an AtomicU64 is valid when zero and needs no drop.
+            cell: unsafe { Shared::zeroed() },
         }
     }
 
-    fn get(&self) -> u64 {
-        // SAFETY: as in `increment`.
-        unsafe { self.ptr.read_volatile() }
+    /// A deliberately non-atomic increment (a load, then a store): it loses
+    /// counts unless callers exclude each other. Mutual exclusion is what
+    /// is under test.
+    fn increment(&self) {
+        let v = self.cell.load(Ordering::Relaxed);
+        for _ in 0..20 {
+            std::hint::spin_loop();
+        }
+        self.cell.store(v + 1, Ordering::Relaxed);
     }
-}
 
-impl Drop for SharedCounter {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.ptr.cast(), 4096) };
+    fn get(&self) -> u64 {
+        self.cell.load(Ordering::Relaxed)
     }
 }
 
@@ -1184,15 +1159,8 @@ fn unrelated_process_finds_the_set_by_key() {
             let _ = self.0.wait();
         }
     }
-    let exe = std::env::current_exe().unwrap();
     let mut child = KillOnDrop(
-        Command::new(exe)
-            .args([
-                "--exact",
-                "reexec_child_role",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        rerun_self("reexec_child_role")
             .env(ROLE_ENV, format!("{}:{key}", env.ns.name()))
             .stdout(Stdio::null())
             .spawn()

@@ -4,32 +4,15 @@
 //!
 //! Run: `cargo test --test stale`.
 
-#[path = "semantics/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use shmsem::__private::{crash_after, crash_countdown};
 use shmsem::{Error, Op, SemaphoreSet};
 use support::*;
-
-/// A pipe (read end, write end).
-fn pipe() -> (std::fs::File, std::fs::File) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: pipe2 just returned these two descriptors; each is owned once.
-    unsafe {
-        (
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
-}
 
 /// Counted writes of an IPC_RMID of a set with no sleepers.
 fn rmid_writes(env: &TestEnv, kids: &mut Kids) -> u64 {

@@ -60,6 +60,24 @@ static inline const char *errname(int e)
     }
 }
 
+/* One line "label: ok" or "label: ENAME" for a call's result `r` (-1 is a
+ * failure, with errno). */
+static inline void report(const char *label, long r)
+{
+    if (r == -1)
+        printf("%s: %s\n", label, errname(errno));
+    else
+        printf("%s: ok\n", label);
+}
+
+/* Runs `expr` with errno cleared and reports its result (see report). */
+#define TRY(label, expr)                                                     \
+    do {                                                                     \
+        errno = 0;                                                           \
+        long r_ = (long)(expr);                                              \
+        report(label, r_);                                                   \
+    } while (0)
+
 /* The key to use: argv[1] as a number, or IPC_PRIVATE for "private". */
 static inline key_t key_arg(int argc, char **argv)
 {

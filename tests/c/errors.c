@@ -10,21 +10,6 @@
 
 #define IPC_64_BIT 0x100
 
-static void report(const char *label, long r)
-{
-    if (r == -1)
-        printf("%s: %s\n", label, errname(errno));
-    else
-        printf("%s: ok\n", label);
-}
-
-#define TRY(label, expr)                                                     \
-    do {                                                                     \
-        errno = 0;                                                           \
-        long r_ = (long)(expr);                                              \
-        report(label, r_);                                                   \
-    } while (0)
-
 /* Runs on a stack of its own whose top is followed by an inaccessible
  * page: pointers that run off the top of the stack must give EFAULT. */
 static int thread_set;

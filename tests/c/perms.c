@@ -10,21 +10,6 @@
 #include "common.h"
 #include <grp.h>
 
-static void report(const char *label, long r)
-{
-    if (r == -1)
-        printf("%s: %s\n", label, errname(errno));
-    else
-        printf("%s: ok\n", label);
-}
-
-#define TRY(label, expr)                                                     \
-    do {                                                                     \
-        errno = 0;                                                           \
-        long r_ = (long)(expr);                                              \
-        report(label, r_);                                                   \
-    } while (0)
-
 int main(void)
 {
     alarm(60);

@@ -1,15 +1,19 @@
 //! The machinery of the differential tests: one trait over the two
 //! implementations (the kernel and shmsem), a `Dual` that runs every call on
 //! both and compares results and observable state, and forked children for
-//! the checks that need another process (exit undo, another user).
+//! the checks that need another process (exit undo, another user). The
+//! shared support (tests/support/) gives the fork lock, the generator,
+//! errno names, forking and re-running this binary.
 
 use std::fmt::Debug;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
 
 use shmsem::sysv::{
     Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, GETALL, GETNCNT, GETPID, GETVAL, GETZCNT,
@@ -17,29 +21,18 @@ use shmsem::sysv::{
 };
 use shmsem::Namespace;
 
+pub use crate::support::{errno_name, exclusive, now_secs, shared};
+use crate::support::{
+    kill_and_reap, output_within, panic_message, pipe, readable_within, rerun_self, splitmix,
+    try_wait_for, unique_ns_name, ChildNet, WaitError,
+};
+
 /// A call's outcome: the value, or the errno.
 pub type R<T> = Result<T, i32>;
 
-// ---------------------------------------------------------------------------
-// Serialising forks
-// ---------------------------------------------------------------------------
-
-/// Tests run on threads of one process. A fork copies only the forking
-/// thread, so a lock held by another thread at that moment stays locked in
-/// the child for ever. Tests that fork hold this lock exclusively, all the
-/// others hold it shared: while a child is forked no other test is inside a
-/// library call.
-static FORK_LOCK: RwLock<()> = RwLock::new(());
-
-/// For a test that does not fork.
-pub fn shared() -> RwLockReadGuard<'static, ()> {
-    FORK_LOCK.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// For a test that forks.
-pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    FORK_LOCK.write().unwrap_or_else(|e| e.into_inner())
-}
+// Tests that fork hold `exclusive()`, all the others `shared()` (from the
+// shared support): while a child is forked no other test is inside a
+// library call.
 
 // ---------------------------------------------------------------------------
 // The two implementations
@@ -320,26 +313,18 @@ impl SemApi for Shm {
 }
 
 // ---------------------------------------------------------------------------
-// Names, keys, time
+// Names, keys, the generator
 // ---------------------------------------------------------------------------
+
+/// The differential tests' generator: seed s replays the sequences it
+/// always did.
+pub type Rng = crate::support::SaltedRng<0x5eed>;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A namespace name no other test (or run) uses.
 pub fn unique_ns(test: &str) -> String {
-    format!(
-        "dt-{}-{}-{}",
-        test,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    unique_ns_name("dt", test)
 }
 
 /// A key that no kernel set on this machine has right now (checked), so
@@ -360,39 +345,6 @@ pub fn unused_kernel_key() -> i32 {
         {
             return key;
         }
-    }
-}
-
-/// Seconds since the epoch, as the kernel stamps otime and ctime.
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A small deterministic generator for the random sequences.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(splitmix(seed ^ 0x5eed))
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = splitmix(self.0);
-        self.0
-    }
-    /// Uniform in 0..n.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in lo..=hi.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    /// True with probability p/100.
-    pub fn pct(&mut self, p: u64) -> bool {
-        self.below(100) < p
     }
 }
 
@@ -977,26 +929,23 @@ pub fn show<T: Debug>(r: &R<T>) -> String {
     }
 }
 
-pub fn errno_name(e: i32) -> String {
-    let n = match e {
-        libc::E2BIG => "E2BIG",
-        libc::EACCES => "EACCES",
-        libc::EAGAIN => "EAGAIN",
-        libc::EEXIST => "EEXIST",
-        libc::EFAULT => "EFAULT",
-        libc::EFBIG => "EFBIG",
-        libc::EIDRM => "EIDRM",
-        libc::EINTR => "EINTR",
-        libc::EINVAL => "EINVAL",
-        libc::ENOENT => "ENOENT",
-        libc::ENOMEM => "ENOMEM",
-        libc::ENOSPC => "ENOSPC",
-        libc::EPERM => "EPERM",
-        libc::ERANGE => "ERANGE",
-        _ => return format!("errno {e}"),
-    };
-    n.to_string()
-}
+/// Every semctl command number.
+pub const ALL_CMDS: [i32; 14] = [
+    IPC_RMID,
+    IPC_SET,
+    IPC_STAT,
+    IPC_INFO,
+    GETPID,
+    GETVAL,
+    GETALL,
+    GETNCNT,
+    GETZCNT,
+    SETVAL,
+    SETALL,
+    SEM_STAT,
+    SEM_INFO,
+    SEM_STAT_ANY,
+];
 
 pub fn cmd_name(cmd: i32) -> String {
     let n = match cmd {
@@ -1093,59 +1042,41 @@ pub struct Child {
 
 const CHILD_DEADLINE: Duration = Duration::from_secs(20);
 
-fn pipe() -> (File, File) {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
-}
-
 /// Forks a child that runs `body` and then `_exit`s (no exit code of any
 /// kind runs, as after a crash). A panic in the child is sent to the parent,
 /// whose next `expect_ready`/`finish` panics with it. The caller must hold
 /// [`exclusive`]. The child has an alarm: a hung child dies of SIGALRM.
 pub fn fork_child<F: FnOnce(&mut ChildIo)>(body: F) -> Child {
+    use std::os::fd::AsRawFd;
     let (p_rd, c_wr) = pipe();
     let (c_rd, p_wr) = pipe();
-    // SAFETY: the caller holds the fork lock, so no other test thread is
-    // inside a library call; the child only makes system calls and shmsem
-    // calls, then _exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        drop(p_rd);
-        drop(p_wr);
-        // SAFETY: alarm has no preconditions.
-        unsafe { libc::alarm(30) };
+    let parent_ends = [p_rd.as_raw_fd(), p_wr.as_raw_fd()];
+    // The caller holds the fork lock, so no other test thread is inside a
+    // library call; the child only makes system calls and shmsem calls,
+    // then _exits.
+    let pid = crate::support::fork_child(ChildNet::alarm(30), move || {
+        for fd in parent_ends {
+            // SAFETY: the parent's ends of the pipes, inherited: closing
+            // this process's copies lets it see EOF when the parent goes.
+            // The `File`s owning them in the parent's memory are never
+            // dropped here (the child ends with _exit).
+            unsafe { libc::close(fd) };
+        }
         let mut io = ChildIo {
             to_parent: c_wr,
             from_parent: c_rd,
         };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut io)));
-        let code = match r {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut io))) {
             Ok(()) => 0,
             Err(payload) => {
-                let msg = if let Some(s) = payload.downcast_ref::<String>() {
-                    s.clone()
-                } else if let Some(s) = payload.downcast_ref::<&str>() {
-                    s.to_string()
-                } else {
-                    "non-string panic".to_string()
-                };
-                write_frame(&mut io.to_parent, b'P', msg.as_bytes());
+                write_frame(&mut io.to_parent, b'P', panic_message(&*payload).as_bytes());
                 1
             }
-        };
-        // SAFETY: _exit has no preconditions; it skips every destructor and
-        // atexit handler on purpose.
-        unsafe { libc::_exit(code) };
-    }
-    drop(c_wr);
-    drop(c_rd);
+        }
+    });
+    // The closure, with the child's ends, was dropped in this process.
     Child {
-        pid,
+        pid: pid.as_raw(),
         logs: Vec::new(),
         from_child: p_rd,
         to_child: p_wr,
@@ -1187,14 +1118,8 @@ impl Child {
                     self.pid
                 );
             }
-            let mut pfd = libc::pollfd {
-                fd: self.from_child.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: pfd is a valid pollfd for the duration of the call.
-            let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32 + 1) };
-            if r <= 0 {
+            let wait = left.min(Duration::from_secs(1)) + Duration::from_millis(1);
+            if !readable_within(&self.from_child, wait) {
                 continue;
             }
             match self.from_child.read(&mut buf[got..]) {
@@ -1207,17 +1132,20 @@ impl Child {
         Some(())
     }
 
+    /// Reaps the child, which sent panic message `msg`, and panics with it.
+    fn panicked(&mut self, msg: &[u8]) -> ! {
+        let status = self.reap();
+        panic!(
+            "child {} panicked ({status}):\n{}",
+            self.pid,
+            String::from_utf8_lossy(msg)
+        )
+    }
+
     fn frame_or_die(&mut self, expect: u8) -> Vec<u8> {
         match self.read_frame() {
             Some((t, body)) if t == expect => body,
-            Some((b'P', msg)) => {
-                let status = self.reap();
-                panic!(
-                    "child {} panicked ({status}):\n{}",
-                    self.pid,
-                    String::from_utf8_lossy(&msg)
-                )
-            }
+            Some((b'P', msg)) => self.panicked(&msg),
             Some((t, _)) => panic!(
                 "child sent frame {:?}, expected {:?}",
                 t as char, expect as char
@@ -1254,14 +1182,7 @@ impl Child {
     pub fn finish(mut self) -> Vec<String> {
         match self.read_frame() {
             None => {}
-            Some((b'P', msg)) => {
-                let status = self.reap();
-                panic!(
-                    "child {} panicked ({status}):\n{}",
-                    self.pid,
-                    String::from_utf8_lossy(&msg)
-                )
-            }
+            Some((b'P', msg)) => self.panicked(&msg),
             Some((t, _)) => panic!("child sent an unexpected frame {:?}", t as char),
         }
         let status = self.reap();
@@ -1272,37 +1193,20 @@ impl Child {
     /// Reaps the child (with a deadline), returns how it ended.
     fn reap(&mut self) -> String {
         self.done = true;
-        let deadline = Instant::now() + CHILD_DEADLINE;
-        loop {
-            let mut st = 0;
-            // SAFETY: st is a valid int for waitpid to fill.
-            let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
-            if r == self.pid {
-                return if libc::WIFEXITED(st) {
-                    format!("exit {}", libc::WEXITSTATUS(st))
-                } else if libc::WIFSIGNALED(st) {
-                    format!("signal {}", libc::WTERMSIG(st))
-                } else {
-                    format!("status {st:#x}")
-                };
-            }
-            if r < 0 {
-                return format!("waitpid: {}", std::io::Error::last_os_error());
-            }
-            if Instant::now() > deadline {
+        match try_wait_for(Pid::from_raw(self.pid), CHILD_DEADLINE) {
+            Ok(WaitStatus::Exited(_, code)) => format!("exit {code}"),
+            Ok(WaitStatus::Signaled(_, sig, _)) => format!("signal {}", sig as i32),
+            Ok(other) => format!("status {other:?}"),
+            Err(WaitError::Failed(e)) => format!("waitpid: {e}"),
+            Err(WaitError::TimedOut) => {
                 self.kill();
                 panic!("watchdog: child {} did not exit", self.pid);
             }
-            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
     fn kill(&mut self) {
-        // SAFETY: the pid is our own child, not yet reaped.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-        }
+        kill_and_reap(Pid::from_raw(self.pid));
         self.done = true;
     }
 }
@@ -1358,37 +1262,14 @@ pub fn parse_pairs(s: &str) -> Vec<(i32, i32, usize)> {
 /// with its output if it fails. A child that runs longer than the deadline
 /// is killed and reported.
 pub fn exec_child(test: &str, env: &[(&str, String)]) {
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args([
-        test,
-        "--exact",
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ])
-    .env(EXEC_CHILD_VAR, test)
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    let mut cmd = rerun_self(test);
+    cmd.env(EXEC_CHILD_VAR, test);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawning the test binary");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+    let out = output_within(&mut cmd, CHILD_DEADLINE, "the test binary").unwrap_or_else(|pid| {
+        panic!("watchdog: exec'd child {pid} for {test} did not finish in {CHILD_DEADLINE:?}")
     });
-    let out = match rx.recv_timeout(CHILD_DEADLINE) {
-        Ok(r) => r.expect("waiting for the exec'd child"),
-        Err(_) => {
-            // SAFETY: the pid is our child, not yet reaped (the waiting
-            // thread reaps it after the kill).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("watchdog: exec'd child {pid} for {test} did not finish in {CHILD_DEADLINE:?}");
-        }
-    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

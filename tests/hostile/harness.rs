@@ -1,65 +1,23 @@
-//! Support for the hostile-segment tests: a seeded generator, a shared
-//! control page between the test and its worker processes, a raw mapping of
-//! a segment file to write garbage into, and worker processes (this test
-//! binary run again) with a per-operation watchdog.
+//! The machinery of the hostile-segment tests: their seeded generator, a
+//! shared control page between the test and its worker processes, and
+//! worker processes (this test binary run again) with a per-operation
+//! watchdog. Segment files, their raw mappings and the rest come from the
+//! shared support (tests/support/).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------------------
-// Seeds
-// ---------------------------------------------------------------------------
+use crate::support::{is_root, rerun_self, SharedMap};
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// A small deterministic generator: the same seed gives the same sequence.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(splitmix(seed ^ 0x6057_11e5))
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = splitmix(self.0);
-        self.0
-    }
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in lo..=hi.
-    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    /// True with probability p/100.
-    pub fn pct(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-    pub fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-}
-
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
+/// The hostile-segment tests' generator: seed s replays the sequences it
+/// always did.
+pub type Rng = crate::support::SaltedRng<0x6057_11e5>;
 
 /// Nanoseconds on CLOCK_MONOTONIC (the same clock in every process).
 pub fn monotonic_ns() -> u64 {
@@ -89,8 +47,9 @@ const REC: usize = 8;
 /// done, the operation in progress (code + 1, 0 = none), when it started
 /// (CLOCK_MONOTONIC ns), its timeout (ns, 0 = none), pid.
 pub struct Control {
+    // Field order is drop order: unmap, then close.
+    page: SharedMap,
     fd: OwnedFd,
-    base: *mut u8,
 }
 
 // SAFETY: the page is only accessed through atomics.
@@ -130,22 +89,8 @@ impl Control {
     }
 
     fn map(fd: OwnedFd) -> Control {
-        // SAFETY: maps one page of the memfd, which is one page long.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "mmap control page");
-        Control {
-            fd,
-            base: p as *mut u8,
-        }
+        let page = SharedMap::of_fd(&fd, PAGE, true).expect("mmap control page");
+        Control { page, fd }
     }
 
     pub fn raw_fd(&self) -> i32 {
@@ -153,9 +98,7 @@ impl Control {
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
-        assert!(i < PAGE / 8);
-        // SAFETY: in bounds of the mapped page, 8-aligned (page-aligned base).
-        unsafe { &*(self.base.add(i * 8) as *const AtomicU64) }
+        self.page.at(i * 8)
     }
 
     fn rec(&self, w: usize, f: usize) -> &AtomicU64 {
@@ -211,106 +154,6 @@ impl Control {
     }
 }
 
-impl Drop for Control {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the page mapped in `map`; nothing refers to it now.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, PAGE) };
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A raw mapping of a segment file
-// ---------------------------------------------------------------------------
-
-/// A segment file mapped shared, read-write, for writing garbage into it
-/// with atomic stores (the other processes access it with atomics too).
-pub struct RawMap {
-    base: *mut u8,
-    len: usize,
-    file: std::fs::File,
-}
-
-impl RawMap {
-    pub fn open(path: &str) -> std::io::Result<RawMap> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)?;
-        let len = file.metadata()?.len() as usize;
-        if len == 0 {
-            return Err(std::io::Error::other("empty file"));
-        }
-        // SAFETY: maps the whole file shared; the mapping is only accessed
-        // through atomics and unmapped in Drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(RawMap {
-            base: p as *mut u8,
-            len,
-            file,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    fn at<T>(&self, off: usize) -> &T {
-        let size = std::mem::size_of::<T>();
-        assert!(
-            off % size == 0 && off + size <= self.len,
-            "offset {off} of {size} bytes outside {} or unaligned",
-            self.len
-        );
-        // SAFETY: in bounds and aligned (checked above; the base is
-        // page-aligned); the memory stays mapped while `self` lives.
-        unsafe { &*(self.base.add(off) as *const T) }
-    }
-
-    pub fn load_u8(&self, off: usize) -> u8 {
-        self.at::<AtomicU8>(off).load(Ordering::SeqCst)
-    }
-    pub fn store_u8(&self, off: usize, v: u8) {
-        self.at::<AtomicU8>(off).store(v, Ordering::SeqCst)
-    }
-    pub fn load_u32(&self, off: usize) -> u32 {
-        self.at::<AtomicU32>(off).load(Ordering::SeqCst)
-    }
-    pub fn store_u32(&self, off: usize, v: u32) {
-        self.at::<AtomicU32>(off).store(v, Ordering::SeqCst)
-    }
-    pub fn load_u64(&self, off: usize) -> u64 {
-        self.at::<AtomicU64>(off).load(Ordering::SeqCst)
-    }
-    pub fn store_u64(&self, off: usize, v: u64) {
-        self.at::<AtomicU64>(off).store(v, Ordering::SeqCst)
-    }
-
-    /// Changes the file's size (the mapping keeps its length: never write
-    /// past the new end afterwards).
-    pub fn set_file_len(&self, len: u64) -> std::io::Result<()> {
-        self.file.set_len(len)
-    }
-}
-
-impl Drop for RawMap {
-    fn drop(&mut self) {
-        // SAFETY: unmaps what `open` mapped; no reference into it survives.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Worker processes
 // ---------------------------------------------------------------------------
@@ -334,20 +177,11 @@ pub struct Worker {
 /// Starts a worker with these environment variables. `nobody`: run as
 /// uid/gid 65534 (only when the test runs as root).
 pub fn spawn_worker(slot: usize, env: &[(&str, String)], nobody: bool) -> Worker {
-    // /proc/self/exe, not current_exe(): the running binary even if cargo
-    // replaced the file meanwhile (long runs while rebuilding).
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.args([
-        WORKER_TEST,
-        "--exact",
-        "--nocapture",
-        "--include-ignored",
-        "--test-threads=1",
-    ])
-    .env("RUST_BACKTRACE", "0")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = rerun_self(WORKER_TEST);
+    cmd.env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -462,44 +296,6 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-// ---------------------------------------------------------------------------
-// Files in /dev/shm
-// ---------------------------------------------------------------------------
-
-/// Files of namespace `ns` in /dev/shm: the registry and every set.
-pub fn ns_files(ns: &str) -> Vec<String> {
-    let reg = format!("shmsem.{ns}");
-    let sets = format!("shmsem.{ns}.");
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/dev/shm") {
-        for e in rd.flatten() {
-            if let Some(n) = e.file_name().to_str() {
-                if n == reg || n.starts_with(&sets) {
-                    out.push(format!("/dev/shm/{n}"));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The segment file of set `id` in namespace `ns` (see src/registry.rs:
-/// `/shmsem.NS.INDEX.SEQ`).
-pub fn set_path(ns: &str, id: i32) -> String {
-    format!("/dev/shm/shmsem.{ns}.{}.{}", id & 0x7fff, id as u32 >> 15)
-}
-
-/// The registry file of namespace `ns`.
-pub fn registry_path(ns: &str) -> String {
-    format!("/dev/shm/shmsem.{ns}")
 }
 
 /// Counts of "what happened" by name, for the report.
