@@ -1,12 +1,5 @@
-//! Who this process is, and whether another one is still alive.
-//!
-//! A process is named by (pid, start time): the start time (field 22 of
-//! /proc/PID/stat) does not change at exec and differs for a reused pid.
-//! Liveness comes first from the open-file-description lock each process
-//! holds on its process-table byte (the kernel drops it at death); a lock
-//! that is still held is confirmed by pid + start time, because a child that
-//! inherited the descriptor (fork, posix_spawn) keeps the lock alive after
-//! the owner died. A zombie counts as dead.
+//! Who this process is: its pid and start time (which name it across exec
+//! and tell a reused pid apart), and whether a process still exists.
 
 use crate::sync::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
