@@ -23,6 +23,19 @@ impl Namespace {
                 return Ok(val);
             }
         }
+        self.semctl_dispatch(semid, semnum, cmd, arg)
+    }
+
+    /// Every semctl but the lock-free GETVAL, by command. Not inlined: the
+    /// hot GETVAL in [`Namespace::semctl`] does not pay for its frame.
+    #[inline(never)]
+    fn semctl_dispatch(
+        &self,
+        semid: i32,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
         Namespace::check_semctl(semid, cmd)?;
         match cmd {
             IPC_INFO | SEM_INFO => self.semctl_info(cmd, arg),
