@@ -63,6 +63,10 @@ mod sigbus {
     }
 
     pub fn unguard(i: usize) {
+        // SYNC: Release pairs with the Acquire load of STARTS in
+        // `on_sigbus`: a handler that sees 0 leaves the range alone (the
+        // mapping is about to go); a later `guard` of the slot publishes
+        // its own length with its Release CAS.
         STARTS[i].store(0, Ordering::Release);
     }
 
@@ -83,6 +87,8 @@ mod sigbus {
             libc::sigemptyset(&mut sa.sa_mask);
             let old = Box::into_raw(Box::new(core::mem::zeroed::<libc::sigaction>()));
             if libc::sigaction(libc::SIGBUS, &sa, old) == 0 {
+                // SYNC: Release publishes the previous action written by
+                // sigaction to the Acquire load of OLD in `on_sigbus`.
                 OLD.store(old, Ordering::Release);
             } else {
                 drop(Box::from_raw(old));
@@ -122,6 +128,7 @@ mod sigbus {
             }
         }
         // Not ours: what would have happened without us.
+        // SYNC: Acquire pairs with the Release store of OLD in `install`.
         let old = OLD.load(Ordering::Acquire);
         // SAFETY: `old` is null or the leaked previous action, never freed.
         let old = unsafe { old.as_ref() };

@@ -3,8 +3,9 @@
 //! The free functions work in the process's default namespace
 //! ([`Namespace::default_ns`]: `SHMSEM_NAMESPACE`, or
 //! [`DEFAULT_NAMESPACE`](crate::DEFAULT_NAMESPACE)); the same calls exist as
-//! methods of [`Namespace`]. Errors are [`Error`]s, whose [`Error::errno`] is
-//! exactly what the kernel would have returned.
+//! methods of [`Namespace`]. Errors are [`Error`](crate::Error)s, whose
+//! [`Error::errno`](crate::Error::errno) is exactly what the kernel would
+//! have returned.
 
 pub use shm_layout::{
     GETALL, GETNCNT, GETPID, GETVAL, GETZCNT, IPC_CREAT, IPC_EXCL, IPC_INFO, IPC_NOWAIT,

@@ -90,6 +90,7 @@ impl Namespace {
     /// make them before it copies the operations in; `semtimedop` makes
     /// the same two checks first.
     #[doc(hidden)]
+    #[inline]
     pub fn check_nsops(&self, nsops: usize) -> Result<()> {
         if nsops > self.limits.semopm as usize {
             return Err(Error::TooManyOps);
