@@ -15,9 +15,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use shmsem::sysv::{
     Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, IPC_CREAT, IPC_EXCL, IPC_INFO, IPC_NOWAIT,
-    IPC_PRIVATE, IPC_RMID, IPC_STAT, SEM_STAT_ANY, SEM_UNDO, SETALL, SETVAL,
+    IPC_PRIVATE, IPC_RMID, SEM_STAT_ANY, SEM_UNDO, SETALL, SETVAL,
 };
-use shmsem::{Error, Namespace, SetReport};
+use shmsem::{Error, Namespace, SemaphoreSet, SetReport};
 
 #[path = "shmsem/show.rs"]
 mod show;
@@ -284,7 +284,12 @@ fn set(cli: &Cli, target: &Target, val: &[(i32, i32)], all: &[u16]) -> Res<()> {
         }
         return Ok(());
     }
-    let nsems = status(&ns, id)?.nsems;
+    // IPC_STAT (which, as in the library, first applies the undo of dead
+    // processes that hold adjustments on the set).
+    let nsems = SemaphoreSet::from_id(&ns, id)
+        .status()
+        .ctx("semctl(IPC_STAT)")?
+        .nsems;
     if all.len() as u64 != nsems {
         return Err(
             Failure::new("semctl(SETALL)", Error::Invalid).detail(format!(
@@ -371,15 +376,6 @@ fn resolve(ns: &Namespace, t: &Target) -> Res<i32> {
         (None, Some(key)) => ns.semget(key, 0, 0).ctx("semget"),
         (None, None) => unreachable!("clap requires one of id and --key"),
     }
-}
-
-/// IPC_STAT of a set (which, as in the library, first applies the undo of
-/// dead processes that hold adjustments on it).
-fn status(ns: &Namespace, id: i32) -> Res<SemidDs> {
-    let mut ds = SemidDs::default();
-    ns.semctl(id, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))
-        .ctx("semctl(IPC_STAT)")?;
-    Ok(ds)
 }
 
 /// Everything `stat` shows of one set, read without changing it.
