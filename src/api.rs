@@ -133,10 +133,7 @@ impl SemaphoreSet {
     /// Applies `ops` all or nothing, blocking at most `timeout`
     /// ([`Error::WouldBlock`](crate::Error::WouldBlock) when it expires).
     pub fn op_timeout(&self, ops_: &[Op], timeout: Duration) -> Result<()> {
-        let ts = Timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: timeout.subsec_nanos() as i64,
-        };
+        let ts = Timespec::from_duration(timeout);
         self.ns.semtimedop(self.id, ops(ops_), Some(&ts))
     }
     /// The value of semaphore `num`.

@@ -11,6 +11,7 @@ use core::fmt;
 /// assert_eq!(Error::WouldBlock.errno(), libc::EAGAIN);
 /// assert_eq!(Error::from_errno(libc::EIDRM), Error::Removed);
 /// assert_eq!(Error::Removed.to_string(), "the semaphore set was removed (EIDRM)");
+/// assert_eq!(Error::from_errno(libc::EMFILE), Error::Os(libc::EMFILE));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -48,8 +49,11 @@ pub enum Error {
     /// EUCLEAN: the shared segment fails its consistency checks (bad magic,
     /// version or size, or an index out of bounds). The set is unusable.
     Corrupt,
-    /// Any other errno, from the operating system (e.g. EMFILE, ENOSPC from
-    /// /dev/shm while creating a segment is reported as NoSpace instead).
+    /// Any other errno, from the operating system, as itself: for example
+    /// EMFILE or ENFILE when no descriptor is left to open a segment with
+    /// (errnos the kernel's semaphore calls never give; the message names
+    /// them, as `operating system error 24 (Too many open files)`). ENOSPC
+    /// from a full /dev/shm is [`Error::NoSpace`], ENOMEM [`Error::NoMemory`].
     Os(i32),
 }
 

@@ -36,7 +36,7 @@ mod error;
 #[cfg(not(shmsem_loom))]
 mod liveness;
 #[cfg(not(shmsem_loom))]
-mod registry;
+mod namespace;
 mod set;
 #[cfg(not(shmsem_loom))]
 mod shm;
@@ -47,7 +47,7 @@ pub mod sysv;
 pub use api::{Op, SemaphoreSet, SetStatus};
 pub use error::{Error, Result};
 #[cfg(not(shmsem_loom))]
-pub use registry::{GcReport, Limits, Namespace, DEFAULT_NAMESPACE};
+pub use namespace::{GcReport, Limits, Namespace, DEFAULT_NAMESPACE};
 pub use set::{PendingOp, ProcessReport, SetReport, SlotUsage};
 pub use shm_layout as layout;
 

@@ -480,6 +480,7 @@ impl<'a> SetView<'a> {
     /// Reads one word consistently with multi-word updates: retried while a
     /// lock holder is in the middle of writing several words. `None` after
     /// [`SEQ_TRIES`] (a holder slow or dead mid-update): take the lock.
+    #[inline]
     fn read_word(&self, n: usize) -> Option<u64> {
         for _ in 0..SEQ_TRIES {
             // SYNC: pairs with the release store that makes `seq` even again
@@ -500,6 +501,7 @@ impl<'a> SetView<'a> {
     /// GETVAL / GETPID without the lock. `None` if a dead process's undo may
     /// be pending on the semaphore (UNDO_HELD), or a writer is in the way:
     /// the caller takes the lock (and sweeps).
+    #[inline]
     pub fn read_sem(&self, n: usize) -> Option<(i32, i32)> {
         let w = self.read_word(n)?;
         if w & SEM_UNDO_HELD != 0 && w & SEM_GLOBAL == 0 {

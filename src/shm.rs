@@ -63,6 +63,10 @@ mod sigbus {
     }
 
     pub fn unguard(i: usize) {
+        // SYNC: Release pairs with the Acquire load of STARTS in
+        // `on_sigbus`: a handler that sees 0 leaves the range alone (the
+        // mapping is about to go); a later `guard` of the slot publishes
+        // its own length with its Release CAS.
         STARTS[i].store(0, Ordering::Release);
     }
 
@@ -83,6 +87,8 @@ mod sigbus {
             libc::sigemptyset(&mut sa.sa_mask);
             let old = Box::into_raw(Box::new(core::mem::zeroed::<libc::sigaction>()));
             if libc::sigaction(libc::SIGBUS, &sa, old) == 0 {
+                // SYNC: Release publishes the previous action written by
+                // sigaction to the Acquire load of OLD in `on_sigbus`.
                 OLD.store(old, Ordering::Release);
             } else {
                 drop(Box::from_raw(old));
@@ -122,6 +128,7 @@ mod sigbus {
             }
         }
         // Not ours: what would have happened without us.
+        // SYNC: Acquire pairs with the Release store of OLD in `install`.
         let old = OLD.load(Ordering::Acquire);
         // SAFETY: `old` is null or the leaked previous action, never freed.
         let old = unsafe { old.as_ref() };
@@ -158,20 +165,27 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above: all access goes through atomic types.
 unsafe impl Sync for Mapping {}
 
-fn os(e: rustix::io::Errno) -> Error {
-    match e {
-        rustix::io::Errno::NOSPC => Error::NoSpace,
-        rustix::io::Errno::NOMEM => Error::NoMemory,
-        e => Error::from(e),
-    }
+/// What [`Mapping::open`] found.
+pub enum Opened {
+    /// The object, mapped.
+    Mapped(Mapping),
+    /// No object has the name (ENOENT).
+    Missing,
+    /// The object exists, but its mode does not let this process open it
+    /// (EACCES).
+    Denied,
+}
+
+/// Keeps `fd` open across exec (clears FD_CLOEXEC): the liveness lock
+/// taken through it must outlive an exec of a program that does not load
+/// shmsem (DESIGN.md, "Facts about the C side").
+fn keep_across_exec(fd: &OwnedFd) -> Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(Error::from)
 }
 
 impl Mapping {
     fn map(fd: OwnedFd) -> Result<Mapping> {
-        // The descriptor stays open across exec (no FD_CLOEXEC): the
-        // liveness lock taken through it must outlive an exec of a program
-        // that does not load shmsem (DESIGN.md, "Facts about the C side").
-        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).map_err(os)?;
+        keep_across_exec(&fd)?;
         let file = File::from(fd);
         let map = memmap2::MmapOptions::new()
             .map_raw(&file)
@@ -190,11 +204,10 @@ impl Mapping {
             OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
             Mode::from_raw_mode(0o600),
         )
-        .map_err(os)?;
+        .map_err(Error::from)?;
         let r = (|| {
-            rustix::fs::ftruncate(&fd, size as u64).map_err(os)?;
-            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)
-                .map_err(os)?;
+            rustix::fs::ftruncate(&fd, size as u64)?;
+            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)?;
             Mapping::map(fd)
         })();
         if r.is_err() {
@@ -203,29 +216,31 @@ impl Mapping {
         r
     }
 
-    /// Opens and maps an existing object. `Ok(None)` if it does not exist.
-    pub fn open(name: &str) -> Result<Option<Mapping>> {
+    /// Opens and maps an existing object. Errors are the OS's (EMFILE,
+    /// ENFILE, ENOMEM, ...), each as itself.
+    pub fn open(name: &str) -> Result<Opened> {
         match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
-            Ok(fd) => Mapping::map(fd).map(Some),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(rustix::io::Errno::ACCESS) => Err(Error::PermissionDenied),
-            Err(e) => Err(os(e)),
+            Ok(fd) => Mapping::map(fd).map(Opened::Mapped),
+            Err(rustix::io::Errno::NOENT) => Ok(Opened::Missing),
+            Err(rustix::io::Errno::ACCESS) => Ok(Opened::Denied),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Opens another descriptor (a new open file description) of `name`.
+    /// Opens another descriptor (a new open file description) of `name`:
+    /// `Removed` if the name is gone, else the OS's error as itself.
     pub fn reopen_fd(name: &str) -> Result<OwnedFd> {
         let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(|e| match e {
             rustix::io::Errno::NOENT => Error::Removed,
-            e => os(e),
+            e => e.into(),
         })?;
-        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).map_err(os)?;
+        keep_across_exec(&fd)?;
         Ok(fd)
     }
 
     /// Sets the object's permission bits (after initialisation).
     pub fn set_mode(&self, mode: u32) -> Result<()> {
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(os)
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(Error::from)
     }
 
     /// Changes the object's owner (only root may give it away).
@@ -234,7 +249,7 @@ impl Mapping {
             rustix::fs::Uid::from_raw(uid),
             rustix::fs::Gid::from_raw(gid),
         );
-        rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(os)
+        rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(Error::from)
     }
 
     /// Start of the mapping.
@@ -257,7 +272,7 @@ impl Mapping {
 pub fn unlink(name: &str) -> Result<()> {
     match rustix::shm::unlink(name) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(os(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -275,6 +290,13 @@ pub fn list(prefix: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The calling thread's errno after a failed call (EIO if there is none).
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn flock(kind: libc::c_int, byte: i64) -> libc::flock {
@@ -298,10 +320,9 @@ pub fn ofd_try_lock(fd: impl AsFd, byte: i64) -> Result<bool> {
     if r == 0 {
         return Ok(true);
     }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
-        Some(e) => Err(Error::from_errno(e)),
-        None => Err(Error::Os(libc::EIO)),
+    match last_errno() {
+        libc::EAGAIN | libc::EACCES => Ok(false),
+        e => Err(Error::from_errno(e)),
     }
 }
 
@@ -319,11 +340,7 @@ pub fn ofd_is_locked(fd: impl AsFd, byte: i64) -> Result<bool> {
     // SAFETY: F_OFD_GETLK reads and writes one valid flock struct.
     let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
     if r != 0 {
-        return Err(Error::from_errno(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        ));
+        return Err(Error::from_errno(last_errno()));
     }
     Ok(fl.l_type as libc::c_int != libc::F_UNLCK)
 }
@@ -338,10 +355,9 @@ pub fn ofd_lock_wait(fd: impl AsFd, byte: i64) -> Result<()> {
         if r == 0 {
             return Ok(());
         }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(e) => return Err(Error::from_errno(e)),
-            None => return Err(Error::Os(libc::EIO)),
+        match last_errno() {
+            libc::EINTR => continue,
+            e => return Err(Error::from_errno(e)),
         }
     }
 }

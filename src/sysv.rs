@@ -3,8 +3,9 @@
 //! The free functions work in the process's default namespace
 //! ([`Namespace::default_ns`]: `SHMSEM_NAMESPACE`, or
 //! [`DEFAULT_NAMESPACE`](crate::DEFAULT_NAMESPACE)); the same calls exist as
-//! methods of [`Namespace`]. Errors are [`Error`]s, whose [`Error::errno`] is
-//! exactly what the kernel would have returned.
+//! methods of [`Namespace`]. Errors are [`Error`](crate::Error)s, whose
+//! [`Error::errno`](crate::Error::errno) is exactly what the kernel would
+//! have returned.
 
 pub use shm_layout::{
     GETALL, GETNCNT, GETPID, GETVAL, GETZCNT, IPC_CREAT, IPC_EXCL, IPC_INFO, IPC_NOWAIT,
@@ -14,6 +15,7 @@ pub use shm_layout::{
 
 #[cfg(not(shmsem_loom))]
 use crate::{Namespace, Result};
+use shm_layout::{IPCMNI_SHIFT, SEMMNI_MAX};
 
 /// One operation, laid out as C's `struct sembuf`.
 #[repr(C)]
@@ -45,6 +47,68 @@ pub struct Timespec {
     pub tv_sec: i64,
     /// Nanoseconds, 0..1_000_000_000.
     pub tv_nsec: i64,
+}
+
+impl Timespec {
+    /// The timeout `d`; seconds beyond `i64::MAX` (some 292 billion years)
+    /// are clamped to it.
+    ///
+    /// ```
+    /// use shmsem::sysv::Timespec;
+    /// let t = Timespec::from_duration(std::time::Duration::from_millis(1500));
+    /// assert_eq!((t.tv_sec, t.tv_nsec), (1, 500_000_000));
+    /// ```
+    pub const fn from_duration(d: core::time::Duration) -> Timespec {
+        let secs = d.as_secs();
+        Timespec {
+            tv_sec: if secs > i64::MAX as u64 {
+                i64::MAX
+            } else {
+                secs as i64
+            },
+            tv_nsec: d.subsec_nanos() as i64,
+        }
+    }
+}
+
+/// A set id taken apart, as the kernel builds and splits its ipc ids
+/// (`ipc_buildid`, `ipcid_to_idx`, `ipcid_to_seqx`): `seq << IPCMNI_SHIFT |
+/// index`, where `index` is the set's place in its namespace and `seq` counts
+/// the reuses of the index (a stale id has an old `seq`).
+///
+/// ```
+/// use shmsem::sysv::SetId;
+/// let id = SetId::new(5, 3);
+/// assert_eq!(id.raw(), 3 << shmsem::layout::IPCMNI_SHIFT | 5);
+/// assert_eq!(SetId::from_raw(id.raw()), id);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SetId {
+    /// The index: the low IPCMNI_SHIFT bits.
+    pub index: u32,
+    /// The sequence number: the bits above.
+    pub seq: u32,
+}
+
+impl SetId {
+    /// The id of index `index` (below SEMMNI_MAX) in its `seq`-th use.
+    pub const fn new(index: u32, seq: u32) -> SetId {
+        SetId { index, seq }
+    }
+
+    /// Splits the id `id` (callers reject negative ids first: they name no
+    /// set).
+    pub const fn from_raw(id: i32) -> SetId {
+        SetId {
+            index: id as u32 & (SEMMNI_MAX - 1),
+            seq: id as u32 >> IPCMNI_SHIFT,
+        }
+    }
+
+    /// The id as the calls take and return it.
+    pub const fn raw(self) -> i32 {
+        ((self.seq << IPCMNI_SHIFT) | self.index) as i32
+    }
 }
 
 /// Ownership and permissions of a set, as `struct ipc_perm`.

@@ -37,11 +37,10 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use libc::{c_int, c_long, c_void, size_t};
-use shmsem::layout::IPCMNI_SHIFT;
 use shmsem::sysv::{
-    is_known_cmd, IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, GETALL, GETNCNT, GETPID,
-    GETVAL, GETZCNT, IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT, SEM_STAT_ANY,
-    SETALL, SETVAL,
+    IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, SetId, Timespec, GETALL, GETNCNT, GETPID, GETVAL,
+    GETZCNT, IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT, SEM_INFO, SEM_STAT, SEM_STAT_ANY, SETALL,
+    SETVAL,
 };
 use shmsem::{Error, Namespace};
 
@@ -238,25 +237,53 @@ unsafe fn copy_in(dst: *mut c_void, src: usize, len: usize) -> Result<()> {
         unsafe { std::ptr::copy(src as *const u8, dst.cast::<u8>(), len) };
         return Ok(());
     }
+    // SAFETY: `dst` is valid for writes of `len` bytes (the caller's
+    // obligation).
+    unsafe { vm_copy(dst, src, len, Direction::In) }
+}
+
+/// Which way [`vm_copy`] copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// From the caller's address into our buffer (process_vm_readv).
+    In,
+    /// From our buffer to the caller's address (process_vm_writev).
+    Out,
+}
+
+/// Copies `len` bytes between our buffer `local` and address `remote` of
+/// this process through the kernel, which checks `remote`: EFAULT if any
+/// of its bytes is not readable (`In`) or writable (`Out`).
+///
+/// # Safety
+///
+/// * `local` must be valid for writes (`In`) or reads (`Out`) of `len`
+///   bytes.
+unsafe fn vm_copy(local: *mut c_void, remote: usize, len: usize, dir: Direction) -> Result<()> {
     let local = libc::iovec {
-        iov_base: dst,
+        iov_base: local,
         iov_len: len,
     };
     let remote = libc::iovec {
-        iov_base: src as *mut c_void,
+        iov_base: remote as *mut c_void,
         iov_len: len,
     };
     // The pid is asked for every time: a cached pid would be the parent's in
     // a child made by a raw clone, and these calls would then silently read
     // (or write) the parent's memory.
-    // SAFETY: `local` describes `len` writable bytes (the caller's
-    // obligation); `remote` is only read by the kernel, which checks it and
-    // reports EFAULT for unmapped or unreadable addresses.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    // SAFETY: `local` describes `len` bytes we may write (`In`) or read
+    // (`Out`), the caller's obligation; `remote` is checked by the kernel,
+    // which reports EFAULT for an address it may not read or write.
+    let n = unsafe {
+        match dir {
+            Direction::In => libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0),
+            Direction::Out => libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0),
+        }
+    };
     if n == len as isize {
         Ok(())
     } else if n >= 0 {
-        // A partial copy: the range runs into an unreadable page.
+        // A partial copy: the range runs into an unusable page.
         Err(Error::BadAddress)
     } else {
         Err(Error::from_errno(errno()))
@@ -273,25 +300,9 @@ unsafe fn copy_out(dst: usize, src: *const c_void, len: usize) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
-    let local = libc::iovec {
-        iov_base: src as *mut c_void,
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: dst as *mut c_void,
-        iov_len: len,
-    };
-    // SAFETY: `local` describes `len` readable bytes (the caller's
-    // obligation); the kernel only reads them. `remote` is checked by the
-    // kernel, which reports EFAULT for unmapped or read-only addresses.
-    let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if n == len as isize {
-        Ok(())
-    } else if n >= 0 {
-        Err(Error::BadAddress)
-    } else {
-        Err(Error::from_errno(errno()))
-    }
+    // SAFETY: `src` is valid for reads of `len` bytes (the caller's
+    // obligation); the kernel only reads it.
+    unsafe { vm_copy(src as *mut c_void, dst, len, Direction::Out) }
 }
 
 /// Reads one `T` from address `src`.
@@ -432,16 +443,11 @@ fn do_semtimedop(semid: c_int, sops: usize, nsops: u32, timeout: usize) -> Resul
         })
     };
     let ns = namespace()?;
-    // 1. Too many operations: E2BIG, nothing copied.
-    if nsops > ns.limits().semopm {
-        return Err(Error::TooManyOps);
-    }
-    // 2. No operation: EINVAL without touching the pointer.
-    if nsops < 1 {
-        return Err(Error::Invalid);
-    }
-    // 3. Copy the operations: EFAULT if unreadable. The rest of the order
-    // (semid < 0, bad timeout, unknown id, EFBIG, ...) is the engine's.
+    // 1. Too many operations (E2BIG) or none (EINVAL): the library's checks
+    // before the copy-in, without touching the pointer.
+    ns.check_nsops(nsops as usize)?;
+    // 2. Copy the operations: EFAULT if unreadable. The rest of the order
+    // (semid < 0, bad timeout, unknown id, EFBIG, ...) is the library's.
     let n = nsops as usize;
     let mut stack = [Sembuf::default(); SOPS_ON_STACK];
     let mut heap = Vec::new();
@@ -465,7 +471,7 @@ fn do_semtimedop(semid: c_int, sops: usize, nsops: u32, timeout: usize) -> Resul
 /// write-only set still works; the returned id must be `semid` itself,
 /// otherwise (a stale id) IPC_STAT gives the lookup error the kernel gives.
 fn set_status(ns: &Namespace, semid: c_int) -> Result<SemidDs> {
-    let index = semid & ((1 << IPCMNI_SHIFT) - 1);
+    let index = SetId::from_raw(semid).index as c_int;
     let mut ds = SemidDs::default();
     if let Ok(id) = ns.semctl(index, 0, SEM_STAT_ANY, SemctlArg::StatOut(&mut ds)) {
         if id == semid {
@@ -475,35 +481,6 @@ fn set_status(ns: &Namespace, semid: c_int) -> Result<SemidDs> {
     let mut ds = SemidDs::default();
     ns.semctl(semid, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))?;
     Ok(ds)
-}
-
-/// Whether this process may alter a set with these permissions
-/// (SEMANTICS.md I: owner, else group, else other bits; root passes).
-fn may_alter(perm: &IpcPerm) -> bool {
-    // SAFETY: geteuid and getegid cannot fail and touch no memory of ours.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if euid == 0 {
-        return true;
-    }
-    let granted = if euid == perm.cuid || euid == perm.uid {
-        perm.mode >> 6
-    } else if in_group(egid, perm.cgid) || in_group(egid, perm.gid) {
-        perm.mode >> 3
-    } else {
-        perm.mode
-    };
-    granted & 0o2 != 0
-}
-
-fn in_group(egid: libc::gid_t, gid: libc::gid_t) -> bool {
-    if egid == gid {
-        return true;
-    }
-    let mut groups = [0 as libc::gid_t; 256];
-    // SAFETY: `groups` holds 256 gid_t; getgroups writes at most that many
-    // and returns -1 (EINVAL) if there are more.
-    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
-    n > 0 && groups[..n as usize].contains(&gid)
 }
 
 /// semctl, for the glibc wrapper and the raw system call alike. `arg` is
@@ -517,9 +494,9 @@ fn in_group(egid: libc::gid_t, gid: libc::gid_t) -> bool {
 /// Linux 6.18 x86-64). glibc passes known commands through unchanged on
 /// these architectures (`__IPC_64` is 0 there). So both paths behave alike.
 fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_int> {
-    if semid < 0 || !is_known_cmd(cmd) {
-        return Err(Error::Invalid);
-    }
+    // Before IPC_SET's copy-in (EFAULT) and SETALL's size lookup: EINVAL
+    // for a negative id or an unknown command, as the library gives it.
+    Namespace::check_semctl(semid, cmd)?;
     let ns = namespace()?;
     match cmd {
         IPC_RMID | GETVAL | GETPID | GETNCNT | GETZCNT => {
@@ -557,13 +534,12 @@ fn do_semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: usize) -> Result<c_in
         SETALL => {
             // Lookup, then write permission, then the copy-in (EFAULT), then
             // the values (ERANGE).
-            let ds = set_status(ns, semid)?;
-            let mut values = vec![0u16; ds.nsems as usize];
+            let nsems = set_status(ns, semid)?.nsems as usize;
+            let mut values = vec![0u16; nsems];
             // SAFETY: u16 has no invalid bit patterns.
             if let Err(e) = unsafe { read_array(arg, &mut values) } {
-                if !may_alter(&ds.perm) {
-                    return Err(Error::PermissionDenied);
-                }
+                // The library's permission check comes before the copy.
+                ns.check_access(semid, true)?;
                 return Err(e);
             }
             ns.semctl(semid, semnum, cmd, SemctlArg::SetAll(&values))

@@ -15,9 +15,9 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use shmsem::sysv::{
     Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, IPC_CREAT, IPC_EXCL, IPC_INFO, IPC_NOWAIT,
-    IPC_PRIVATE, IPC_RMID, IPC_STAT, SEM_STAT_ANY, SEM_UNDO, SETALL, SETVAL,
+    IPC_PRIVATE, IPC_RMID, SEM_STAT_ANY, SEM_UNDO, SETALL, SETVAL,
 };
-use shmsem::{Error, Namespace, SetReport};
+use shmsem::{Error, Namespace, SemaphoreSet, SetReport};
 
 #[path = "shmsem/show.rs"]
 mod show;
@@ -219,10 +219,7 @@ impl<T> Context<T> for shmsem::Result<T> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = std::io::stdout().lock();
-    let r = run(&cli, &mut out).and_then(|()| {
-        out.flush()
-            .map_err(|e| Failure::new("write", Error::from_errno(e.raw_os_error().unwrap_or(0))))
-    });
+    let r = run(&cli, &mut out).and_then(|()| out.flush().map_err(write_failure));
     match r {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`shmsem ls | head`) is not worth a message.
@@ -259,60 +256,76 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Res<()> {
                 .ctx("semctl(IPC_RMID)")?;
             Ok(())
         }
-        Cmd::Set { target, val, all } => {
-            let ns = existing(&cli.namespace)?;
-            let id = resolve(&ns, target)?;
-            if all.is_empty() {
-                for &(num, v) in val {
-                    ns.semctl(id, num, SETVAL, SemctlArg::Val(v))
-                        .ctx("semctl(SETVAL)")?;
-                }
-            } else {
-                let nsems = status(&ns, id)?.nsems;
-                if all.len() as u64 != nsems {
-                    return Err(
-                        Failure::new("semctl(SETALL)", Error::Invalid).detail(format!(
-                            "{} values given for a set of {} semaphores",
-                            all.len(),
-                            nsems
-                        )),
-                    );
-                }
-                ns.semctl(id, 0, SETALL, SemctlArg::SetAll(all))
-                    .ctx("semctl(SETALL)")?;
-            }
-            Ok(())
-        }
+        Cmd::Set { target, val, all } => set(cli, target, val, all),
         Cmd::Op {
             id,
             ops,
             undo,
             nowait,
             timeout,
-        } => {
-            let ns = existing(&cli.namespace)?;
-            let mut ops = ops.clone();
-            for o in &mut ops {
-                o.sem_flg |= if *undo { SEM_UNDO as i16 } else { 0 }
-                    | if *nowait { IPC_NOWAIT as i16 } else { 0 };
-            }
-            match timeout {
-                None => ns.semop(*id, &ops).ctx("semop"),
-                Some(d) => {
-                    let ts = Timespec {
-                        tv_sec: d.as_secs() as i64,
-                        tv_nsec: d.subsec_nanos() as i64,
-                    };
-                    ns.semtimedop(*id, &ops, Some(&ts)).ctx("semtimedop")
-                }
-            }
-        }
+        } => op(cli, *id, ops, *undo, *nowait, *timeout),
         Cmd::Gc { all_namespaces } => gc(cli, *all_namespaces, out),
         Cmd::Watch {
             target,
             interval,
             count,
         } => watch(cli, target, *interval, *count, out),
+    }
+}
+
+/// `set`: SETVAL for each `--val`, or SETALL of `--all`.
+fn set(cli: &Cli, target: &Target, val: &[(i32, i32)], all: &[u16]) -> Res<()> {
+    let ns = existing(&cli.namespace)?;
+    let id = resolve(&ns, target)?;
+    if all.is_empty() {
+        for &(num, v) in val {
+            ns.semctl(id, num, SETVAL, SemctlArg::Val(v))
+                .ctx("semctl(SETVAL)")?;
+        }
+        return Ok(());
+    }
+    // IPC_STAT (which, as in the library, first applies the undo of dead
+    // processes that hold adjustments on the set).
+    let nsems = SemaphoreSet::from_id(&ns, id)
+        .status()
+        .ctx("semctl(IPC_STAT)")?
+        .nsems;
+    if all.len() as u64 != nsems {
+        return Err(
+            Failure::new("semctl(SETALL)", Error::Invalid).detail(format!(
+                "{} values given for a set of {} semaphores",
+                all.len(),
+                nsems
+            )),
+        );
+    }
+    ns.semctl(id, 0, SETALL, SemctlArg::SetAll(all))
+        .ctx("semctl(SETALL)")?;
+    Ok(())
+}
+
+/// `op`: one semop (semtimedop with `--timeout`), the flags added to every
+/// operation.
+fn op(
+    cli: &Cli,
+    id: i32,
+    ops: &[Sembuf],
+    undo: bool,
+    nowait: bool,
+    timeout: Option<Duration>,
+) -> Res<()> {
+    let ns = existing(&cli.namespace)?;
+    let mut ops = ops.to_vec();
+    for o in &mut ops {
+        o.sem_flg |=
+            if undo { SEM_UNDO as i16 } else { 0 } | if nowait { IPC_NOWAIT as i16 } else { 0 };
+    }
+    match timeout {
+        None => ns.semop(id, &ops).ctx("semop"),
+        Some(d) => {
+            let ts = Timespec::from_duration(d);
+            ns.semtimedop(id, &ops, Some(&ts)).ctx("semtimedop")
+        }
     }
 }
 
@@ -334,8 +347,12 @@ fn print(
 }
 
 fn write_all(out: &mut dyn Write, text: &str) -> Res<()> {
-    out.write_all(text.as_bytes())
-        .map_err(|e| Failure::new("write", Error::from_errno(e.raw_os_error().unwrap_or(0))))
+    out.write_all(text.as_bytes()).map_err(write_failure)
+}
+
+/// A failed write to the output.
+fn write_failure(e: std::io::Error) -> Failure {
+    Failure::new("write", Error::from_errno(e.raw_os_error().unwrap_or(0)))
 }
 
 fn ns_failure(name: &str, e: Error) -> Failure {
@@ -359,15 +376,6 @@ fn resolve(ns: &Namespace, t: &Target) -> Res<i32> {
         (None, Some(key)) => ns.semget(key, 0, 0).ctx("semget"),
         (None, None) => unreachable!("clap requires one of id and --key"),
     }
-}
-
-/// IPC_STAT of a set (which, as in the library, first applies the undo of
-/// dead processes that hold adjustments on it).
-fn status(ns: &Namespace, id: i32) -> Res<SemidDs> {
-    let mut ds = SemidDs::default();
-    ns.semctl(id, 0, IPC_STAT, SemctlArg::StatOut(&mut ds))
-        .ctx("semctl(IPC_STAT)")?;
-    Ok(ds)
 }
 
 /// Everything `stat` shows of one set, read without changing it.
@@ -562,8 +570,7 @@ fn watch(cli: &Cli, t: &Target, interval: u64, count: Option<u64>, out: &mut dyn
             format!("{sep}{head}{}", v.human())
         };
         write_all(out, &text)?;
-        out.flush()
-            .map_err(|e| Failure::new("write", Error::from_errno(e.raw_os_error().unwrap_or(0))))?;
+        out.flush().map_err(write_failure)?;
         if count.is_some_and(|c| frame >= c) {
             return Ok(());
         }

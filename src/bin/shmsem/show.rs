@@ -191,38 +191,49 @@ impl SetView {
     }
 
     pub fn human(&self) -> String {
-        let r = &self.report;
         let mut s = format!("Set {} in namespace {}\n", self.id, self.namespace);
-        let key = self.key.map(key_hex).unwrap_or_else(|| "?".to_string());
-        match &self.status {
-            Some(ds) => {
-                let p = &ds.perm;
-                s += &table(
-                    &["key", &key],
-                    &[
-                        vec!["owner".into(), format!("{}:{}", user(p.uid), group(p.gid))],
-                        vec![
-                            "creator".into(),
-                            format!("{}:{}", user(p.cuid), group(p.cgid)),
-                        ],
-                        vec!["mode".into(), format!("{:04o}", p.mode)],
-                        vec!["nsems".into(), ds.nsems.to_string()],
-                        vec!["otime".into(), time(ds.otime)],
-                        vec!["ctime".into(), time(ds.ctime)],
-                    ],
-                    "",
-                );
-            }
-            None => {
-                if self.key.is_some() {
-                    s += &format!("key    {key}\n");
-                }
-                s += "(key, owner, mode and times not shown: reading them (IPC_STAT) would\n\
-                      first apply the undo of the dead processes below)\n";
-            }
-        }
-
+        s += &self.status_human();
         s += "\n";
+        s += &self.semaphores_human();
+        s += &self.pending_human();
+        s += &self.holding_human();
+        s += &self.table_human();
+        s
+    }
+
+    /// Key, owner, creator, mode, size and times.
+    fn status_human(&self) -> String {
+        let key = self.key.map(key_hex).unwrap_or_else(|| "?".to_string());
+        let Some(ds) = &self.status else {
+            let mut s = String::new();
+            if self.key.is_some() {
+                s += &format!("key    {key}\n");
+            }
+            s += "(key, owner, mode and times not shown: reading them (IPC_STAT) would\n\
+                  first apply the undo of the dead processes below)\n";
+            return s;
+        };
+        let p = &ds.perm;
+        table(
+            &["key", &key],
+            &[
+                vec!["owner".into(), format!("{}:{}", user(p.uid), group(p.gid))],
+                vec![
+                    "creator".into(),
+                    format!("{}:{}", user(p.cuid), group(p.cgid)),
+                ],
+                vec!["mode".into(), format!("{:04o}", p.mode)],
+                vec!["nsems".into(), ds.nsems.to_string()],
+                vec!["otime".into(), time(ds.otime)],
+                vec!["ctime".into(), time(ds.ctime)],
+            ],
+            "",
+        )
+    }
+
+    /// Per semaphore: value, sempid, ncnt, zcnt.
+    fn semaphores_human(&self) -> String {
+        let r = &self.report;
         let rows: Vec<Vec<String>> = (0..r.values.len())
             .map(|i| {
                 vec![
@@ -234,45 +245,59 @@ impl SetView {
                 ]
             })
             .collect();
-        s += &table(&["semnum", "value", "sempid", "ncnt", "zcnt"], &rows, "");
+        table(&["semnum", "value", "sempid", "ncnt", "zcnt"], &rows, "")
+    }
 
-        s += "\nPending operations (FIFO order):\n";
-        if r.pending.is_empty() {
+    /// The pending queue in FIFO order.
+    fn pending_human(&self) -> String {
+        let mut s = "\nPending operations (FIFO order):\n".to_string();
+        if self.report.pending.is_empty() {
             s += "  none\n";
-        } else {
-            let rows: Vec<Vec<String>> = r
-                .pending
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.pid.to_string(),
-                        waited(self.waited_ns(p)),
-                        ops_text(&p.ops),
-                    ]
-                })
-                .collect();
-            s += &table(&["pid", "waiting", "ops"], &rows, "  ");
+            return s;
         }
+        let rows: Vec<Vec<String>> = self
+            .report
+            .pending
+            .iter()
+            .map(|p| {
+                vec![
+                    p.pid.to_string(),
+                    waited(self.waited_ns(p)),
+                    ops_text(&p.ops),
+                ]
+            })
+            .collect();
+        s += &table(&["pid", "waiting", "ops"], &rows, "  ");
+        s
+    }
 
-        s += "\nProcesses holding SEM_UNDO adjustments or queue slots:\n";
+    /// The processes holding undo adjustments or queue slots.
+    fn holding_human(&self) -> String {
+        let mut s = "\nProcesses holding SEM_UNDO adjustments or queue slots:\n".to_string();
         let holding: Vec<&ProcessReport> = self.processes().filter(|p| holds(p)).collect();
         if holding.is_empty() {
             s += "  none\n";
-        } else {
-            let rows: Vec<Vec<String>> = holding
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.pid.to_string(),
-                        if p.alive { "alive" } else { "DEAD" }.to_string(),
-                        p.queued.to_string(),
-                        adjustments_text(p),
-                    ]
-                })
-                .collect();
-            s += &table(&["pid", "state", "queued", "adjustments"], &rows, "  ");
+            return s;
         }
+        let rows: Vec<Vec<String>> = holding
+            .iter()
+            .map(|p| {
+                vec![
+                    p.pid.to_string(),
+                    if p.alive { "alive" } else { "DEAD" }.to_string(),
+                    p.queued.to_string(),
+                    adjustments_text(p),
+                ]
+            })
+            .collect();
+        s += &table(&["pid", "state", "queued", "adjustments"], &rows, "  ");
+        s
+    }
 
+    /// Dead processes not yet swept, and the use of the process table and
+    /// the queue arena.
+    fn table_human(&self) -> String {
+        let mut s = String::new();
         // Dead entries that hold nothing are left by every process that
         // took the set's lock (this command included) and are freed lazily:
         // they are counted, not listed.
@@ -290,7 +315,7 @@ impl SetView {
                 held.join(" ")
             );
         }
-        let u = &r.slots;
+        let u = &self.report.slots;
         s += &format!(
             "\nProcess table: {} ({} live, {} dead holding something, {} idle of exited processes)\n\
              Queue arena: {} free, {} queued, {} done, {} continuation\n",
@@ -308,20 +333,7 @@ impl SetView {
 
     pub fn json(&self) -> Value {
         let r = &self.report;
-        let status = self.status.as_ref().map(|ds| {
-            let p = &ds.perm;
-            json!({
-                "key": p.key,
-                "uid": p.uid,
-                "gid": p.gid,
-                "cuid": p.cuid,
-                "cgid": p.cgid,
-                "mode": p.mode,
-                "nsems": ds.nsems,
-                "otime": ds.otime,
-                "ctime": ds.ctime,
-            })
-        });
+        let status = self.status.as_ref().map(status_json);
         let semaphores: Vec<Value> = (0..r.values.len())
             .map(|i| {
                 json!({
@@ -377,6 +389,22 @@ impl SetView {
             },
         })
     }
+}
+
+/// A set's status (IPC_STAT's data) as JSON.
+fn status_json(ds: &SemidDs) -> Value {
+    let p = &ds.perm;
+    json!({
+        "key": p.key,
+        "uid": p.uid,
+        "gid": p.gid,
+        "cuid": p.cuid,
+        "cgid": p.cgid,
+        "mode": p.mode,
+        "nsems": ds.nsems,
+        "otime": ds.otime,
+        "ctime": ds.ctime,
+    })
 }
 
 fn op_json(o: &Sembuf) -> Value {
@@ -447,22 +475,13 @@ pub fn list_json(rows: &[ListRow]) -> Value {
     let sets: Vec<Value> = rows
         .iter()
         .map(|r| {
-            let p = &r.ds.perm;
-            json!({
-                "namespace": r.namespace,
-                "id": r.id,
-                "key": p.key,
-                "uid": p.uid,
-                "gid": p.gid,
-                "cuid": p.cuid,
-                "cgid": p.cgid,
-                "mode": p.mode,
-                "nsems": r.ds.nsems,
-                "otime": r.ds.otime,
-                "ctime": r.ds.ctime,
-                "waiters": r.waiters,
-                "live_processes": r.live,
-            })
+            // The status's fields, and the row's own.
+            let mut j = status_json(&r.ds);
+            j["namespace"] = json!(r.namespace);
+            j["id"] = json!(r.id);
+            j["waiters"] = json!(r.waiters);
+            j["live_processes"] = json!(r.live);
+            j
         })
         .collect();
     json!({ "sets": sets })

@@ -1,0 +1,254 @@
+//! This process's entry in one set's process table: adopted after an exec,
+//! claimed from the free ones, or, when the table is full, made free by
+//! releasing the entries of dead processes that hold nothing.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+
+use super::{identity, OsHost};
+use crate::set::{Host, Me, SetView};
+use crate::shm::{self, Mapping};
+use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
+use crate::{Error, Result};
+use shm_layout::{
+    ProcEntry, PROC_ACTIVE, PROC_CLAIMING, PROC_FREE, PROC_GEN_SHIFT, PROC_LOCK_BASE,
+    PROC_STATE_MASK,
+};
+
+/// This process's registration in one set: its process-table entry and the
+/// descriptor whose lock on the entry's byte says "alive".
+struct Registration {
+    me: Me,
+    fd: OwnedFd,
+}
+
+/// This process's membership of one mapped set: its registration, made on
+/// first use (and again in a forked child), and a lock-free copy of it for
+/// the calls that follow.
+pub struct Membership {
+    /// pid that `me` belongs to (0: none); checked before `me` is used.
+    pid: AtomicI32,
+    /// `Me` packed: slot | gen << 32.
+    me: AtomicU64,
+    /// The registration's descriptor (-1: none), for liveness checks.
+    fd: AtomicI32,
+    reg: Mutex<Option<Registration>>,
+}
+
+impl Membership {
+    /// No registration yet.
+    pub fn new() -> Membership {
+        Membership {
+            pid: AtomicI32::new(0),
+            me: AtomicU64::new(0),
+            fd: AtomicI32::new(-1),
+            reg: Mutex::new(None),
+        }
+    }
+
+    /// This process's identity in set `v` (whose segment is `name`),
+    /// registering on first use (and again in a forked child).
+    pub fn me(&self, v: &SetView<'_>, name: &str) -> Result<Me> {
+        let pid = identity::pid();
+        // SYNC: Acquire pairs with the Release store of `pid` at the end of
+        // this function (`Membership::me`), after `me`.
+        if self.pid.load(Ordering::Acquire) == pid {
+            let m = self.me.load(Ordering::Relaxed);
+            return Ok(Me {
+                slot: m as u32,
+                gen: (m >> 32) as u32,
+                pid,
+                lone: sync::lone_thread(),
+            });
+        }
+        let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = reg.as_ref() {
+            if r.me.pid == pid {
+                return Ok(Me {
+                    lone: sync::lone_thread(),
+                    ..r.me
+                });
+            }
+        }
+        // First use, or a forked child holding the parent's registration:
+        // close the parent's descriptor (its lock stays with the parent).
+        *reg = None;
+        let r = register(v, name, pid)?;
+        let me = Me {
+            lone: sync::lone_thread(),
+            ..r.me
+        };
+        let fd = r.fd.as_raw_fd();
+        *reg = Some(r);
+        self.me
+            .store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
+        self.fd.store(fd, Ordering::Relaxed);
+        // SYNC: Release publishes `me` and `fd` to the Acquire loads of
+        // `pid` in `Membership::me` and `Membership::host`.
+        self.pid.store(pid, Ordering::Release);
+        Ok(me)
+    }
+
+    /// The host for this process's calls on the set (after
+    /// [`Membership::me`]); before registration it tests the locks through
+    /// `segment`, the set mapping's descriptor. No lock: a thread asleep in
+    /// the set must not keep its other threads out.
+    pub fn host<'a>(&'a self, segment: BorrowedFd<'a>) -> OsHost<'a> {
+        // SYNC: Acquire pairs with the Release store of `pid` in
+        // `Membership::me`, after `fd`.
+        if self.pid.load(Ordering::Acquire) == identity::pid() {
+            let fd = self.fd.load(Ordering::Relaxed);
+            if fd >= 0 {
+                // SAFETY: the registration of this pid owns `fd` and is only
+                // ever replaced by a process with another pid (a forked
+                // child, in its own copy of the membership), so it stays
+                // open as long as `self`, which outlives the returned host.
+                return OsHost::new(unsafe { BorrowedFd::borrow_raw(fd) });
+            }
+        }
+        OsHost::new(segment)
+    }
+}
+
+/// Registers process `pid` in set `v` (segment `name`): the same process
+/// before an exec adopts its entry; otherwise a free entry is claimed,
+/// after freeing idle entries of the dead if there is none. ENOMEM when the
+/// table stays full.
+fn register(v: &SetView<'_>, name: &str, pid: i32) -> Result<Registration> {
+    let start = identity::start_time();
+    if let Some(r) = adopt_after_exec(v, name, pid, start)? {
+        return Ok(r);
+    }
+    let fd = Mapping::reopen_fd(name)?;
+    let me = match claim_free(v, &fd, pid, start)? {
+        Some(me) => me,
+        None => {
+            free_idle_dead(v, &fd);
+            claim_free(v, &fd, pid, start)?.ok_or(Error::NoMemory)?
+        }
+    };
+    Ok(Registration { me, fd })
+}
+
+/// The same process before an exec (same pid and start time): its entry,
+/// and with it its undo, is ours again.
+fn adopt_after_exec(
+    v: &SetView<'_>,
+    name: &str,
+    pid: i32,
+    start: u64,
+) -> Result<Option<Registration>> {
+    for s in 0..v.procs_in_use() {
+        let p = v.proc(s).expect("in range");
+        // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in
+        // `claim_free`, after the pid and start time.
+        let sg = p.state_gen.load(Ordering::Acquire);
+        if sg & PROC_STATE_MASK == PROC_ACTIVE
+            && p.pid.load(Ordering::Relaxed) == pid
+            && p.start_time.load(Ordering::Relaxed) == start
+        {
+            let fd = Mapping::reopen_fd(name)?;
+            // Our pre-exec descriptor normally still holds the lock; if it
+            // does not, hold it now.
+            let _ = shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64);
+            let me = Me {
+                slot: s,
+                gen: sg >> PROC_GEN_SHIFT,
+                pid,
+                lone: false,
+            };
+            return Ok(Some(Registration { me, fd }));
+        }
+    }
+    Ok(None)
+}
+
+/// Claims a free entry whose lock byte `fd` can take, for process `pid`
+/// (started at `start`). `None`: none is free.
+fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Option<Me>> {
+    for s in 0..v.proc_slots() {
+        let p = v.proc(s).expect("in range");
+        // SYNC: Acquire pairs with the Release CAS that freed the entry
+        // (`free_idle_dead`, or INTENT_REAP in `SetView::redo`).
+        let sg = p.state_gen.load(Ordering::Acquire);
+        if sg & PROC_STATE_MASK != PROC_FREE {
+            continue;
+        }
+        let gen = (sg >> PROC_GEN_SHIFT).wrapping_add(1) & (u32::MAX >> PROC_GEN_SHIFT);
+        let claiming = (gen << PROC_GEN_SHIFT) | PROC_CLAIMING;
+        // SYNC: AcqRel: Acquire as the load above; Release orders nothing
+        // of ours (the entry is published by the ACTIVE store below).
+        if p.state_gen
+            .compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let locked = shm::ofd_try_lock(fd, PROC_LOCK_BASE + s as i64);
+        if !matches!(locked, Ok(true)) {
+            // Ok(false): a descriptor inherited from the entry's dead owner
+            // still holds its byte: leave this entry for later. An error
+            // gives the entry back too, then is reported.
+            // SYNC: Release pairs with the Acquire load of `state_gen` of a
+            // later claimer (`claim_free`).
+            p.state_gen.store(sg, Ordering::Release);
+            locked?;
+            continue;
+        }
+        activate(p, gen, pid, start);
+        v.note_claimed(s);
+        return Ok(Some(Me {
+            slot: s,
+            gen,
+            pid,
+            lone: false,
+        }));
+    }
+    Ok(None)
+}
+
+/// Makes claimed entry `p` (generation `gen`) process `pid`'s, holding
+/// nothing, and ACTIVE.
+fn activate(p: &ProcEntry, gen: u32, pid: i32, start: u64) {
+    p.pid.store(pid, Ordering::Relaxed);
+    p.start_time.store(start, Ordering::Relaxed);
+    p.undo_count.store(0, Ordering::Relaxed);
+    p.queued.store(0, Ordering::Relaxed);
+    p.undo_record.store(0, Ordering::Relaxed);
+    p.asleep.store(0, Ordering::Relaxed);
+    p.cpu.store(0, Ordering::Relaxed);
+    p.locking.store(0, Ordering::Relaxed);
+    p.holding.store(0, Ordering::Relaxed);
+    // SYNC: Release publishes pid/start before the entry is ACTIVE (to the
+    // Acquire loads of `state_gen` in `adopt_after_exec` and the sweeps).
+    p.state_gen
+        .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+}
+
+/// The table is full: frees the entries of dead processes that hold
+/// nothing (those holding undo or queue slots are reaped by sweeps, which
+/// apply what they hold). Liveness is tested through `fd`, our own open
+/// file description.
+fn free_idle_dead(v: &SetView<'_>, fd: &OwnedFd) {
+    let host = OsHost::new(fd.as_fd());
+    for s in 0..v.procs_in_use() {
+        let p = v.proc(s).expect("in range");
+        // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in
+        // `activate`.
+        let sg = p.state_gen.load(Ordering::Acquire);
+        if sg & PROC_STATE_MASK == PROC_ACTIVE
+            && p.undo_count.load(Ordering::Relaxed) == 0
+            && p.queued.load(Ordering::Relaxed) == 0
+            && host.is_dead(v, s)
+        {
+            // SYNC: AcqRel: Release pairs with the Acquire load of a later
+            // claimer (`claim_free`); the CAS fails if the entry changed.
+            let _ = p.state_gen.compare_exchange(
+                sg,
+                sg & !PROC_STATE_MASK,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}

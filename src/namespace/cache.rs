@@ -1,0 +1,189 @@
+//! The per-process set cache: the sets mapped into this process, by index,
+//! found by id on every call (one load and two compares when cached).
+
+use crate::liveness::{Membership, OsHost};
+use crate::set::{Host, Me, SetView};
+use crate::shm::{Mapping, Opened};
+use crate::sync::{AtomicU64, Ordering};
+use crate::sysv::SetId;
+use crate::{Error, Result};
+use shm_layout::RegistryEntry;
+
+use super::{live_seq, set_name, Namespace};
+
+/// A set mapped into this process.
+pub(super) struct SetHandle {
+    /// Index and sequence number, from the registry (never from the
+    /// segment, which anyone with write access may scribble on).
+    pub(super) idx: u32,
+    pub(super) seq: u32,
+    /// The segment's name.
+    pub(super) name: String,
+    pub(super) map: Mapping,
+    pub(super) view: SetView<'static>,
+    /// This process's entry in the set's process table.
+    pub(super) member: Membership,
+    /// This process's access bits to the set, cached with the set's
+    /// `perm_seq` when they were read and the pid that read them (see
+    /// [`Namespace::granted`]).
+    pub(super) granted: AtomicU64,
+}
+
+impl SetHandle {
+    /// The set's id.
+    pub(super) fn id(&self) -> i32 {
+        SetId::new(self.idx, self.seq).raw()
+    }
+}
+
+/// What a lookup found: a live set, mapped here, or one this process may
+/// not map.
+pub(super) enum Found<'a> {
+    /// The set, mapped into this process.
+    Mapped(&'a SetHandle),
+    /// A live set whose segment the OS will not open for this process (the
+    /// set's mode grants its class nothing; README difference 8): only the
+    /// registry's copy can answer for it (see [`Namespace::meta_locked`]).
+    Unmappable,
+}
+
+impl Namespace {
+    /// The set `id` names: EINVAL for an unknown or stale id.
+    #[inline]
+    pub(super) fn find(&self, id: i32) -> Result<Found<'_>> {
+        if id < 0 {
+            return Err(Error::Invalid);
+        }
+        let SetId { index: idx, seq } = SetId::from_raw(id);
+        let cell = self.cache.get(idx as usize).ok_or(Error::Invalid)?;
+        // SYNC: Acquire pairs with the Release CAS that installed it
+        // (`Namespace::lookup_slow`).
+        let p = cell.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: installed pointers stay valid while the namespace lives.
+            let h = unsafe { &*p };
+            // SYNC: Acquire pairs with the Release store of `removed` by
+            // IPC_RMID (INTENT_RMID in `SetView::redo`).
+            if h.seq == seq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+                return Ok(Found::Mapped(h));
+            }
+        }
+        self.lookup_slow(idx, Some(seq))
+    }
+
+    /// [`Namespace::find`] for `semtimedop` as it is written: a set this
+    /// process cannot map comes back as `PermissionDenied`, which
+    /// `semtimedop` sends to `semop_denied`. Nothing else uses it.
+    #[inline]
+    pub(super) fn lookup(&self, id: i32) -> Result<&SetHandle> {
+        match self.find(id)? {
+            Found::Mapped(h) => Ok(h),
+            Found::Unmappable => Err(Error::PermissionDenied),
+        }
+    }
+
+    /// The live set at index `idx` (whose sequence must be `seq` if
+    /// given), mapping it on first use or after the index was reused.
+    #[cold]
+    pub(super) fn lookup_slow(&self, idx: u32, seq: Option<u32>) -> Result<Found<'_>> {
+        let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
+        let eseq = live_seq(e).ok_or(Error::Invalid)?;
+        if seq.is_some_and(|s| s != eseq) {
+            return Err(Error::Invalid);
+        }
+        let cell = &self.cache[idx as usize];
+        // SYNC: as in `Namespace::find`.
+        let cur = cell.load(Ordering::Acquire);
+        if !cur.is_null() {
+            // SAFETY: as in find.
+            let h = unsafe { &*cur };
+            // SYNC: as in `Namespace::find`.
+            if h.seq == eseq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+                return Ok(Found::Mapped(h));
+            }
+        }
+        let h = match self.map_set(e, idx, eseq)? {
+            Some(h) => Box::into_raw(Box::new(h)),
+            None => return Ok(Found::Unmappable),
+        };
+        // SYNC: Release publishes the handle to other threads' Acquire load
+        // in `Namespace::find`; Acquire (on failure too) as that load.
+        match cell.compare_exchange(cur, h, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(old) => {
+                if !old.is_null() {
+                    self.retired
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(old);
+                }
+                // SAFETY: just installed; lives as long as the namespace.
+                Ok(Found::Mapped(unsafe { &*h }))
+            }
+            Err(_) => {
+                // Another thread installed one first: use it.
+                // SAFETY: `h` was never shared.
+                drop(unsafe { Box::from_raw(h) });
+                self.lookup_slow(idx, seq)
+            }
+        }
+    }
+
+    /// Maps the segment of set `idx` in its `seq`-th use (registry entry
+    /// `e`) and checks it. `None`: the OS will not open it for us.
+    fn map_set(&self, e: &RegistryEntry, idx: u32, seq: u32) -> Result<Option<SetHandle>> {
+        let name = set_name(&self.name, idx, seq);
+        let map = match Mapping::open(&name)? {
+            Opened::Mapped(map) => map,
+            Opened::Missing => return Err(Error::Invalid),
+            Opened::Denied => return Ok(None),
+        };
+        // SAFETY: the mapping is page-aligned, `len` bytes long, and lives
+        // in the handle as long as the view; all access is atomic.
+        let mut view: SetView<'static> = unsafe { SetView::from_raw(map.base(), map.len())? };
+        // SAFETY: the registry mapping outlives every handle: Namespace's
+        // Drop frees the handles before its fields (the mapping) drop.
+        let mirror: &'static AtomicU64 = unsafe { &*(&e.otime_tagged as *const AtomicU64) };
+        view.set_otime_mirror(mirror, seq);
+        if SetId::from_raw(view.hdr.id.load(Ordering::Relaxed)).index != idx {
+            return Err(Error::Corrupt);
+        }
+        // SYNC: as in `Namespace::find`.
+        if view.hdr.removed.load(Ordering::Acquire) != 0 {
+            return Err(Error::Invalid);
+        }
+        Ok(Some(SetHandle {
+            idx,
+            seq,
+            name,
+            map,
+            view,
+            member: Membership::new(),
+            granted: AtomicU64::new(0),
+        }))
+    }
+
+    /// This process's identity in the set, registering on first use (and
+    /// again in a forked child).
+    pub(super) fn me(&self, h: &SetHandle) -> Result<Me> {
+        h.member.me(&h.view, &h.name)
+    }
+
+    /// The host for this process's calls on `h` (after `me`).
+    pub(super) fn host(h: &SetHandle) -> OsHost<'_> {
+        h.member.host(h.map.fd())
+    }
+
+    /// Runs `f` with the set's global lock held.
+    pub(super) fn locked<T>(
+        &self,
+        h: &SetHandle,
+        f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T,
+    ) -> Result<T> {
+        let me = self.me(h)?;
+        let host = Namespace::host(h);
+        let mut g = h.view.lock(&me, &host);
+        let r = f(&mut g, &me, &host);
+        drop(g);
+        Ok(r)
+    }
+}

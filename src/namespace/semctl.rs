@@ -1,0 +1,398 @@
+//! semctl, dispatched as the kernel's ksys_semctl dispatches it:
+//! [`Namespace::semctl_info`] (IPC_INFO, SEM_INFO), [`Namespace::semctl_stat`]
+//! (IPC_STAT, SEM_STAT, SEM_STAT_ANY), [`Namespace::semctl_main`] (GETALL,
+//! GETVAL, GETPID, GETNCNT, GETZCNT, SETALL), [`Namespace::semctl_setval`]
+//! and [`Namespace::semctl_down`] (IPC_SET, IPC_RMID); GETVAL first tries
+//! [`Namespace::getval_fast`], the hot read.
+
+use crate::set::{SetView, Sweep};
+use crate::sync::Ordering;
+use crate::sysv::{is_known_cmd, IpcPerm, SemctlArg, SemidDs, Seminfo, SetId};
+use crate::{Error, Result};
+use shm_layout::*;
+
+use super::cache::{Found, SetHandle};
+use super::perm::{allows, file_mode, ALTER, READ};
+use super::{live_seq, Namespace};
+
+impl Namespace {
+    /// `semctl(2)`. Returns what the kernel's call returns on success.
+    pub fn semctl(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        if cmd == GETVAL {
+            if let Some(val) = self.getval_fast(semid, semnum) {
+                return Ok(val);
+            }
+        }
+        self.semctl_dispatch(semid, semnum, cmd, arg)
+    }
+
+    /// Every semctl but the lock-free GETVAL, by command. Not inlined: the
+    /// hot GETVAL in [`Namespace::semctl`] does not pay for its frame.
+    #[inline(never)]
+    fn semctl_dispatch(
+        &self,
+        semid: i32,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
+        Namespace::check_semctl(semid, cmd)?;
+        match cmd {
+            IPC_INFO | SEM_INFO => self.semctl_info(cmd, arg),
+            IPC_STAT | SEM_STAT | SEM_STAT_ANY => self.semctl_stat(semid, semnum, cmd, arg),
+            GETALL | GETVAL | GETPID | GETNCNT | GETZCNT | SETALL => {
+                self.semctl_main(semid, semnum, cmd, arg)
+            }
+            SETVAL => self.semctl_setval(semid, semnum, arg),
+            IPC_SET | IPC_RMID => self.semctl_down(semid, semnum, cmd, arg),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    /// The checks semctl makes before anything else: EINVAL for a negative
+    /// id or an unknown command (as glibc's wrapper and the kernel's
+    /// semctl). For the preload library, which must make them before it
+    /// copies IPC_SET's buffer in.
+    #[doc(hidden)]
+    pub fn check_semctl(semid: i32, cmd: i32) -> Result<()> {
+        if semid < 0 || !is_known_cmd(cmd) {
+            return Err(Error::Invalid);
+        }
+        Ok(())
+    }
+
+    /// GETVAL when every check passes and the value can be read lock-free:
+    /// the hot read, without the dispatch. `None`: take the general path,
+    /// which checks again and gives the kernel's error.
+    #[inline]
+    fn getval_fast(&self, semid: i32, semnum: i32) -> Option<i32> {
+        let Found::Mapped(h) = self.find(semid).ok()? else {
+            return None;
+        };
+        if semnum < 0 || semnum as usize >= h.view.nsems() {
+            return None;
+        }
+        if !allows(self.granted(h).ok()?, READ) {
+            return None;
+        }
+        h.view.read_sem(semnum as usize).map(|(val, _)| val)
+    }
+
+    /// semnum as an index into `h`'s semaphores (EINVAL out of range).
+    fn semnum(&self, h: &SetHandle, semnum: i32) -> Result<usize> {
+        if semnum < 0 || semnum as usize >= h.view.nsems() {
+            return Err(Error::Invalid);
+        }
+        Ok(semnum as usize)
+    }
+
+    /// IPC_INFO and SEM_INFO: the limits (and, for SEM_INFO, the usage);
+    /// returns the highest index in use.
+    fn semctl_info(&self, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let SemctlArg::Info(out) = arg else {
+            return Err(Error::BadAddress);
+        };
+        let l = self.limits;
+        let h = self.header();
+        let c = |x: u32| x.min(i32::MAX as u32) as i32;
+        *out = Seminfo {
+            semmap: c(l.semmns),
+            semmni: c(l.semmni),
+            semmns: c(l.semmns),
+            semmnu: c(l.semmns),
+            semmsl: c(l.semmsl),
+            semopm: c(l.semopm),
+            semume: c(l.semopm),
+            semusz: if cmd == SEM_INFO {
+                c(h.used_sets.load(Ordering::Relaxed))
+            } else {
+                20
+            },
+            semvmx: SEMVMX,
+            semaem: if cmd == SEM_INFO {
+                c(h.used_sems.load(Ordering::Relaxed))
+            } else {
+                SEMAEM
+            },
+        };
+        let max = self.entries().iter().rposition(|e| live_seq(e).is_some());
+        Ok(max.unwrap_or(0) as i32)
+    }
+
+    /// IPC_STAT (by id; returns 0), SEM_STAT and SEM_STAT_ANY (by index;
+    /// return the id). SEM_STAT_ANY needs no permission.
+    fn semctl_stat(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let h = if cmd == IPC_STAT {
+            match self.find(semid)? {
+                Found::Mapped(h) => h,
+                Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
+            }
+        } else {
+            let idx = SetId::from_raw(semid).index;
+            if idx >= self.limits.semmni {
+                return Err(Error::Invalid);
+            }
+            match self.lookup_slow(idx, None)? {
+                Found::Mapped(h) => h,
+                Found::Unmappable => return self.semctl_denied(idx, None, semnum, cmd, arg),
+            }
+        };
+        if cmd != SEM_STAT_ANY {
+            self.require(h, READ)?;
+        }
+        let SemctlArg::StatOut(out) = arg else {
+            return Err(Error::BadAddress);
+        };
+        *out = self.stat(h);
+        Ok(if cmd == IPC_STAT { 0 } else { h.id() })
+    }
+
+    /// IPC_STAT's data, under the lock after a sweep of dead processes (an
+    /// exit with an undo record sets otime). A process that cannot take
+    /// part in the set (it cannot reopen the segment, or the process table
+    /// is full) reads it lock-free instead.
+    fn stat(&self, h: &SetHandle) -> SemidDs {
+        let read = |v: &SetView<'_>| {
+            let x = v.hdr;
+            SemidDs {
+                perm: IpcPerm {
+                    key: x.key.load(Ordering::Relaxed),
+                    uid: x.uid.load(Ordering::Relaxed),
+                    gid: x.gid.load(Ordering::Relaxed),
+                    cuid: x.cuid.load(Ordering::Relaxed),
+                    cgid: x.cgid.load(Ordering::Relaxed),
+                    mode: x.mode.load(Ordering::Relaxed),
+                    seq: h.seq,
+                },
+                otime: v.otime(),
+                ctime: x.ctime.load(Ordering::Relaxed),
+                nsems: v.nsems() as u64,
+            }
+        };
+        let locked = self.locked(h, |g, me, host| {
+            g.sweep_dead(me, host, Sweep::Holding);
+            read(g.view())
+        });
+        match locked {
+            Ok(ds) => ds,
+            // Without the lock a stuck writer could keep the read from ever
+            // being consistent: after the retries, take what is there.
+            Err(_) => h
+                .view
+                .read_consistent(read)
+                .unwrap_or_else(|| read(&h.view)),
+        }
+    }
+
+    /// GETALL, GETVAL, GETPID, GETNCNT, GETZCNT and SETALL: the lookup,
+    /// then read permission (write for SETALL), then the command.
+    fn semctl_main(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let h = match self.find(semid)? {
+            Found::Mapped(h) => h,
+            Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
+        };
+        self.require(h, if cmd == SETALL { ALTER } else { READ })?;
+        match cmd {
+            GETALL => self.getall(h, arg),
+            SETALL => self.setall(h, arg),
+            _ => self.getone(h, semnum, cmd),
+        }
+    }
+
+    /// GETALL (after the permission check).
+    fn getall(&self, h: &SetHandle, arg: SemctlArg<'_>) -> Result<i32> {
+        let v = &h.view;
+        let SemctlArg::GetAll(out) = arg else {
+            return Err(Error::BadAddress);
+        };
+        if out.len() < v.nsems() {
+            return Err(Error::BadAddress);
+        }
+        if v.snapshot(&mut out[..v.nsems()]).is_none() {
+            self.locked(h, |g, me, host| {
+                g.sweep_dead(me, host, Sweep::Undo);
+                g.read_all(&mut out[..v.nsems()]);
+            })?;
+        }
+        Ok(0)
+    }
+
+    /// GETVAL, GETPID, GETNCNT and GETZCNT (after the permission check).
+    fn getone(&self, h: &SetHandle, semnum: i32, cmd: i32) -> Result<i32> {
+        let v = &h.view;
+        let n = self.semnum(h, semnum)?;
+        if cmd == GETVAL || cmd == GETPID {
+            let (val, pid) = match v.read_sem(n) {
+                Some(x) => x,
+                None => self.locked(h, |g, me, host| {
+                    g.sweep_dead(me, host, Sweep::Undo);
+                    g.read_one(n)
+                })?,
+            };
+            return Ok(if cmd == GETVAL { val } else { pid });
+        }
+        self.locked(h, |g, me, host| {
+            // A killed sleeper stops counting.
+            g.sweep_dead(me, host, Sweep::Holding);
+            g.count_waiters(n, cmd == GETZCNT) as i32
+        })
+    }
+
+    /// SETALL (after the permission check): EFAULT for too few values,
+    /// ERANGE for one above SEMVMX.
+    fn setall(&self, h: &SetHandle, arg: SemctlArg<'_>) -> Result<i32> {
+        let v = &h.view;
+        let SemctlArg::SetAll(vals) = arg else {
+            return Err(Error::BadAddress);
+        };
+        if vals.len() < v.nsems() {
+            return Err(Error::BadAddress);
+        }
+        let vals = &vals[..v.nsems()];
+        if vals.iter().any(|&x| x as i32 > SEMVMX) {
+            return Err(Error::OutOfRange);
+        }
+        self.locked(h, |g, me, _| {
+            if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                return Err(Error::Removed);
+            }
+            g.setall(vals, me.pid);
+            self.mirror_ctime(h, g.view());
+            Ok(0)
+        })?
+    }
+
+    /// SETVAL: the value (ERANGE outside 0..=SEMVMX) before the lookup,
+    /// then semnum, then write permission.
+    fn semctl_setval(&self, semid: i32, semnum: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let SemctlArg::Val(val) = arg else {
+            return Err(Error::Invalid);
+        };
+        if !(0..=SEMVMX).contains(&val) {
+            return Err(Error::OutOfRange);
+        }
+        let h = match self.find(semid)? {
+            Found::Mapped(h) => h,
+            Found::Unmappable => return self.semctl_denied_id(semid, semnum, SETVAL, arg),
+        };
+        let n = self.semnum(h, semnum)?;
+        self.require(h, ALTER)?;
+        self.locked(h, |g, me, _| {
+            if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                return Err(Error::Removed);
+            }
+            g.setval(n, val, me.pid);
+            self.mirror_ctime(h, g.view());
+            Ok(0)
+        })?
+    }
+
+    /// IPC_SET and IPC_RMID (the kernel's semctl_down): only the owner or
+    /// the creator (EPERM).
+    fn semctl_down(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        // The kernel copies IPC_SET's buffer in before the lookup.
+        if cmd == IPC_SET && !matches!(arg, SemctlArg::Set(_)) {
+            return Err(Error::BadAddress);
+        }
+        let h = match self.find(semid)? {
+            Found::Mapped(h) => h,
+            Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
+        };
+        if !self.perm(h)?.owner_or_creator() {
+            return Err(Error::NotPermitted);
+        }
+        if cmd == IPC_RMID {
+            self.remove(h)?;
+            return Ok(0);
+        }
+        let SemctlArg::Set(ds) = arg else {
+            return Err(Error::BadAddress);
+        };
+        self.ipc_set(h, ds)
+    }
+
+    /// IPC_SET (after the owner check): the set's owner and mode, and the
+    /// registry's copy of them, change together.
+    fn ipc_set(&self, h: &SetHandle, ds: &SemidDs) -> Result<i32> {
+        let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
+        // As ipc_update_perm: (uid_t)-1 and (gid_t)-1 are no ids.
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(Error::Invalid);
+        }
+        // The registry's copy changes with the set, under both
+        // locks, so that its readers never see half of it.
+        let _l = self.lock_registry()?;
+        self.locked(h, |g, _, _| {
+            if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
+                // Its registry entry may already be another set's.
+                return Err(Error::Invalid);
+            }
+            g.set_perm(uid, gid, mode);
+            let e = self.entry_of(h);
+            for (f, x) in [(&e.uid, uid), (&e.gid, gid), (&e.mode, mode)] {
+                f.store(x, Ordering::Relaxed);
+            }
+            self.mirror_ctime(h, g.view());
+            Ok(())
+        })??;
+        // Let the OS follow (best effort: only root may chown).
+        let _ = h.map.set_owner(uid, gid);
+        let _ = h.map.set_mode(file_mode(mode));
+        Ok(0)
+    }
+
+    #[cold]
+    fn semctl_denied_id(
+        &self,
+        semid: i32,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
+        let SetId { index, seq } = SetId::from_raw(semid);
+        self.semctl_denied(index, Some(seq), semnum, cmd, arg)
+    }
+
+    /// semctl on a set whose segment the OS will not open for us: what
+    /// needs no access (SEM_STAT_ANY, EPERM of IPC_SET/IPC_RMID, EINVAL of
+    /// SETVAL's semnum) comes from the registry's copy; the rest is EACCES.
+    #[cold]
+    fn semctl_denied(
+        &self,
+        idx: u32,
+        seq: Option<u32>,
+        semnum: i32,
+        cmd: i32,
+        arg: SemctlArg<'_>,
+    ) -> Result<i32> {
+        let m = {
+            let _l = self.lock_registry()?;
+            self.meta_locked(idx, seq)?
+        };
+        match cmd {
+            SEM_STAT_ANY => {
+                let SemctlArg::StatOut(out) = arg else {
+                    return Err(Error::BadAddress);
+                };
+                *out = SemidDs {
+                    perm: IpcPerm {
+                        key: m.key,
+                        uid: m.perm.uid,
+                        gid: m.perm.gid,
+                        cuid: m.perm.cuid,
+                        cgid: m.perm.cgid,
+                        mode: m.perm.mode,
+                        seq: m.seq,
+                    },
+                    otime: m.otime,
+                    ctime: m.ctime,
+                    nsems: m.nsems as u64,
+                };
+                Ok(m.id)
+            }
+            IPC_SET | IPC_RMID if !m.perm.owner_or_creator() => Err(Error::NotPermitted),
+            SETVAL if semnum < 0 || semnum as u32 >= m.nsems => Err(Error::Invalid),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+}
