@@ -13,11 +13,11 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicPtr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::set::{Host, Me, SetReport, SetView, SlowOutcome, Sweep};
+use crate::set::{Host, Me, SetReport, SetView, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::sysv::{IpcPerm, Sembuf, SemctlArg, SemidDs, Seminfo, Timespec};
-use crate::{engine, liveness, Error, Result};
+use crate::{liveness, Error, Result};
 use shm_layout::*;
 
 /// Name of the namespace used when `SHMSEM_NAMESPACE` is not set.
@@ -132,6 +132,36 @@ impl Host for OsHost<'_> {
             Ok(true) => !liveness::pid_exists(p.pid.load(Ordering::Relaxed)),
             Err(_) => false, // cannot tell: never reap a possibly live process
         }
+    }
+}
+
+/// What the operation ([`crate::set::op::semtimedop`]) needs of this
+/// layer, for one call on `h`.
+struct OpCaller<'n> {
+    ns: &'n Namespace,
+    h: &'n SetHandle,
+}
+
+impl<'n> crate::set::op::Caller for OpCaller<'n> {
+    type Host = OsHost<'n>;
+    #[inline]
+    fn me(&self) -> Result<Me> {
+        self.ns.me(self.h)
+    }
+    #[inline]
+    fn host(&self) -> OsHost<'n> {
+        Namespace::host(self.h)
+    }
+    #[inline]
+    fn may(&self, alter: bool) -> Result<bool> {
+        Ok(allows(
+            self.ns.granted(self.h)?,
+            if alter { 0o222 } else { 0o444 },
+        ))
+    }
+    #[inline]
+    fn pid(&self) -> i32 {
+        liveness::pid()
     }
 }
 
@@ -1036,50 +1066,8 @@ impl Namespace {
             Err(Error::PermissionDenied) => return self.semop_denied(semid, sops),
             r => r?,
         };
-        let v = &h.view;
-        // (Short-circuiting scans: one fused loop gets vectorized, and its
-        // set-up costs the one-op call more than the scans.)
-        let undo = engine::has_undo(sops);
-        let mut me = None;
-        if undo {
-            // The kernel makes the undo record before the EFBIG and EACCES
-            // checks, and its existence alone sets otime at exit.
-            let m = self.me(h)?;
-            v.note_undo_record(m.slot);
-            me = Some(m);
-        }
-        if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
-            return Err(Error::SemNumOutOfRange);
-        }
-        let alter = engine::alters(sops);
-        if !allows(self.granted(h)?, if alter { 0o222 } else { 0o444 }) {
-            return Err(Error::PermissionDenied);
-        }
-        if sops.len() == 1 && !undo {
-            if let Some(r) = v.fast_op(sops[0], liveness::pid()) {
-                return r;
-            }
-        }
-        let deadline = match timeout {
-            None => u64::MAX,
-            Some(t) => sync::monotonic_ns().saturating_add(
-                (t.tv_sec as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(t.tv_nsec as u64),
-            ),
-        };
-        let me = match me {
-            Some(m) => m,
-            None => self.me(h)?,
-        };
-        let host = Namespace::host(h);
-        let mut g = v.lock(&me, &host);
-        let out = g.semop(&me, sops, &host);
-        drop(g);
-        match out {
-            SlowOutcome::Now(r) => r,
-            SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
-        }
+        let c = OpCaller { ns: self, h };
+        crate::set::op::semtimedop(&h.view, sops, timeout, &c)
     }
 
     // -----------------------------------------------------------------
@@ -1146,7 +1134,7 @@ impl Namespace {
                     if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                         return Err(Error::Removed);
                     }
-                    g.setval(n, val, me.pid);
+                    g.setval(n, val, me.pid)?;
                     self.mirror_ctime(h, g.view());
                     Ok(0)
                 })?
@@ -1209,7 +1197,7 @@ impl Namespace {
                             // Its registry entry may already be another set's.
                             return Err(Error::Invalid);
                         }
-                        g.set_perm(uid, gid, mode);
+                        g.set_perm(uid, gid, mode)?;
                         let e = self.entry_of(h);
                         for (f, x) in [(&e.uid, uid), (&e.gid, gid), (&e.mode, mode)] {
                             f.store(x, Ordering::Relaxed);
@@ -1292,7 +1280,7 @@ impl Namespace {
                     if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                         return Err(Error::Removed);
                     }
-                    g.setall(vals, me.pid);
+                    g.setall(vals, me.pid)?;
                     self.mirror_ctime(h, g.view());
                     Ok(0)
                 })?
@@ -1621,7 +1609,7 @@ impl Namespace {
         // the kernel, because lookups check `removed`); then its id and
         // name go. A remover that dies in between leaves a LIVE entry for a
         // removed set, which the next semget of its key (or gc) clears.
-        self.locked(h, |g, _, _| g.remove())?;
+        self.locked(h, |g, _, _| g.remove())??;
         self.free_entry(h.id(), h.view.nsems() as u32);
         shm::unlink(&h.name)
     }
