@@ -298,11 +298,13 @@ pub(super) struct Buffers {
 
 impl Buffers {
     /// The thread's buffers (see [`build::take_buffers`]).
+    #[inline]
     fn take() -> Box<Buffers> {
         build::take_buffers()
     }
 
     /// Empties the buffers and gives them back to the thread.
+    #[inline]
     fn give_back(mut self: Box<Self>) {
         self.marked.clear();
         self.wakes.clear();

@@ -85,6 +85,7 @@ mod build {
     }
 
     /// The thread's cached buffers (or new ones).
+    #[inline]
     pub(super) fn take_buffers() -> Box<Buffers> {
         BUFFERS
             .try_with(|c| c.take())
@@ -94,6 +95,7 @@ mod build {
     }
 
     /// Caches `b` (emptied) for the thread's next section.
+    #[inline]
     pub(super) fn keep_buffers(b: Box<Buffers>) {
         let _ = BUFFERS.try_with(|c| c.set(Some(b)));
     }
