@@ -458,7 +458,7 @@ impl<'a> SetView<'a> {
 
 /// Stores `secs` in a tagged time word (see [`TIME_TAG_BITS`]) if the word
 /// still carries tag `seq`, i.e. still belongs to this set.
-pub fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
+pub(crate) fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
     let tag = seq as u64 & TIME_TAG_MASK;
     let new = ((secs as u64) << TIME_TAG_BITS) | tag;
     let mut cur = word.load(Ordering::Relaxed);
@@ -474,6 +474,6 @@ pub fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
 
 /// The seconds of a tagged time word.
 #[cfg_attr(shmsem_loom, allow(dead_code))]
-pub fn tagged_time_secs(w: u64) -> i64 {
+pub(crate) fn tagged_time_secs(w: u64) -> i64 {
     (w >> TIME_TAG_BITS) as i64
 }

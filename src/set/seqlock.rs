@@ -18,8 +18,8 @@ const SNAPSHOT_TRIES: u32 = 16;
 /// lock (a writer that is slow, or died, mid-update).
 const SEQ_TRIES: u32 = 1000;
 
-/// How a seqlock read re-checks `seq` after its loads. Only the loom
-/// mutants turn a part off.
+/// How a seqlock read checks that no writer overlapped it. Only the loom
+/// mutants turn `fence` or `seq` off.
 #[derive(Clone, Copy)]
 struct Recheck {
     /// An Acquire fence orders the read's loads before the re-check.
@@ -27,12 +27,17 @@ struct Recheck {
     /// The re-check compares with `seq` as the read began (off: with `seq`
     /// loaded again after the fence, which checks nothing).
     seq: bool,
+    /// A spin hint after an overlapped attempt, as after an odd `seq`
+    /// (GETALL retries at once instead: its two collections take longer
+    /// than a hint).
+    pause: bool,
 }
 
 impl Recheck {
     const FULL: Recheck = Recheck {
         fence: true,
         seq: true,
+        pause: true,
     };
 }
 
@@ -54,27 +59,32 @@ impl<'a> SetView<'a> {
             // even again at the end of a writing section (Guard::close_seq):
             // what that section wrote is visible to `read`.
             let s1 = self.hdr.seq.load(Ordering::Acquire);
-            if s1 & 1 == 0 {
-                if let Some(v) = read() {
-                    if check.fence {
-                        // SYNC: orders `read`'s loads before the re-check
-                        // of `seq`; pairs with the writer's Release fence
-                        // after it makes `seq` odd (Guard::begin_write): a
-                        // load that saw a write of that section is followed
-                        // by a re-check that sees the odd `seq` (or later).
-                        sync::fence(Ordering::Acquire);
-                    }
-                    let s1 = if check.seq {
-                        s1
-                    } else {
-                        self.hdr.seq.load(Ordering::Relaxed)
-                    };
-                    if self.hdr.seq.load(Ordering::Relaxed) == s1 {
-                        return Some(v);
-                    }
+            if s1 & 1 != 0 {
+                sync::spin_hint();
+                continue;
+            }
+            let v = read();
+            if check.fence {
+                // SYNC: orders `read`'s loads before the re-check of `seq`;
+                // pairs with the writer's Release fence after it makes
+                // `seq` odd (Guard::begin_write): a load that saw a write of
+                // that section is followed by a re-check that sees the odd
+                // `seq` (or later).
+                sync::fence(Ordering::Acquire);
+            }
+            let s1 = if check.seq {
+                s1
+            } else {
+                self.hdr.seq.load(Ordering::Relaxed)
+            };
+            if let Some(v) = v {
+                if self.hdr.seq.load(Ordering::Relaxed) == s1 {
+                    return Some(v);
                 }
             }
-            sync::spin_hint();
+            if check.pause {
+                sync::spin_hint();
+            }
         }
         None
     }
@@ -112,8 +122,9 @@ impl<'a> SetView<'a> {
     pub fn snapshot(&self, out: &mut [u16]) -> Option<()> {
         let mut first: Vec<u64> = vec![0; self.sems.len()];
         let check = Recheck {
-            fence: true,
             seq: !cfg!(shmsem_mutant = "snapshot_no_seq_recheck"),
+            pause: false,
+            ..Recheck::FULL
         };
         self.seq_read(SNAPSHOT_TRIES, check, || {
             for (f, e) in first.iter_mut().zip(self.sems) {
@@ -151,7 +162,7 @@ impl<'a> SetView<'a> {
     pub fn read_consistent<T>(&self, f: impl Fn(&SetView<'a>) -> T) -> Option<T> {
         let check = Recheck {
             fence: !cfg!(shmsem_mutant = "stat_no_fence"),
-            seq: true,
+            ..Recheck::FULL
         };
         self.seq_read(SEQ_TRIES, check, || Some(f(self)))
     }

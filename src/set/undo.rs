@@ -23,7 +23,7 @@ pub enum Sweep {
 impl SetView<'_> {
     /// Notes that process table entry `slot` made a SEM_UNDO call (the
     /// kernel's undo record: its exit sets otime).
-    pub fn note_undo_record(&self, slot: u32) {
+    pub(super) fn note_undo_record(&self, slot: u32) {
         if let Some(p) = self.proc(slot) {
             if p.undo_record.load(Ordering::Relaxed) == 0 {
                 p.undo_record.store(1, Ordering::Relaxed);
