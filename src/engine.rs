@@ -72,6 +72,33 @@ impl Scratch {
     }
 }
 
+/// What one op does to a value `cur`: the kernel's perform_atomic_semop
+/// inner step, the one rule both the fast path ([`crate::set`]'s
+/// `fast_op`) and [`evaluate`] follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The op proceeds; `.0` is the new value.
+    Apply(i32),
+    /// The op must wait: a decrement below zero, or a wait-for-zero on a
+    /// non-zero value (IPC_NOWAIT turns it into EAGAIN).
+    Block,
+    /// The new value would exceed SEMVMX (ERANGE).
+    OutOfRange,
+}
+
+/// Applies the rule of [`Step`] to value `cur` and op `delta`.
+#[inline(always)]
+pub fn step(cur: i32, delta: i32) -> Step {
+    let new = cur + delta;
+    if (delta == 0 && cur != 0) || new < 0 {
+        Step::Block
+    } else if new > SEMVMX {
+        Step::OutOfRange
+    } else {
+        Step::Apply(new)
+    }
+}
+
 /// Evaluates `sops` (already checked: every `sem_num` is in range).
 /// `value(n)` and `adj(n)` give the current value and the caller's current
 /// undo adjustment of semaphore `n` (0 when the caller has none).
@@ -86,18 +113,15 @@ pub fn evaluate(
     for (i, op) in sops.iter().enumerate() {
         let t = scratch.slot(op.sem_num, &mut value, &mut adj);
         let t = &mut scratch.touched[t];
-        let cur = t.value;
         let delta = op.sem_op as i32;
-        let result = cur + delta;
-        if (delta == 0 && cur != 0) || result < 0 {
-            if op.sem_flg as i32 & IPC_NOWAIT != 0 {
-                return Eval::Fail(Error::WouldBlock);
+        let result = match step(t.value, delta) {
+            Step::Apply(new) => new,
+            Step::Block if op.sem_flg as i32 & IPC_NOWAIT != 0 => {
+                return Eval::Fail(Error::WouldBlock)
             }
-            return Eval::Block(i);
-        }
-        if result > SEMVMX {
-            return Eval::Fail(Error::OutOfRange);
-        }
+            Step::Block => return Eval::Block(i),
+            Step::OutOfRange => return Eval::Fail(Error::OutOfRange),
+        };
         if op.sem_flg as i32 & SEM_UNDO != 0 {
             let undo = t.adj - delta;
             if !(-SEMAEM - 1..=SEMAEM).contains(&undo) {

@@ -54,6 +54,7 @@ pub use shm_layout as layout;
 #[doc(hidden)]
 pub mod __private {
     //! Items for the loom models and the crate's own tests. Not a stable API.
+    #[cfg(any(test, shmsem_loom))]
     pub use crate::set::heap::HeapSet;
     pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome, Sweep, SWEEP_SLICE_NS};
     pub use crate::sync::Ordering;

@@ -30,9 +30,9 @@ mod tools;
 
 pub use keys::GcReport;
 
+use crate::sync::AtomicPtr;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::AtomicPtr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::shm::{self, Mapping, Opened};

@@ -32,7 +32,7 @@ impl Drop for Mapping {
 /// reads zeros, and the library reports the set as corrupt. Faults
 /// elsewhere go to the previous handler (or the default action).
 mod sigbus {
-    use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+    use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
     const SLOTS: usize = 4096;
     static STARTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];

@@ -680,8 +680,7 @@ fn random_hostile_calls() {
             seeds.join(" ")
         ));
     }
-    let mut shown = 0;
-    for fs in groups.values() {
+    for (shown, fs) in groups.values().enumerate() {
         if shown == 6 {
             report.push_str("\n(further groups' details omitted)\n");
             break;
@@ -692,7 +691,6 @@ fn random_hostile_calls() {
             "\n--- first of group: seed {} step {} ---\n{msg}\n",
             f.seed, f.step
         ));
-        shown += 1;
     }
     report.push_str(
         "\nReplay one seed: HOSTILE_CALLS_SEED=<seed> HOSTILE_CALLS=<step+1> \
@@ -993,7 +991,7 @@ fn semget_argument_edges() {
                 IPC_CREAT,
                 IPC_CREAT | IPC_EXCL,
                 IPC_EXCL,
-                -1 & !0o777,
+                !0o777,
                 i32::MIN | IPC_CREAT | 0o600,
                 IPC_NOWAIT | SEM_UNDO | 0o600,
             ] {

@@ -1323,7 +1323,7 @@ impl Round {
                     field(r, format!("queue[{q}]"), base, &queue_fields());
                 if name.ends_with(".status") && r.pct(50) {
                     // A well-formed status: gen, state (FREE/QUEUED/DONE/CONT), errno.
-                    let st = r.below(5) as u64;
+                    let st = r.below(5);
                     let x = r.below(4096);
                     let errno = r.pick(&[0u64, 11, 22, 43, 117, 0xfff, x]);
                     v = (r.next() & 0xffff_0000) | (st << 12) | errno;
@@ -1772,7 +1772,8 @@ fn lock_word_case(test: &str, ops: &str) {
 fn damaged_header_new_openers_get_errors() {
     let _g = serial();
     let mut findings = Vec::new();
-    let cases: Vec<(&str, usize, usize, Box<dyn Fn(u64) -> u64>)> = vec![
+    type Damage = Box<dyn Fn(u64) -> u64>;
+    let cases: Vec<(&str, usize, usize, Damage)> = vec![
         (
             "magic",
             offset_of!(SetHeader, magic),

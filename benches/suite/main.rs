@@ -167,7 +167,7 @@ impl Config {
     fn wants(&self, section: &str) -> bool {
         self.only
             .as_ref()
-            .map_or(true, |l| l.iter().any(|s| s == section))
+            .is_none_or(|l| l.iter().any(|s| s == section))
     }
 }
 

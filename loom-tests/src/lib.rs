@@ -137,7 +137,7 @@ pub fn semop_then_die(set: &HeapSet, me: &Me, sops: &[Sembuf], host: &dyn Host) 
 pub fn setval(set: &HeapSet, me: &Me, n: usize, val: i32, host: &dyn Host) {
     let v = set.view();
     let mut g = v.lock(me, host);
-    g.setval(n, val, me.pid);
+    g.setval(n, val, me.pid).unwrap();
 }
 
 /// Value of semaphore `n`, read under the lock.

@@ -222,7 +222,7 @@ fn stat_races_set_perm() {
         let t = actor(move || {
             let me = s2.register(1, 2);
             let v = s2.view();
-            v.lock(&me, &NoDeaths).set_perm(1, 1, 0o640);
+            v.lock(&me, &NoDeaths).set_perm(1, 1, 0o640).unwrap();
         });
         gate();
         let v = set.view();
@@ -332,7 +332,7 @@ fn rmid_races_sleeper() {
         });
         gate();
         let me = set.register(0, 1);
-        set.view().lock(&me, &NoDeaths).remove();
+        set.view().lock(&me, &NoDeaths).remove().unwrap();
         assert_eq!(t.join().unwrap(), Err(Error::Removed));
         let after = semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths);
         assert_eq!(after, Err(Error::Removed));
@@ -430,7 +430,10 @@ fn recovery_at(k: u64) -> bool {
         let me = set.register(0, 1);
         let dying = set.register(1, 2);
         let live = set.register(2, 3);
-        set.view().lock(&me, &*host).setall(&[1, 1], me.pid);
+        set.view()
+            .lock(&me, &*host)
+            .setall(&[1, 1], me.pid)
+            .unwrap();
         let (s1, h1) = (set.clone(), host.clone());
         let d = actor(move || {
             shmsem::__private::crash_after(k);

@@ -30,6 +30,11 @@
 //!   destroyed thread-local storage. `errno` is glibc's own and is left as it
 //!   was on success.
 #![warn(unsafe_op_in_unsafe_fn, missing_docs)]
+// The library's shim (and its clippy ban on std atomics and raw system
+// calls) is private to the library. What this crate needs of them is its
+// own: process-local statics (the program's state, the real `syscall`
+// entry point) and `syscall` passed through for every other number.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::mem::{size_of, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};

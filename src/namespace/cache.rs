@@ -71,17 +71,6 @@ impl Namespace {
         self.lookup_slow(idx, Some(seq))
     }
 
-    /// [`Namespace::find`] for `semtimedop` as it is written: a set this
-    /// process cannot map comes back as `PermissionDenied`, which
-    /// `semtimedop` sends to `semop_denied`. Nothing else uses it.
-    #[inline]
-    pub(super) fn lookup(&self, id: i32) -> Result<&SetHandle> {
-        match self.find(id)? {
-            Found::Mapped(h) => Ok(h),
-            Found::Unmappable => Err(Error::PermissionDenied),
-        }
-    }
-
     /// The live set at index `idx` (whose sequence must be `seq` if
     /// given), mapping it on first use or after the index was reused.
     #[cold]

@@ -270,7 +270,7 @@ impl Namespace {
         // the kernel, because lookups check `removed`); then its id and
         // name go. A remover that dies in between leaves a LIVE entry for a
         // removed set, which the next semget of its key (or gc) clears.
-        self.locked(h, |g, _, _| g.remove())?;
+        self.locked(h, |g, _, _| g.remove())??;
         self.free_entry(h.id(), h.view.nsems() as u32);
         shm::unlink(&h.name)
     }

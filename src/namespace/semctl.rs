@@ -256,7 +256,7 @@ impl Namespace {
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 return Err(Error::Removed);
             }
-            g.setall(vals, me.pid);
+            g.setall(vals, me.pid)?;
             self.mirror_ctime(h, g.view());
             Ok(0)
         })?
@@ -281,7 +281,7 @@ impl Namespace {
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 return Err(Error::Removed);
             }
-            g.setval(n, val, me.pid);
+            g.setval(n, val, me.pid)?;
             self.mirror_ctime(h, g.view());
             Ok(0)
         })?
@@ -327,7 +327,7 @@ impl Namespace {
                 // Its registry entry may already be another set's.
                 return Err(Error::Invalid);
             }
-            g.set_perm(uid, gid, mode);
+            g.set_perm(uid, gid, mode)?;
             let e = self.entry_of(h);
             for (f, x) in [(&e.uid, uid), (&e.gid, gid), (&e.mode, mode)] {
                 f.store(x, Ordering::Relaxed);

@@ -2,13 +2,44 @@
 //! path, or the set's lock and perhaps a sleep), on a set found in the
 //! cache; and the kernel's answers for a set this process may not map.
 
-use crate::set::SlowOutcome;
-use crate::sync;
+use crate::liveness::{self, OsHost};
+use crate::set::Me;
 use crate::sysv::{Sembuf, SetId, Timespec};
-use crate::{engine, liveness, Error, Result};
+use crate::{Error, Result};
 
+use super::cache::{Found, SetHandle};
 use super::perm::allows;
 use super::Namespace;
+
+/// What the operation ([`crate::set::op::semtimedop`]) needs of this
+/// layer, for one call on `h`.
+struct OpCaller<'n> {
+    ns: &'n Namespace,
+    h: &'n SetHandle,
+}
+
+impl<'n> crate::set::op::Caller for OpCaller<'n> {
+    type Host = OsHost<'n>;
+    #[inline]
+    fn me(&self) -> Result<Me> {
+        self.ns.me(self.h)
+    }
+    #[inline]
+    fn host(&self) -> OsHost<'n> {
+        Namespace::host(self.h)
+    }
+    #[inline]
+    fn may(&self, alter: bool) -> Result<bool> {
+        Ok(allows(
+            self.ns.granted(self.h)?,
+            if alter { 0o222 } else { 0o444 },
+        ))
+    }
+    #[inline]
+    fn pid(&self) -> i32 {
+        liveness::pid()
+    }
+}
 
 impl Namespace {
     /// `semop(2)`.
@@ -23,10 +54,8 @@ impl Namespace {
         sops: &[Sembuf],
         timeout: Option<&Timespec>,
     ) -> Result<()> {
-        if sops.len() > self.limits.semopm as usize {
-            return Err(Error::TooManyOps);
-        }
-        if sops.is_empty() || semid < 0 {
+        self.check_nsops(sops.len())?;
+        if semid < 0 {
             return Err(Error::Invalid);
         }
         if let Some(t) = timeout {
@@ -34,54 +63,11 @@ impl Namespace {
                 return Err(Error::Invalid);
             }
         }
-        let h = match self.lookup(semid) {
-            Err(Error::PermissionDenied) => return self.semop_denied(semid, sops),
-            r => r?,
+        let h = match self.find(semid)? {
+            Found::Mapped(h) => h,
+            Found::Unmappable => return self.semop_denied(semid, sops),
         };
-        let v = &h.view;
-        // (Short-circuiting scans: one fused loop gets vectorized, and its
-        // set-up costs the one-op call more than the scans.)
-        let undo = engine::has_undo(sops);
-        let mut me = None;
-        if undo {
-            // The kernel makes the undo record before the EFBIG and EACCES
-            // checks, and its existence alone sets otime at exit.
-            let m = self.me(h)?;
-            v.note_undo_record(m.slot);
-            me = Some(m);
-        }
-        if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
-            return Err(Error::SemNumOutOfRange);
-        }
-        let alter = engine::alters(sops);
-        if !allows(self.granted(h)?, if alter { 0o222 } else { 0o444 }) {
-            return Err(Error::PermissionDenied);
-        }
-        if sops.len() == 1 && !undo {
-            if let Some(r) = v.fast_op(sops[0], liveness::pid()) {
-                return r;
-            }
-        }
-        let deadline = match timeout {
-            None => u64::MAX,
-            Some(t) => sync::monotonic_ns().saturating_add(
-                (t.tv_sec as u64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(t.tv_nsec as u64),
-            ),
-        };
-        let me = match me {
-            Some(m) => m,
-            None => self.me(h)?,
-        };
-        let host = Namespace::host(h);
-        let mut g = v.lock(&me, &host);
-        let out = g.semop(&me, sops, &host);
-        drop(g);
-        match out {
-            SlowOutcome::Now(r) => r,
-            SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
-        }
+        crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h })
     }
 
     /// The checks semtimedop makes on the number of operations before it

@@ -1,0 +1,165 @@
+//! The operation: what a semtimedop does, from the fast path to sleep.
+//!
+//! [`semtimedop`] runs the kernel's order of checks on a set found by the
+//! layer above it (which checked the arguments that need no set), then the
+//! fast path ([`SetView::fast_op`]), then the lock and the slow path
+//! ([`Guard::semop`]: evaluate, apply or queue), then the sleep
+//! ([`SetView::wait`]) until a waker hands the completed operation over.
+//! A call only goes down from here: the layer above is reached through
+//! [`Caller`].
+
+use super::{distinct, sleep::deadline_after, Guard, Host, Me, SetView};
+use crate::engine::{self, Eval};
+use crate::sync::Ordering;
+use crate::sysv::{Sembuf, Timespec};
+use crate::{Error, Result};
+
+/// What the operation needs from the layer above it.
+pub(crate) trait Caller {
+    /// The liveness host of this caller's calls.
+    type Host: Host;
+    /// The caller's identity in the set (registering on first use).
+    fn me(&self) -> Result<Me>;
+    /// The liveness host for this caller's calls (valid after `me`).
+    fn host(&self) -> Self::Host;
+    /// Whether the caller may alter (`true`) or read (`false`) the set.
+    fn may(&self, alter: bool) -> Result<bool>;
+    /// The caller's pid (cached; no system call).
+    fn pid(&self) -> i32;
+}
+
+/// `semtimedop(2)` on set `v`, whose arguments the caller has checked
+/// (`sops` is not empty nor longer than SEMOPM, `timeout` is valid).
+/// `None` waits for ever.
+#[cfg_attr(shmsem_loom, allow(dead_code))]
+#[inline]
+pub(crate) fn semtimedop<C: Caller>(
+    v: &SetView<'_>,
+    sops: &[Sembuf],
+    timeout: Option<&Timespec>,
+    c: &C,
+) -> Result<()> {
+    // (Short-circuiting scans: one fused loop gets vectorized, and its
+    // set-up costs the one-op call more than the scans.)
+    let undo = engine::has_undo(sops);
+    let mut me = None;
+    if undo {
+        // The kernel makes the undo record before the EFBIG and EACCES
+        // checks, and its existence alone sets otime at exit.
+        let m = c.me()?;
+        v.note_undo_record(m.slot);
+        me = Some(m);
+    }
+    if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
+        return Err(Error::SemNumOutOfRange);
+    }
+    if !c.may(engine::alters(sops))? {
+        return Err(Error::PermissionDenied);
+    }
+    if sops.len() == 1 && !undo {
+        if let Some(r) = v.fast_op(sops[0], c.pid()) {
+            return r;
+        }
+    }
+    let deadline = deadline_after(timeout);
+    let me = match me {
+        Some(m) => m,
+        None => c.me()?,
+    };
+    let host = c.host();
+    let mut g = v.lock(&me, &host);
+    let out = g.semop(&me, sops, &host);
+    drop(g);
+    match out {
+        SlowOutcome::Now(r) => r,
+        SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
+    }
+}
+
+/// How a slow-path semop ended before any sleeping.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SlowOutcome {
+    /// Completed (or failed) at once.
+    Now(Result<()>),
+    /// Queued in slot `.0`; sleep on its status until it leaves `.1`.
+    Queued(u32, u32),
+}
+
+impl Guard<'_, '_> {
+    /// The slow path of semop, under the lock: try, and either finish or
+    /// queue. `me` is the caller.
+    pub fn semop(&mut self, me: &Me, sops: &[Sembuf], host: &dyn Host) -> SlowOutcome {
+        if !cfg!(shmsem_mutant = "rmid_no_removed_check")
+            && self.v.hdr.removed.load(Ordering::Relaxed) != 0
+        {
+            return SlowOutcome::Now(Err(Error::Removed));
+        }
+        if sops.len() > 1 {
+            self.enter_global(true);
+        }
+        if !self.global {
+            for n in distinct(sops) {
+                self.own(n as usize);
+            }
+        }
+        let mut eval = self.evaluate(sops, me.slot);
+        // The outcome depends only on the semaphores evaluated (touched).
+        // Another process's adjustment on one (ours is no dead process's):
+        // that process may have died, and its undo must be applied before
+        // this call can see the values.
+        let sems = self.v.sems;
+        let undo_held =
+            self.b.scratch.touched.iter().any(|t| {
+                sems[t.num as usize].nundo.load(Ordering::Relaxed) > (t.old_adj != 0) as u32
+            });
+        if undo_held {
+            // (A copy: reaping evaluates, and reuses the scratch.)
+            let mut named = core::mem::take(&mut self.b.named);
+            named.clear();
+            named.extend(self.b.scratch.touched.iter().map(|t| t.num));
+            self.sweep_undo_on(me, host, &named);
+            self.b.named = named;
+            eval = self.evaluate(sops, me.slot);
+        }
+        match eval {
+            Eval::Done => {
+                if let Err(e) = self.apply(me.slot, me.pid, sops[0].sem_num, None) {
+                    return SlowOutcome::Now(Err(e));
+                }
+                // A queued operation's outcome depends only on the
+                // semaphores it names (their values, and its process's
+                // adjustments on them), and `nwait` counts the queued
+                // operations naming each: if none names a semaphore this
+                // call changed, none can have become runnable, and the
+                // queue is not walked (the kernel's per-semaphore lists
+                // spare it the same walk).
+                let sems = self.v.sems;
+                let wakes_someone = self.b.scratch.touched.iter().any(|t| {
+                    (t.value != t.old_value || t.adj != t.old_adj)
+                        && sems[t.num as usize].nwait.load(Ordering::Relaxed) != 0
+                });
+                if wakes_someone {
+                    self.update_queue();
+                }
+                SlowOutcome::Now(Ok(()))
+            }
+            Eval::Fail(e) => SlowOutcome::Now(Err(e)),
+            Eval::Block(i) => match self.enqueue(me, sops, i) {
+                Ok((slot, st)) => SlowOutcome::Queued(slot, st),
+                Err(e) => SlowOutcome::Now(Err(e)),
+            },
+        }
+    }
+
+    /// Evaluates `sops` for process `p` (its undo row) against the owned
+    /// words. The result's new values are in `self.b.scratch`.
+    pub(super) fn evaluate(&mut self, sops: &[Sembuf], p: u32) -> Eval {
+        let v = self.v;
+        engine::evaluate(
+            sops,
+            &mut self.b.scratch,
+            |n| super::word_value(v.sems[n as usize].word.load(Ordering::Relaxed)),
+            |n| v.undo_cell(p, n as usize).load(Ordering::Relaxed) as i32,
+        )
+    }
+}

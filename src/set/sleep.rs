@@ -1,0 +1,353 @@
+//! Sleeping and hand-off.
+//!
+//! The protocol, once:
+//!
+//! 1. A call that must wait is queued under the lock ([`Guard::enqueue`]):
+//!    its head queue slot's status becomes QUEUED (with a new generation).
+//!    The caller releases the lock and sleeps on that status word
+//!    ([`SetView::wait`]), expecting the QUEUED value.
+//! 2. A waker is whichever lock holder finds the operation runnable
+//!    ([`Guard::update_queue`]) or failed, or removes the set. It
+//!    completes the operation through an intent record: applying the
+//!    record writes the values, sempids and adjustments, then the
+//!    **waker's completion store**: a Release compare-and-swap of the
+//!    status from QUEUED to DONE (with an errno for a failure) in
+//!    [`SetView::apply_ops`] (an APPLY record), or to DONE with EIDRM for
+//!    every queued slot in [`SetView::apply_rmid`] (IPC_RMID). The result
+//!    is decided there; nothing of the slot is written after it.
+//! 3. The waker unlinks the slot ([`Guard::finish`]) and notes it in the
+//!    section's wake list. The futex wake comes after the lock is released
+//!    ([`Guard::wake_completed`], the last step of the guard's drop), as the
+//!    kernel's wake_up_q defers its wakes past the unlock: the sleeper does
+//!    not wake into a held lock.
+//! 4. The **sleeper's load**: the Acquire load of its status
+//!    ([`SetView::spin`], [`SetView::sleep_loop`]) that sees it leave
+//!    QUEUED pairs with the completion store, so everything the waker wrote
+//!    before it is visible. The sleeper then collects the result
+//!    ([`SetView::collect`]) and frees the slot (a Release store of FREE,
+//!    for the next allocator's Acquire load in `Guard::alloc_slot`).
+//! 5. A sleeper whose deadline passes, or which a signal interrupts,
+//!    cancels ([`SetView::cancel`]): it takes the lock and re-checks its
+//!    status under it. A completion that won the race is reported, as the
+//!    kernel does; otherwise the slot leaves its FIFO and is freed.
+//! 6. A waker that dies between its completion store and its wake leaves
+//!    a DONE slot: recovery wakes every DONE slot ([`SetView::repair`]).
+//!
+//! A sleeper also wakes every [`SWEEP_SLICE_NS`]: one of the set's sleepers
+//! per slice sweeps dead processes, so that their undo reaches the
+//! sleepers even if nobody else looks. A sleeper at the head of its FIFO
+//! whose partner is running on another processor spins briefly first.
+
+use super::{gen_of, make_status, state, Guard, Host, Me, SetView, Sweep, SWEEP_SLICE_NS};
+use crate::sync::{self, Ordering, Wake};
+use crate::sysv::Timespec;
+use crate::{Error, Result};
+use shm_layout::*;
+
+/// How long a sleeper spins before sleeping when a partner is running on
+/// another processor (see [`SetView::partner_running`]).
+const SPIN_NS: u64 = 30_000;
+/// Queue slots below the allocation hint that [`SetView::partner_running`]
+/// looks at for a sleeper that has been woken but has not run yet.
+const WOKEN_WINDOW: u32 = 8;
+
+/// The absolute CLOCK_MONOTONIC deadline (ns) of a wait of `t` from now
+/// (`u64::MAX`: none). `t` is valid (checked by the caller).
+#[inline]
+pub(crate) fn deadline_after(t: Option<&Timespec>) -> u64 {
+    match t {
+        None => u64::MAX,
+        Some(t) => sync::monotonic_ns().saturating_add(
+            (t.tv_sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec as u64),
+        ),
+    }
+}
+
+/// [`ProcEntry::cpu`]'s value for processor `cpu`.
+fn cpu_tag(cpu: u32) -> u8 {
+    (cpu % 255) as u8 + 1
+}
+
+impl SetView<'_> {
+    /// Sleeps in queue slot `slot` until its operation is completed, the
+    /// deadline passes (`WouldBlock`) or a signal arrives (`Interrupted`).
+    /// Between slices it sweeps dead processes, so that their undo reaches
+    /// us even if nobody else looks.
+    pub fn wait(
+        &self,
+        me: &Me,
+        slot: u32,
+        expected: u32,
+        deadline: u64,
+        host: &dyn Host,
+    ) -> Result<()> {
+        let q = self.slot(slot)?;
+        self.spin(me, slot, q, expected, deadline);
+        self.sleep_loop(me, slot, q, expected, deadline, host)
+    }
+
+    /// The spin phase: records where we run, and, at the head of a FIFO
+    /// with a partner running elsewhere, spins a bounded while for the
+    /// completion (a partner on another processor is likely to wake us
+    /// within microseconds, far sooner than a sleep and a wake-up take).
+    fn spin(&self, me: &Me, slot: u32, q: &QueueSlot, expected: u32, deadline: u64) {
+        let cpu = sync::current_cpu();
+        if let Some(pe) = self.proc(me.slot) {
+            pe.cpu.store(cpu_tag(cpu), Ordering::Relaxed);
+        }
+        // One spinner per set at a time: more would take the processors
+        // the processes that will wake them need.
+        // SYNC: Relaxed: a stale head only makes us spin or not, wrongly.
+        let head = self.hdr.alter_head.load(Ordering::Relaxed) == slot
+            || self.hdr.const_head.load(Ordering::Relaxed) == slot;
+        let spin = if head && self.partner_running(me, cpu) {
+            self.claim_spin()
+        } else {
+            None
+        };
+        if let Some((start, stamp)) = spin {
+            let until = start.saturating_add(SPIN_NS).min(deadline);
+            let mut i = 0u32;
+            // SYNC: Acquire pairs with the waker's Release completion store
+            // (SetView::apply_ops, SetView::apply_rmid).
+            while q.status.load(Ordering::Acquire) == expected {
+                sync::spin_hint();
+                i += 1;
+                if i % 64 == 0 && sync::monotonic_ns() >= until {
+                    break;
+                }
+            }
+            // Only if still ours (a claim taken over as stale is not).
+            let _ =
+                self.hdr
+                    .spinners
+                    .compare_exchange(stamp, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The sleep loop: futex sleeps of at most a slice until the status
+    /// leaves `expected` (collected), the deadline passes or a signal
+    /// arrives (cancelled); a slice that ends without either sweeps.
+    fn sleep_loop(
+        &self,
+        me: &Me,
+        slot: u32,
+        q: &QueueSlot,
+        expected: u32,
+        deadline: u64,
+        host: &dyn Host,
+    ) -> Result<()> {
+        let pe = self.proc(me.slot);
+        loop {
+            // SYNC: Acquire pairs with the waker's Release completion store
+            // (SetView::apply_ops, SetView::apply_rmid): the waker's writes
+            // are visible to us.
+            let st = q.status.load(Ordering::Acquire);
+            if st != expected {
+                return self.collect(me, slot, st);
+            }
+            let now = sync::monotonic_ns();
+            let slice = deadline.min(now.saturating_add(SWEEP_SLICE_NS));
+            if let Some(pe) = pe {
+                pe.asleep.fetch_add(1, Ordering::Relaxed);
+            }
+            let woke = sync::futex_wait(&q.status, expected, slice);
+            if let Some(pe) = pe {
+                pe.asleep.fetch_sub(1, Ordering::Relaxed);
+            }
+            match woke {
+                Wake::Woken => {}
+                Wake::TimedOut if sync::monotonic_ns() >= deadline => {
+                    return self.cancel(me, slot, expected, Error::WouldBlock, host)
+                }
+                Wake::TimedOut => self.slice_sweep(me, host),
+                Wake::Interrupted => {
+                    return self.cancel(me, slot, expected, Error::Interrupted, host)
+                }
+            }
+        }
+    }
+
+    /// The slice sweep: one sleeper per slice sweeps for the whole set
+    /// (with N sleepers each sweeping, the lock would do N^2 liveness
+    /// checks per slice).
+    fn slice_sweep(&self, me: &Me, host: &dyn Host) {
+        let now = sync::monotonic_ns();
+        let last = self.hdr.last_sweep_ns.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) >= SWEEP_SLICE_NS
+            && self
+                .hdr
+                .last_sweep_ns
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let mut g = self.lock(me, host);
+            g.sweep_dead(me, host, Sweep::Holding);
+        }
+    }
+
+    /// Whether a sleeper on `cpu` (at the head of its FIFO: the next to be
+    /// served) should spin before sleeping: some other process of the set
+    /// is running or about to run, every such one last slept on another
+    /// known processor, and fewer of them than there are other processors
+    /// — so the partner is plausibly running now, and the spin does not
+    /// take a processor it or others need. Never on one processor.
+    ///
+    /// A process counts when it is not asleep on the set, or when it is
+    /// asleep but one of its operations was completed and not yet collected
+    /// (it has been woken and is on its way: see [`Self::woken`]). A process
+    /// that has never slept on the set (`cpu` unknown: one that only created
+    /// or set up the set, or only ever posts) neither counts nor vetoes:
+    /// nothing says whether or where it runs.
+    fn partner_running(&self, me: &Me, cpu: u32) -> bool {
+        let others = sync::online_cpus().saturating_sub(1);
+        if others == 0 {
+            return false;
+        }
+        let woken = self.woken();
+        let mut awake = 0;
+        for p in 0..self.procs_in_use() {
+            let pe = &self.procs[p as usize];
+            if p == me.slot
+                || pe.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK != PROC_ACTIVE
+                || (pe.asleep.load(Ordering::Relaxed) != 0 && !woken.contains(&p))
+            {
+                continue;
+            }
+            let c = pe.cpu.load(Ordering::Relaxed);
+            if c == 0 {
+                continue;
+            }
+            if c == cpu_tag(cpu) {
+                // Running on our processor: it may not run while we spin.
+                return false;
+            }
+            awake += 1;
+            if awake > others {
+                return false;
+            }
+        }
+        awake > 0
+    }
+
+    /// Claims the set's one spinner place: returns (now, the claim's
+    /// stamp), or None when another sleeper spins. The place holds the
+    /// spinner's start time (in units of 1024 ns, never 0), so a claim left
+    /// by a spinner that died or was stopped mid-spin is taken over once it
+    /// is older than any spin lasts, instead of barring spinning on the set
+    /// for ever.
+    fn claim_spin(&self) -> Option<(u64, u32)> {
+        let now = sync::monotonic_ns();
+        let units = (now >> 10) as u32;
+        let stamp = units.max(1);
+        // SYNC: Relaxed: the place only limits spinning; nothing is
+        // published through it.
+        let cur = self.hdr.spinners.load(Ordering::Relaxed);
+        // Signed: a claim stamped just after our clock read is fresh.
+        let stale = units.wrapping_sub(cur) as i32 > ((2 * SPIN_NS) >> 10) as i32;
+        if cur != 0 && !stale {
+            return None;
+        }
+        self.hdr
+            .spinners
+            .compare_exchange(cur, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| (now, stamp))
+    }
+
+    /// Process-table entries of sleepers that have been woken but have not
+    /// run yet: owners of completed, uncollected slots among the last
+    /// [`WOKEN_WINDOW`] below the allocation hint (where the most recent
+    /// sleepers' slots are). NIL where nothing was found.
+    fn woken(&self) -> [u32; WOKEN_WINDOW as usize] {
+        let mut out = [NIL; WOKEN_WINDOW as usize];
+        let n = self.queue.len() as u32;
+        if n == 0 {
+            return out;
+        }
+        // SYNC: Relaxed: a stale hint or status only makes us spin or not,
+        // wrongly; the spin is bounded.
+        let hint = self.hdr.alloc_hint.load(Ordering::Relaxed) % n;
+        for k in 1..=WOKEN_WINDOW.min(n) {
+            let q = &self.queue[((hint + n - k) % n) as usize];
+            if state(q.status.load(Ordering::Relaxed)) == SLOT_DONE {
+                out[(k - 1) as usize] = q.proc_slot.load(Ordering::Relaxed);
+            }
+        }
+        out
+    }
+
+    /// Takes the result a waker handed over and frees the slot.
+    fn collect(&self, me: &Me, slot: u32, st: u32) -> Result<()> {
+        if state(st) != SLOT_DONE {
+            return Err(Error::Corrupt);
+        }
+        let q = &self.queue[slot as usize];
+        // The slot is ours until we free it; the waker no longer touches it.
+        // SYNC: Release pairs with the next allocator's Acquire load
+        // (Guard::alloc_slot): our reads of the slot come before its reuse.
+        q.status
+            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        if let Some(p) = self.proc(me.slot) {
+            p.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match st & SLOT_ERRNO_MASK {
+            0 => Ok(()),
+            // Only what a waker hands over; anything else was scribbled.
+            e => Err(match Error::from_errno(e as i32) {
+                x @ (Error::Removed
+                | Error::OutOfRange
+                | Error::SemNumOutOfRange
+                | Error::WouldBlock
+                | Error::Corrupt) => x,
+                _ => Error::Corrupt,
+            }),
+        }
+    }
+
+    /// Gives up waiting in slot `slot` with `why`, unless a completion won
+    /// the race (re-checked under the lock).
+    fn cancel(&self, me: &Me, slot: u32, expected: u32, why: Error, host: &dyn Host) -> Result<()> {
+        let mut g = self.lock(me, host);
+        let q = &self.queue[slot as usize];
+        // SYNC: Acquire pairs with the waker's Release completion store
+        // (SetView::apply_ops, SetView::apply_rmid), as the sleeper's load.
+        let st = q.status.load(Ordering::Acquire);
+        if !cfg!(shmsem_mutant = "cancel_no_recheck") && st != expected {
+            // A completion (or removal) won the race with our timeout or
+            // signal: report it, as the kernel does.
+            drop(g);
+            return self.collect(me, slot, st);
+        }
+        // Unlinking is derived state; the FREE status is the one write that
+        // cancels; the continuations are freed after it (recovery frees
+        // them too if we die in between).
+        if !cfg!(shmsem_mutant = "cancel_no_dequeue") {
+            g.unlink(slot);
+        }
+        // SYNC: Release as in SetView::collect.
+        q.status
+            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        sync::wrote();
+        self.free_conts(slot);
+        if let Some(p) = self.proc(me.slot) {
+            super::dec(&p.queued);
+        }
+        Err(why)
+    }
+}
+
+impl Guard<'_, '_> {
+    /// The deferred wake (the kernel's wake_up_q): after the lock is
+    /// released, each sleeper whose operation this section completed is
+    /// woken on its status word.
+    pub(super) fn wake_completed(&self) {
+        if !cfg!(shmsem_mutant = "no_wake") {
+            for &i in &self.b.wakes {
+                sync::futex_wake(&self.v.queue[i as usize].status, 1);
+            }
+        }
+    }
+}
