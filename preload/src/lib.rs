@@ -185,6 +185,7 @@ fn in_main_program(addr: usize, len: usize) -> bool {
         // SAFETY: the callback matches dl_iterate_phdr's contract and only
         // reads the program headers it is handed.
         unsafe { libc::dl_iterate_phdr(Some(record_main_program), std::ptr::null_mut()) };
+        // SYNC: Release publishes PROGRAM_SEGMENTS to the Acquire load above.
         PROGRAM_STATE.store(PROGRAM_READY, Ordering::Release);
     }
     PROGRAM_SEGMENTS.iter().any(|(start, stop)| {
@@ -603,6 +604,8 @@ static REAL_SYSCALL: AtomicUsize = AtomicUsize::new(0);
 type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
 
 fn real_syscall() -> Option<SyscallFn> {
+    // SYNC: Acquire pairs with the Release store below (the address is all
+    // that is published, but a pointer to code is read as data here).
     let mut addr = REAL_SYSCALL.load(Ordering::Acquire);
     if addr == 0 {
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always

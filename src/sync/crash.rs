@@ -100,6 +100,8 @@ mod hooks {
 
     /// Whether some model thread has died (for the models' hosts).
     pub fn someone_crashed() -> bool {
+        // SYNC: SeqCst, as every model-only flag: pairs with the store in
+        // `wrote` (loom explores every order anyway; nothing rides on it).
         SOMEONE_CRASHED.load(Ordering::SeqCst)
     }
 
@@ -118,6 +120,7 @@ mod hooks {
         CRASH_LEFT.with(|c| c.set(left - 1));
         if left == 1 {
             CRASHED.with(|c| c.set(true));
+            // SYNC: pairs with the load in `someone_crashed`.
             SOMEONE_CRASHED.store(true, Ordering::SeqCst);
             std::panic::panic_any(Crash);
         }

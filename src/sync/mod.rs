@@ -234,11 +234,14 @@ mod primitive {
 
     /// Loom's clock: a counter the models advance by hand.
     pub fn monotonic_ns() -> u64 {
+        // SYNC: SeqCst pairs with the fetch_add in `advance_clock`: a model's
+        // clock is one total order, as a real clock is.
         CLOCK.load(Ordering::SeqCst)
     }
     /// Advances loom's clock (a model's "timeout thread"); sleepers whose
     /// deadline has passed return TimedOut. Loom only.
     pub fn advance_clock(ns: u64) {
+        // SYNC: pairs with the load in `monotonic_ns`.
         CLOCK.fetch_add(ns, Ordering::SeqCst);
         let _g = FUTEX.0.lock().unwrap();
         FUTEX.1.notify_all();
@@ -251,6 +254,9 @@ mod primitive {
     /// picks us or the deadline passes.
     pub fn futex_wait(word: &AtomicU32, expected: u32, deadline_ns: u64) -> Wake {
         let mut g = FUTEX.0.lock().unwrap();
+        // SYNC: SeqCst under the futex mutex, as the kernel compares under
+        // its bucket lock: pairs with the wakers' stores to `word`, which
+        // precede their `futex_wake` (taking the same mutex).
         if word.load(Ordering::SeqCst) != expected {
             return Wake::Woken;
         }
