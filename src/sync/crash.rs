@@ -63,9 +63,7 @@ mod hooks {
 
     /// Whether this thread is dying: never, in a real process (a killed
     /// process runs no more code; a stopped one runs none until resumed).
-    // Unused until set.rs's `Guard::drop` calls it without its
-    // `#[cfg(shmsem_loom)]`.
-    #[allow(dead_code)]
+    /// Whether this thread is dying mid-update: never, outside the models.
     #[inline(always)]
     pub fn crashing() -> bool {
         false
