@@ -6,7 +6,7 @@ use super::identity;
 use crate::set::{Host, SetView};
 use crate::shm;
 use crate::sync::Ordering;
-use shm_layout::PROC_LOCK_BASE;
+use shm_layout::{PROC_CLAIMING, PROC_LOCK_BASE, PROC_STATE_MASK};
 
 /// The real host: liveness from OFD locks, confirmed by pid + start time.
 /// The locks are tested through this process's own open file description
@@ -37,7 +37,14 @@ impl Host for OsHost<'_> {
         // that is still a zombie, or whose pid was reused, while such a
         // child lives is reaped only once the child's copy is closed
         // (README difference 4).
-        match shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64) {
+        let locked = shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64);
+        if p.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK == PROC_CLAIMING {
+            // A claimer holds the byte from before its claim (membership's
+            // `claim_free`), and its pid is not written yet: only the byte
+            // tells.
+            return matches!(locked, Ok(false));
+        }
+        match locked {
             Ok(false) => true,
             Ok(true) => !identity::pid_exists(p.pid.load(Ordering::Relaxed)),
             Err(_) => false, // cannot tell: never reap a possibly live process

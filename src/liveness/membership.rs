@@ -163,40 +163,46 @@ fn adopt_after_exec(
     Ok(None)
 }
 
-/// Claims a free entry whose lock byte `fd` can take, for process `pid`
-/// (started at `start`). `None`: none is free.
+/// Claims an entry for process `pid` (started at `start`): a free one, or
+/// one left CLAIMING by a claimer that died mid-claim. `None`: none is.
+///
+/// The entry's lock byte is taken through `fd` *before* the claim, and a
+/// live claimer holds it from then until its entry is freed; so a CLAIMING
+/// entry whose byte can be taken was left by a claimer that died between
+/// its claim and its activation (nothing else can free such an entry).
+/// A byte that cannot be taken means a live claimer, or a descriptor
+/// inherited from the entry's dead owner: the entry is left for later.
 fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Option<Me>> {
     for s in 0..v.proc_slots() {
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release CAS that freed the entry
         // (`free_idle_dead`, or INTENT_REAP in `SetView::redo`).
         let sg = p.state_gen.load(Ordering::Acquire);
-        if sg & PROC_STATE_MASK != PROC_FREE {
+        let st = sg & PROC_STATE_MASK;
+        if st != PROC_FREE && st != PROC_CLAIMING {
+            continue;
+        }
+        let byte = PROC_LOCK_BASE + s as i64;
+        if !shm::ofd_try_lock(fd, byte)? {
             continue;
         }
         let gen = (sg >> PROC_GEN_SHIFT).wrapping_add(1) & (u32::MAX >> PROC_GEN_SHIFT);
         let claiming = (gen << PROC_GEN_SHIFT) | PROC_CLAIMING;
         // SYNC: AcqRel: Acquire as the load above; Release orders nothing
-        // of ours (the entry is published by the ACTIVE store below).
+        // of ours (the entry is published by the ACTIVE store in
+        // `activate`).
         if p.state_gen
             .compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
+            // Claimed (or changed) since we looked: not ours.
+            shm::ofd_unlock(fd, byte);
             continue;
         }
-        let locked = shm::ofd_try_lock(fd, PROC_LOCK_BASE + s as i64);
-        if !matches!(locked, Ok(true)) {
-            // Ok(false): a descriptor inherited from the entry's dead owner
-            // still holds its byte: leave this entry for later. An error
-            // gives the entry back too, then is reported.
-            // SYNC: Release pairs with the Acquire load of `state_gen` of a
-            // later claimer (`claim_free`).
-            p.state_gen.store(sg, Ordering::Release);
-            locked?;
-            continue;
-        }
-        activate(p, gen, pid, start);
+        // Before activating: a claim left half-done must be below the
+        // high-water mark, where sweeps look.
         v.note_claimed(s);
+        activate(p, gen, pid, start);
         return Ok(Some(Me {
             slot: s,
             gen,

@@ -77,6 +77,22 @@ impl Guard<'_, '_> {
             // SYNC: Acquire pairs with the Release store that makes an
             // entry ACTIVE (Namespace::register, HeapSet::register).
             let sg = pe.state_gen.load(Ordering::Acquire);
+            if sg & PROC_STATE_MASK == PROC_CLAIMING {
+                // Left by a claimer that died between its claim and its
+                // activation: it holds nothing, so it is only freed.
+                if host.is_dead(v, p) {
+                    // SYNC: Release pairs with the Acquire load of a later
+                    // claimer (`claim_free`); the CAS fails if the entry
+                    // changed since we looked.
+                    let _ = pe.state_gen.compare_exchange(
+                        sg,
+                        sg & !PROC_STATE_MASK,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    );
+                }
+                continue;
+            }
             if sg & PROC_STATE_MASK != PROC_ACTIVE {
                 continue;
             }
