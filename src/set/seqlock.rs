@@ -92,6 +92,7 @@ impl<'a> SetView<'a> {
     /// Reads one word consistently with multi-word updates: retried while a
     /// lock holder is in the middle of writing several words. `None` after
     /// [`SEQ_TRIES`] (a holder slow or dead mid-update): take the lock.
+    #[inline]
     fn read_word(&self, n: usize) -> Option<u64> {
         self.seq_read(SEQ_TRIES, Recheck::FULL, || {
             // SYNC: Acquire pairs with the Release stores of the word by a
@@ -103,7 +104,9 @@ impl<'a> SetView<'a> {
 
     /// GETVAL / GETPID without the lock. `None` if a dead process's undo may
     /// be pending on the semaphore (UNDO_HELD), or a writer is in the way:
-    /// the caller takes the lock (and sweeps).
+    /// the caller takes the lock (and sweeps). Inlined into GETVAL's short
+    /// path (`Namespace::getval_fast`), in another codegen unit.
+    #[inline]
     pub fn read_sem(&self, n: usize) -> Option<(i32, i32)> {
         let w = self.read_word(n)?;
         if w & SEM_UNDO_HELD != 0 && w & SEM_GLOBAL == 0 {
