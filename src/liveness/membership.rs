@@ -45,6 +45,7 @@ impl Membership {
 
     /// This process's identity in set `v` (whose segment is `name`),
     /// registering on first use (and again in a forked child).
+    #[inline]
     pub fn me(&self, v: &SetView<'_>, name: &str) -> Result<Me> {
         let pid = identity::pid();
         // SYNC: Acquire pairs with the Release store of `pid` at the end of
@@ -58,6 +59,16 @@ impl Membership {
                 lone: sync::lone_thread(),
             });
         }
+        self.me_slow(v, name, pid)
+    }
+
+    /// [`Membership::me`] before this process (`pid`) has registered, or
+    /// from another thread while it registers: under the registration
+    /// lock. Out of line so that the registered case stays small enough to
+    /// inline into every call.
+    #[cold]
+    #[inline(never)]
+    fn me_slow(&self, v: &SetView<'_>, name: &str, pid: i32) -> Result<Me> {
         let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = reg.as_ref() {
             if r.me.pid == pid {
