@@ -163,8 +163,8 @@ fn set_name(ns: &str, idx: u32, seq: u32) -> String {
 fn live_seq(e: &RegistryEntry) -> Option<u32> {
     // SYNC: Acquire pairs with the Release store that makes an entry LIVE
     // (`publish_entry`, in `Namespace::create`), after its fields.
-    let ss = e.state_seq.load(Ordering::Acquire);
-    (ss & ENTRY_STATE_MASK == ENTRY_LIVE).then_some(ss >> ENTRY_SEQ_SHIFT)
+    let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
+    ss.is_live().then_some(ss.seq())
 }
 
 /// The registry's mapping, `None` if there is none.

@@ -1178,10 +1178,9 @@ fn load(m: &RawMap, off: usize, size: usize) -> u64 {
 }
 
 /// The lock token of process-table entry `slot` with state word `sg`, as
-/// src/set.rs builds it: (slot + 1) | (generation & 0xffff) << 15.
-fn lock_token(slot: u32, sg: u32) -> u32 {
-    (slot + 1)
-        | (((sg >> layout::PROC_GEN_SHIFT) & layout::LOCK_GEN_MASK) << layout::LOCK_GEN_SHIFT)
+/// the library builds it ([`layout::LockWord::token`]).
+fn lock_token(slot: u32, sg: u32) -> layout::LockWord {
+    layout::LockWord::token(slot, layout::ProcState::from_raw(sg).gen())
 }
 
 /// Active entries of the process table: (index, state word, pid).
@@ -1191,7 +1190,9 @@ fn active_procs(s: &SetMap) -> Vec<(u32, u32, i32)> {
             let e = s.map.proc_entry(&s.geo, p);
             let sg = e.state_gen.load(std::sync::atomic::Ordering::SeqCst);
             let pid = e.pid.load(std::sync::atomic::Ordering::SeqCst);
-            (sg & layout::PROC_STATE_MASK == layout::PROC_ACTIVE).then_some((p, sg, pid))
+            layout::ProcState::from_raw(sg)
+                .is_active()
+                .then_some((p, sg, pid))
         })
         .collect()
 }
@@ -1244,7 +1245,7 @@ impl Round {
                     r.next() as u32
                 } else {
                     let (p, sg, _) = act[r.below(act.len() as u64) as usize];
-                    lock_token(p, sg) | if r.pct(50) { layout::LOCK_CONTENDED } else { 0 }
+                    lock_token(p, sg).with_contended(r.pct(50)).raw()
                 };
                 Some((
                     "header.lock (a registered process's token)".into(),
@@ -1262,12 +1263,25 @@ impl Round {
                 let n = r.below(g.nsems as u64) as usize;
                 let off = g.sems_off + n * size_of::<SemEntry>() + offset_of!(SemEntry, word);
                 let cur = m.load_u64(off);
+                let w = layout::SemWord::from_raw(cur);
                 let v = match r.below(6) {
-                    0 => (cur & !0xffff) | r.pick(&[0u64, 32767, 32768, 65535]),
-                    1 => cur ^ (1 << (16 + r.below(3))),
-                    2 => cur ^ (r.next() & 0xffff_ffff_0000_0000),
-                    3 => cur | layout::SEM_SLOW_BITS,
-                    4 => cur & !layout::SEM_SLOW_BITS,
+                    0 => w
+                        .with_value(r.pick(&[0u64, 32767, 32768, 65535]) as u16)
+                        .raw(),
+                    // One slow bit flipped.
+                    1 => match r.below(3) {
+                        0 => w.with_waiters(!w.waiters()),
+                        1 => w.with_global(!w.global()),
+                        _ => w.with_undo_held(!w.undo_held()),
+                    }
+                    .raw(),
+                    2 => w.with_pid(w.pid() ^ (r.next() >> 32) as u32 as i32).raw(),
+                    3 => w
+                        .with_waiters(true)
+                        .with_global(true)
+                        .with_undo_held(true)
+                        .raw(),
+                    4 => w.unmarked(false, false).raw(),
                     _ => r.next(),
                 };
                 Some((format!("sem[{n}].word"), off, 8, v))
@@ -1292,7 +1306,7 @@ impl Round {
                 if r.pct(20) {
                     // A plausible live stranger: ACTIVE, pid 1.
                     let sg = m.load_u32(base + offset_of!(ProcEntry, state_gen));
-                    let v = (sg & !layout::PROC_STATE_MASK) | layout::PROC_ACTIVE;
+                    let v = layout::ProcState::from_raw(sg).activated().raw();
                     store(m, base + offset_of!(ProcEntry, pid), 4, 1);
                     Some((
                         format!("proc[{p}].state_gen (ACTIVE, pid 1)"),
@@ -1367,7 +1381,7 @@ impl Round {
                 let cur = load(reg, base + off, size);
                 let v = if f == "state_seq" && r.pct(60) {
                     // LIVE with some sequence number.
-                    (r.below(4) << 16) | layout::ENTRY_LIVE as u64
+                    layout::EntryState::new(r.below(4) as u32, layout::ENTRY_LIVE).raw() as u64
                 } else {
                     interesting(r, cur, size, 4)
                 };
@@ -1404,7 +1418,9 @@ impl Round {
                     let p = r.below(g.proc_slots as u64) as u32;
                     let base = g.procs_off + p as usize * size_of::<ProcEntry>();
                     let sg = m.load_u32(base + offset_of!(ProcEntry, state_gen));
-                    lock_token(p, sg.wrapping_add(1 << layout::PROC_GEN_SHIFT))
+                    // The next generation's token: a holder that is gone.
+                    let next = layout::ProcState::from_raw(sg).claiming();
+                    lock_token(p, next.raw()).raw()
                 };
                 Some((
                     "header.lock (a dead holder)".into(),
@@ -1738,7 +1754,7 @@ fn lock_word_case(test: &str, ops: &str) {
     let Some(&(p, sg, _)) = act.iter().find(|a| a.2 == pid) else {
         panic!("user pid {pid} has no process-table entry: {act:?}");
     };
-    let tok = lock_token(p, sg);
+    let tok = lock_token(p, sg).raw();
     s.map.store_u32(offset_of!(SetHeader, lock), tok);
     round.log.push(format!(
         "header.lock := {tok:#x} (the token of live pid {pid}, entry {p})"
@@ -2007,7 +2023,7 @@ fn corrupt_registry_entries_and_counters() {
             let base = REGISTRY_ENTRIES_OFF + idx * size_of::<RegistryEntry>();
             reg.store_u32(
                 base + offset_of!(RegistryEntry, state_seq),
-                (3 << 16) | layout::ENTRY_LIVE,
+                layout::EntryState::new(3, layout::ENTRY_LIVE).raw(),
             );
             reg.store_u32(base + offset_of!(RegistryEntry, key), 0x4000);
             reg.store_u32(base + offset_of!(RegistryEntry, nsems), u32::MAX);

@@ -5,9 +5,7 @@
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread::{self, JoinHandle};
 use shmsem::__private::{HeapSet, Host, Me, Ordering, SetView, SlowOutcome};
-use shmsem::layout::{
-    NIL, SEM_SLOW_BITS, SEM_UNDO, SEM_VALUE_MASK, SLOT_FREE, SLOT_STATE_MASK, SLOT_STATE_SHIFT,
-};
+use shmsem::layout::{GlobalMode, SemWord, SlotStatus, NIL, SEM_UNDO, SLOT_FREE};
 use shmsem::sysv::Sembuf;
 use shmsem::Result;
 use std::time::Instant;
@@ -147,11 +145,6 @@ pub fn value(set: &HeapSet, me: &Me, n: usize, host: &dyn Host) -> i32 {
     g.read_one(n).0
 }
 
-/// The state field of a queue slot's status word.
-pub fn slot_state(status: u32) -> u32 {
-    (status >> SLOT_STATE_SHIFT) & SLOT_STATE_MASK
-}
-
 /// The quiescent-state invariants, checked when every thread has finished:
 /// no queue slot in use, both FIFOs empty, no waiter counted, no slow bit
 /// left on a word without a reason, no value out of range, and each
@@ -162,7 +155,7 @@ pub fn assert_quiescent(v: &SetView<'_>) {
         let Some(q) = v.queue_slot(i) else { break };
         let st = q.status.load(Ordering::SeqCst);
         assert_eq!(
-            slot_state(st),
+            SlotStatus::from_raw(st).state(),
             SLOT_FREE,
             "queue slot {i} not freed: {st:#x}"
         );
@@ -178,12 +171,12 @@ pub fn assert_quiescent(v: &SetView<'_>) {
             "sem {n}: waiters counted"
         );
         let w = e.word.load(Ordering::SeqCst);
-        assert!(
-            (w & SEM_VALUE_MASK) <= 32767,
-            "sem {n}: value out of range: {w:#x}"
-        );
-        if v.hdr.global_mode.load(Ordering::SeqCst) == 0 && e.nundo.load(Ordering::SeqCst) == 0 {
-            assert_eq!(w & SEM_SLOW_BITS, 0, "sem {n}: slow bits left: {w:#x}");
+        let word = SemWord::from_raw(w);
+        assert!(word.value() <= 32767, "sem {n}: value out of range: {w:#x}");
+        if GlobalMode::from_raw(v.hdr.global_mode.load(Ordering::SeqCst)).is_off()
+            && e.nundo.load(Ordering::SeqCst) == 0
+        {
+            assert!(!word.is_slow(), "sem {n}: slow bits left: {w:#x}");
         }
     }
     for p in 0..v.proc_slots() {

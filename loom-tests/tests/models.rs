@@ -17,7 +17,7 @@
 use loom::sync::Arc;
 use loom_tests::*;
 use shmsem::__private::{advance_clock, HeapSet, Host, Me, NoDeaths, Ordering, SetView, Sweep};
-use shmsem::layout::{PROC_FREE, PROC_STATE_MASK, SEM_SLOW_BITS, SEM_UNDO, SLOT_QUEUED};
+use shmsem::layout::{ProcState, SemWord, SlotStatus, PROC_FREE, SEM_UNDO};
 use shmsem::sysv::Sembuf;
 use shmsem::Error;
 
@@ -140,9 +140,12 @@ fn fast_op_races_global() {
         let q = v.queue_slot(0).unwrap();
         let before = q.status.load(Ordering::Acquire);
         let words = [0, 1].map(|n| v.sem(n).unwrap().word.load(Ordering::Acquire));
-        if slot_state(before) == SLOT_QUEUED && q.status.load(Ordering::Acquire) == before {
-            for (n, w) in words.iter().enumerate() {
-                assert_ne!(w & SEM_SLOW_BITS, 0, "sem {n} unprotected while queued");
+        if SlotStatus::from_raw(before).is_queued() && q.status.load(Ordering::Acquire) == before {
+            for (n, &w) in words.iter().enumerate() {
+                assert!(
+                    SemWord::from_raw(w).is_slow(),
+                    "sem {n} unprotected while queued"
+                );
             }
         }
         semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &NoDeaths).unwrap();
@@ -386,7 +389,7 @@ fn dead_undo_races_waker() {
         let v = set.view();
         let p = v.proc(dead.slot).unwrap();
         assert_eq!(
-            p.state_gen.load(Ordering::SeqCst) & PROC_STATE_MASK,
+            ProcState::from_raw(p.state_gen.load(Ordering::SeqCst)).state(),
             PROC_FREE
         );
         assert_eq!(p.undo_count.load(Ordering::SeqCst), 0);

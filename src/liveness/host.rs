@@ -6,7 +6,7 @@ use super::identity;
 use crate::set::{Host, SetView};
 use crate::shm;
 use crate::sync::Ordering;
-use shm_layout::{PROC_CLAIMING, PROC_LOCK_BASE, PROC_STATE_MASK};
+use shm_layout::{ProcState, PROC_LOCK_BASE};
 
 /// The real host: liveness from OFD locks, confirmed by pid + start time.
 /// The locks are tested through this process's own open file description
@@ -38,7 +38,7 @@ impl Host for OsHost<'_> {
         // child lives is reaped only once the child's copy is closed
         // (README difference 4).
         let locked = shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64);
-        if p.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK == PROC_CLAIMING {
+        if ProcState::from_raw(p.state_gen.load(Ordering::Relaxed)).is_claiming() {
             // A claimer holds the byte from before its claim (membership's
             // `claim_free`), and its pid is not written yet: only the byte
             // tells.

@@ -10,10 +10,7 @@ use crate::set::{Host, Me, SetView};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::{Error, Result};
-use shm_layout::{
-    ProcEntry, PROC_ACTIVE, PROC_CLAIMING, PROC_FREE, PROC_GEN_SHIFT, PROC_LOCK_BASE,
-    PROC_STATE_MASK,
-};
+use shm_layout::{CpuTag, ProcEntry, ProcState, PROC_LOCK_BASE};
 
 /// This process's registration in one set: its process-table entry and the
 /// descriptor whose lock on the entry's byte says "alive".
@@ -48,6 +45,7 @@ impl Membership {
 
     /// This process's identity in set `v` (whose segment is `name`),
     /// registering on first use (and again in a forked child).
+    #[inline]
     pub fn me(&self, v: &SetView<'_>, name: &str) -> Result<Me> {
         let pid = identity::pid();
         // SYNC: Acquire pairs with the Release store of `pid` at the end of
@@ -61,6 +59,16 @@ impl Membership {
                 lone: sync::lone_thread(),
             });
         }
+        self.me_slow(v, name, pid)
+    }
+
+    /// [`Membership::me`] before this process (`pid`) has registered, or
+    /// from another thread while it registers: under the registration
+    /// lock. Out of line so that the registered case stays small enough to
+    /// inline into every call.
+    #[cold]
+    #[inline(never)]
+    fn me_slow(&self, v: &SetView<'_>, name: &str, pid: i32) -> Result<Me> {
         let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = reg.as_ref() {
             if r.me.pid == pid {
@@ -142,8 +150,8 @@ fn adopt_after_exec(
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in
         // `claim_free`, after the pid and start time.
-        let sg = p.state_gen.load(Ordering::Acquire);
-        if sg & PROC_STATE_MASK == PROC_ACTIVE
+        let sg = ProcState::from_raw(p.state_gen.load(Ordering::Acquire));
+        if sg.is_active()
             && p.pid.load(Ordering::Relaxed) == pid
             && p.start_time.load(Ordering::Relaxed) == start
         {
@@ -153,7 +161,7 @@ fn adopt_after_exec(
             let _ = shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64);
             let me = Me {
                 slot: s,
-                gen: sg >> PROC_GEN_SHIFT,
+                gen: sg.gen(),
                 pid,
                 lone: false,
             };
@@ -177,22 +185,26 @@ fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Opt
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release CAS that freed the entry
         // (`free_idle_dead`, or INTENT_REAP in `SetView::redo`).
-        let sg = p.state_gen.load(Ordering::Acquire);
-        let st = sg & PROC_STATE_MASK;
-        if st != PROC_FREE && st != PROC_CLAIMING {
+        let sg = ProcState::from_raw(p.state_gen.load(Ordering::Acquire));
+        if !sg.is_free() && !sg.is_claiming() {
             continue;
         }
         let byte = PROC_LOCK_BASE + s as i64;
         if !shm::ofd_try_lock(fd, byte)? {
             continue;
         }
-        let gen = (sg >> PROC_GEN_SHIFT).wrapping_add(1) & (u32::MAX >> PROC_GEN_SHIFT);
-        let claiming = (gen << PROC_GEN_SHIFT) | PROC_CLAIMING;
+        let claiming = sg.claiming();
+        let gen = claiming.gen();
         // SYNC: AcqRel: Acquire as the load above; Release orders nothing
         // of ours (the entry is published by the ACTIVE store in
         // `activate`).
         if p.state_gen
-            .compare_exchange(sg, claiming, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                sg.raw(),
+                claiming.raw(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             // Claimed (or changed) since we looked: not ours.
@@ -202,7 +214,7 @@ fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Opt
         // Before activating: a claim left half-done must be below the
         // high-water mark, where sweeps look.
         v.note_claimed(s);
-        activate(p, gen, pid, start);
+        activate(p, claiming, pid, start);
         return Ok(Some(Me {
             slot: s,
             gen,
@@ -213,22 +225,22 @@ fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Opt
     Ok(None)
 }
 
-/// Makes claimed entry `p` (generation `gen`) process `pid`'s, holding
-/// nothing, and ACTIVE.
-fn activate(p: &ProcEntry, gen: u32, pid: i32, start: u64) {
+/// Makes claimed entry `p` (state word `claiming`) process `pid`'s,
+/// holding nothing, and ACTIVE.
+fn activate(p: &ProcEntry, claiming: ProcState, pid: i32, start: u64) {
     p.pid.store(pid, Ordering::Relaxed);
     p.start_time.store(start, Ordering::Relaxed);
     p.undo_count.store(0, Ordering::Relaxed);
     p.queued.store(0, Ordering::Relaxed);
     p.undo_record.store(0, Ordering::Relaxed);
     p.asleep.store(0, Ordering::Relaxed);
-    p.cpu.store(0, Ordering::Relaxed);
+    p.cpu.store(CpuTag::UNKNOWN.raw(), Ordering::Relaxed);
     p.locking.store(0, Ordering::Relaxed);
     p.holding.store(0, Ordering::Relaxed);
     // SYNC: Release publishes pid/start before the entry is ACTIVE (to the
     // Acquire loads of `state_gen` in `adopt_after_exec` and the sweeps).
     p.state_gen
-        .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+        .store(claiming.activated().raw(), Ordering::Release);
 }
 
 /// The table is full: frees the entries of dead processes that hold
@@ -241,8 +253,8 @@ fn free_idle_dead(v: &SetView<'_>, fd: &OwnedFd) {
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in
         // `activate`.
-        let sg = p.state_gen.load(Ordering::Acquire);
-        if sg & PROC_STATE_MASK == PROC_ACTIVE
+        let sg = ProcState::from_raw(p.state_gen.load(Ordering::Acquire));
+        if sg.is_active()
             && p.undo_count.load(Ordering::Relaxed) == 0
             && p.queued.load(Ordering::Relaxed) == 0
             && host.is_dead(v, s)
@@ -250,8 +262,8 @@ fn free_idle_dead(v: &SetView<'_>, fd: &OwnedFd) {
             // SYNC: AcqRel: Release pairs with the Acquire load of a later
             // claimer (`claim_free`); the CAS fails if the entry changed.
             let _ = p.state_gen.compare_exchange(
-                sg,
-                sg & !PROC_STATE_MASK,
+                sg.raw(),
+                sg.freed().raw(),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             );

@@ -148,12 +148,12 @@ impl Namespace {
         for (i, e) in self.entries().iter().enumerate() {
             // SYNC: Acquire pairs with the Release store of CREATING in
             // `Namespace::create`.
-            let ss = e.state_seq.load(Ordering::Acquire);
-            if ss & ENTRY_STATE_MASK == ENTRY_CREATING {
-                let _ = shm::unlink(&set_name(&self.name, i as u32, ss >> ENTRY_SEQ_SHIFT));
+            let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
+            if ss.is_creating() {
+                let _ = shm::unlink(&set_name(&self.name, i as u32, ss.seq()));
                 // SYNC: Release pairs with the Acquire loads of the entry's
                 // state (`live_seq`, `Namespace::free_index`).
-                e.state_seq.store(ss & !ENTRY_STATE_MASK, Ordering::Release);
+                e.state_seq.store(ss.freed().raw(), Ordering::Release);
             }
         }
     }
@@ -174,7 +174,7 @@ impl Namespace {
         let e = &self.entries()[id.index as usize];
         // SYNC: Release pairs with the Acquire load in `clean_creating`.
         e.state_seq.store(
-            (id.seq << ENTRY_SEQ_SHIFT) | ENTRY_CREATING,
+            EntryState::new(id.seq, ENTRY_CREATING).raw(),
             Ordering::Release,
         );
         let (uid, gid) = creds();
@@ -183,7 +183,7 @@ impl Namespace {
             Err(err) => {
                 // SYNC: Release as in `clean_creating`.
                 e.state_seq
-                    .store(id.seq << ENTRY_SEQ_SHIFT, Ordering::Release);
+                    .store(EntryState::new(id.seq, ENTRY_FREE).raw(), Ordering::Release);
                 return Err(err);
             }
         };
@@ -214,11 +214,12 @@ impl Namespace {
             };
             // SYNC: Acquire pairs with the Release stores that free an
             // entry (`free_entry`, `clean_creating`).
-            if self.entries()[idx as usize]
-                .state_seq
-                .load(Ordering::Acquire)
-                & ENTRY_STATE_MASK
-                == ENTRY_FREE
+            if EntryState::from_raw(
+                self.entries()[idx as usize]
+                    .state_seq
+                    .load(Ordering::Acquire),
+            )
+            .is_free()
             {
                 return Ok(SetId::new(idx, seq));
             }
@@ -280,11 +281,11 @@ impl Namespace {
         let idx = SetId::from_raw(id).index;
         if let Some(e) = self.entries().get(idx as usize) {
             // SYNC: Acquire as in `live_seq`.
-            let ss = e.state_seq.load(Ordering::Acquire);
-            if ss & ENTRY_STATE_MASK == ENTRY_LIVE {
+            let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
+            if ss.is_live() {
                 // SYNC: Release pairs with the Acquire load in
                 // `Namespace::free_index` of the next creator.
-                e.state_seq.store(ss & !ENTRY_STATE_MASK, Ordering::Release);
+                e.state_seq.store(ss.freed().raw(), Ordering::Release);
                 let h = self.header();
                 h.used_sets.fetch_sub(1, Ordering::Relaxed);
                 h.used_sems.fetch_sub(
@@ -315,9 +316,9 @@ impl Namespace {
             return Err(Error::Invalid);
         }
         let time = |w: &AtomicU64| {
-            let w = w.load(Ordering::Relaxed);
-            if w & TIME_TAG_MASK == eseq as u64 & TIME_TAG_MASK {
-                crate::set::tagged_time_secs(w)
+            let w = TaggedTime::from_raw(w.load(Ordering::Relaxed));
+            if w.has_tag(eseq) {
+                w.secs()
             } else {
                 0
             }
@@ -441,12 +442,12 @@ fn publish_entry(
     ] {
         f.store(x, Ordering::Relaxed);
     }
-    let tag = seq as u64 & TIME_TAG_MASK;
-    e.otime_tagged.store(tag, Ordering::Relaxed);
+    e.otime_tagged
+        .store(TaggedTime::never(seq).raw(), Ordering::Relaxed);
     e.ctime_tagged
-        .store(((ctime as u64) << TIME_TAG_BITS) | tag, Ordering::Relaxed);
+        .store(TaggedTime::new(ctime, seq).raw(), Ordering::Relaxed);
     // SYNC: Release publishes key/nsems before the entry is LIVE (to the
     // Acquire load in `live_seq`).
     e.state_seq
-        .store((seq << ENTRY_SEQ_SHIFT) | ENTRY_LIVE, Ordering::Release);
+        .store(EntryState::new(seq, ENTRY_LIVE).raw(), Ordering::Release);
 }

@@ -3,7 +3,7 @@
 //! ([`engine::step`]) on one word read. Any slow bit (GLOBAL: a lock holder
 //! owns the word; WAITERS; UNDO_HELD) sends the call to the lock.
 
-use super::{word_value, word_with, SetView};
+use super::SetView;
 use crate::engine::{self, Step};
 use crate::sync::Ordering;
 use crate::sysv::Sembuf;
@@ -19,10 +19,11 @@ impl SetView<'_> {
         // SYNC: Acquire as the CAS's failure ordering below.
         let mut w = e.word.load(Ordering::Acquire);
         loop {
-            if w & SEM_SLOW_BITS != 0 {
+            let word = SemWord::from_raw(w);
+            if word.is_slow() {
                 return None;
             }
-            let new = match engine::step(word_value(w), op.sem_op as i32) {
+            let new = match engine::step(word.value() as i32, op.sem_op as i32) {
                 Step::Apply(new) => new,
                 // Would block: a decision on one word read, linearizable
                 // at that read.
@@ -38,7 +39,7 @@ impl SetView<'_> {
             // holder released.
             match e.word.compare_exchange_weak(
                 w,
-                word_with(w, new, pid),
+                word.updated(new as u16, pid).raw(),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {

@@ -151,12 +151,12 @@ impl HeapSet {
     /// Claims process entry `slot` for `pid` (no OS lock on the heap).
     pub fn register(&self, slot: u32, pid: i32) -> Me {
         let p = &self.procs[slot as usize];
-        let gen = (p.state_gen.load(Ordering::Relaxed) >> PROC_GEN_SHIFT) + 1;
+        let gen = ProcState::from_raw(p.state_gen.load(Ordering::Relaxed)).next_gen();
         p.pid.store(pid, Ordering::Relaxed);
         // SYNC: Release publishes pid before the entry is ACTIVE, to the
         // Acquire loads of state_gen (SetView::names_nobody, Guard::sweep).
         p.state_gen
-            .store((gen << PROC_GEN_SHIFT) | PROC_ACTIVE, Ordering::Release);
+            .store(ProcState::new(gen, PROC_ACTIVE).raw(), Ordering::Release);
         self.view().note_claimed(slot);
         Me {
             slot,

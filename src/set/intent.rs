@@ -16,7 +16,7 @@
 //! * RMID: [`SetView::apply_rmid`];
 //! * SETPERM (IPC_SET): [`SetView::apply_setperm`].
 
-use super::{gen_of, inc, make_status, state, word_with, Guard, SetView, GLOBAL_FOREVER};
+use super::{inc, Guard, SetView};
 use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
 use crate::{Error, Result};
 use shm_layout::*;
@@ -173,17 +173,14 @@ impl SetView<'_> {
             self.put_adj(p, n, 0);
         }
         for (i, q) in self.queue.iter().enumerate() {
-            let st = q.status.load(Ordering::Relaxed);
-            if q.proc_slot.load(Ordering::Relaxed) != p
-                || (state(st) != SLOT_QUEUED && state(st) != SLOT_DONE)
-            {
+            let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+            if q.proc_slot.load(Ordering::Relaxed) != p || !(st.is_queued() || st.is_done()) {
                 continue;
             }
             self.free_conts(i as u32);
             // SYNC: Release as in SetView::collect (pairs with
             // Guard::alloc_slot's Acquire load).
-            q.status
-                .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            q.status.store(st.freed().raw(), Ordering::Release);
             sync::wrote();
         }
         // Only while the entry is still the dead process's: once freed, a
@@ -202,7 +199,7 @@ impl SetView<'_> {
             pe.queued.store(0, Ordering::Relaxed);
             pe.undo_record.store(0, Ordering::Relaxed);
             sync::wrote();
-            let free = (sg & !PROC_STATE_MASK) | PROC_FREE;
+            let free = ProcState::from_raw(sg).freed().raw();
             // SYNC: AcqRel: Release publishes the cleared entry to the next
             // claimer's AcqRel CAS from FREE (Namespace::register); Acquire
             // as the load above.
@@ -219,7 +216,7 @@ impl SetView<'_> {
     fn apply_rmid(&self) {
         self.hdr
             .global_mode
-            .store(GLOBAL_FOREVER, Ordering::Relaxed);
+            .store(GlobalMode::FOREVER.raw(), Ordering::Relaxed);
         // SYNC: Release pairs with the Acquire loads of `removed` in
         // lookups (Namespace::lookup): whoever sees it sees the set as it
         // was left.
@@ -227,14 +224,14 @@ impl SetView<'_> {
         sync::wrote();
         let eidrm = Error::Removed.errno() as u32;
         for q in self.queue {
-            let st = q.status.load(Ordering::Relaxed);
-            if state(st) == SLOT_QUEUED {
+            let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+            if st.is_queued() {
                 // SYNC: the waker's completion store, as in
                 // SetView::apply_ops (pairs with SetView::sleep_loop's
                 // Acquire load).
                 let _ = q.status.compare_exchange(
-                    st,
-                    make_status(gen_of(st), SLOT_DONE, eidrm),
+                    st.raw(),
+                    st.done(eidrm).raw(),
                     Ordering::Release,
                     Ordering::Relaxed,
                 );
@@ -295,10 +292,10 @@ impl SetView<'_> {
     /// Writes value and sempid of semaphore `n` (a word the writer owns).
     fn put_value(&self, n: usize, value: i32, pid: i32) {
         let e = &self.sems[n].word;
-        let w = e.load(Ordering::Relaxed);
+        let w = SemWord::from_raw(e.load(Ordering::Relaxed));
         // SYNC: Release pairs with the lock-free readers' Acquire loads of
         // the word (SetView::read_word, SetView::snapshot).
-        e.store(word_with(w, value, pid), Ordering::Release);
+        e.store(w.updated(value as u16, pid).raw(), Ordering::Release);
         sync::wrote();
     }
 
@@ -330,15 +327,14 @@ impl SetView<'_> {
         let mut c = q.cont.load(Ordering::Relaxed);
         let mut hops = 0;
         while let Some(cq) = self.queue.get(c as usize) {
-            let st = cq.status.load(Ordering::Relaxed);
-            if state(st) != SLOT_CONT || hops > self.queue.len() {
+            let st = SlotStatus::from_raw(cq.status.load(Ordering::Relaxed));
+            if !st.is_cont() || hops > self.queue.len() {
                 break;
             }
             hops += 1;
             // SYNC: Release as in SetView::collect (pairs with
             // Guard::alloc_slot's Acquire load).
-            cq.status
-                .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            cq.status.store(st.freed().raw(), Ordering::Release);
             sync::wrote();
             c = cq.cont.load(Ordering::Relaxed);
         }
@@ -439,7 +435,7 @@ impl Guard<'_, '_> {
         it.proc_slot = p;
         it.pid = pid;
         it.otime_sem = first as u32;
-        it.q = q.map(|(i, st)| (i, st, make_status(gen_of(st), SLOT_DONE, 0)));
+        it.q = q.map(|(i, st)| (i, st, SlotStatus::from_raw(st).done(0).raw()));
         for t in &touched {
             let adj = (t.adj != t.old_adj).then_some(t.adj as i16);
             it.entries.push(pack_intent(t.num, t.value as u16, adj));

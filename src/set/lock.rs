@@ -10,9 +10,7 @@
 //! counts the mode down, the sequence counter closes, the lock is released
 //! and the sleepers completed in the section are woken.
 
-use super::{
-    build, word_value, Host, Me, SetView, GLOBAL_FOREVER, HYSTERESIS, LOCK_SPINS, SWEEP_SLICE_NS,
-};
+use super::{build, Host, Me, SetView, LOCK_SPINS, SWEEP_SLICE_NS};
 use crate::engine::Scratch;
 use crate::sync::{self, Ordering, Wake};
 use crate::sysv::Sembuf;
@@ -21,13 +19,6 @@ use shm_layout::*;
 
 /// A section that would mark more words than this enters global mode.
 const MAX_MARKS: usize = 8;
-
-impl Me {
-    /// The lock word naming us.
-    fn token(&self) -> u32 {
-        (self.slot + 1) | ((self.gen & LOCK_GEN_MASK) << LOCK_GEN_SHIFT)
-    }
-}
 
 /// What a waiter makes of the process a lock word names.
 enum Owner {
@@ -51,7 +42,7 @@ impl<'a> SetView<'a> {
     /// committed intent record is redone, the derived state recomputed, and
     /// the queue retried, before the caller's section begins.
     pub fn lock<'v>(&'v self, me: &Me, host: &dyn Host) -> Guard<'v, 'a> {
-        let tok = me.token();
+        let tok = LockWord::token(me.slot, me.gen);
         let l = &self.hdr.lock;
         // "Taking or holding" before the lock word names us: a waiter that
         // sees our token sees this (our acquiring CAS releases it).
@@ -60,7 +51,7 @@ impl<'a> SetView<'a> {
         // Release publishes the `holding`/`locking` count to waiters that
         // read our token (SetView::lock_slow's Acquire load).
         let recovered = if l
-            .compare_exchange(0, tok, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(0, tok.raw(), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             self.lock_slow(me, host)
@@ -76,7 +67,7 @@ impl<'a> SetView<'a> {
             me: *me,
             b: ManuallyDrop::new(Buffers::take()),
         };
-        if g.v.hdr.global_mode.load(Ordering::Relaxed) > 0 {
+        if GlobalMode::from_raw(g.v.hdr.global_mode.load(Ordering::Relaxed)).is_on() {
             g.global = true;
         }
         if recovered {
@@ -116,7 +107,7 @@ impl<'a> SetView<'a> {
     /// over from a dead holder.
     #[cold]
     fn lock_slow(&self, me: &Me, host: &dyn Host) -> bool {
-        let tok = me.token();
+        let tok = LockWord::token(me.slot, me.gen);
         let l = &self.hdr.lock;
         if self.spin_for_lock(tok) {
             return false;
@@ -127,23 +118,19 @@ impl<'a> SetView<'a> {
         // (stopped, preempted), is never robbed (see Self::take_over).
         let mut check = false;
         let mut first = true;
-        let mut suspect = 0;
+        let mut suspect = LockWord::FREE;
         loop {
             // The slice is measured from the check: time that passes while
             // we decide to sleep counts.
             let slice_end = sync::monotonic_ns() + SWEEP_SLICE_NS;
             // SYNC: Acquire pairs with the holder's AcqRel CAS (SetView::lock):
             // its `locking` increment is visible once we see its token.
-            let cur = l.load(Ordering::Acquire);
-            if cur == 0 {
-                let contended = if cfg!(shmsem_mutant = "lock_drops_contended") {
-                    0
-                } else {
-                    LOCK_CONTENDED
-                };
+            let cur = LockWord::from_raw(l.load(Ordering::Acquire));
+            if cur.is_free() {
                 // Others may sleep: keep CONTENDED so our unlock wakes one.
+                let mine = tok.with_contended(!cfg!(shmsem_mutant = "lock_drops_contended"));
                 // SYNC: AcqRel as in SetView::lock.
-                if l.compare_exchange(0, tok | contended, Ordering::AcqRel, Ordering::Relaxed)
+                if l.compare_exchange(0, mine.raw(), Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
                     return false;
@@ -153,9 +140,7 @@ impl<'a> SetView<'a> {
             // (Loom models check fully before the first sleep too: their
             // clock only moves when a model moves it, so a first sleep could
             // outlast every timeout the model provides.)
-            if first
-                && (cfg!(shmsem_loom) || ((cur & !LOCK_CONTENDED) != tok && self.names_nobody(cur)))
-            {
+            if first && (cfg!(shmsem_loom) || (cur.owner() != tok && self.names_nobody(cur))) {
                 check = true;
             }
             first = false;
@@ -163,8 +148,8 @@ impl<'a> SetView<'a> {
                 // SYNC: Acquire as for a normal acquisition (the dead
                 // holder's writes are visible); repair makes them whole.
                 if l.compare_exchange(
-                    cur,
-                    tok | LOCK_CONTENDED,
+                    cur.raw(),
+                    tok.with_contended(true).raw(),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -177,10 +162,10 @@ impl<'a> SetView<'a> {
                 continue;
             }
             check = false;
-            if cur & LOCK_CONTENDED == 0
+            if !cur.is_contended()
                 && l.compare_exchange(
-                    cur,
-                    cur | LOCK_CONTENDED,
+                    cur.raw(),
+                    cur.with_contended(true).raw(),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
@@ -188,20 +173,20 @@ impl<'a> SetView<'a> {
             {
                 continue;
             }
-            if sync::futex_wait(l, cur | LOCK_CONTENDED, slice_end) == Wake::TimedOut {
+            if sync::futex_wait(l, cur.with_contended(true).raw(), slice_end) == Wake::TimedOut {
                 check = true;
             }
         }
     }
 
     /// Spins [`LOCK_SPINS`] times for a free lock; whether we took it.
-    fn spin_for_lock(&self, tok: u32) -> bool {
+    fn spin_for_lock(&self, tok: LockWord) -> bool {
         let l = &self.hdr.lock;
         for _ in 0..LOCK_SPINS {
             sync::spin_hint();
             // SYNC: AcqRel as in SetView::lock.
             if l.load(Ordering::Relaxed) == 0
-                && l.compare_exchange(0, tok, Ordering::AcqRel, Ordering::Relaxed)
+                && l.compare_exchange(0, tok.raw(), Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 return true;
@@ -215,7 +200,13 @@ impl<'a> SetView<'a> {
     /// that is not taking or holding the lock (garbage, or a scribble) is
     /// replaced when seen so at two consecutive checks a slice apart
     /// (`suspect` remembers the first); a live holder never is.
-    fn take_over(&self, cur: u32, tok: u32, host: &dyn Host, suspect: &mut u32) -> bool {
+    fn take_over(
+        &self,
+        cur: LockWord,
+        tok: LockWord,
+        host: &dyn Host,
+        suspect: &mut LockWord,
+    ) -> bool {
         match self.owner(cur, tok, host) {
             Owner::Dead => true,
             Owner::Idle => {
@@ -224,16 +215,15 @@ impl<'a> SetView<'a> {
                 again
             }
             Owner::Holding => {
-                *suspect = 0;
+                *suspect = LockWord::FREE;
                 false
             }
         }
     }
 
     /// Who the lock word `word` names, as seen by a waiter with token `tok`.
-    fn owner(&self, word: u32, tok: u32, host: &dyn Host) -> Owner {
-        let named = word & !LOCK_CONTENDED;
-        if named == tok {
+    fn owner(&self, word: LockWord, tok: LockWord, host: &dyn Host) -> Owner {
+        if word.owner() == tok {
             // This process: our own descriptor cannot see our OFD lock, but
             // we know whether one of our threads holds the lock.
             return if self.held_here.load(Ordering::Relaxed) {
@@ -245,8 +235,7 @@ impl<'a> SetView<'a> {
         if self.owner_dead(word, host) {
             return Owner::Dead;
         }
-        let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
-        match self.proc(slot) {
+        match self.proc(word.slot()) {
             Some(p)
                 if p.locking.load(Ordering::Relaxed) == 0
                     && p.holding.load(Ordering::Relaxed) == 0 =>
@@ -258,22 +247,19 @@ impl<'a> SetView<'a> {
     }
 
     /// Whether the process lock word `word` names is gone.
-    fn owner_dead(&self, word: u32, host: &dyn Host) -> bool {
-        self.names_nobody(word) || host.is_dead(self, (word & LOCK_SLOT_MASK).wrapping_sub(1))
+    fn owner_dead(&self, word: LockWord, host: &dyn Host) -> bool {
+        self.names_nobody(word) || host.is_dead(self, word.slot())
     }
 
     /// Whether lock word `word` names no claimed process-table entry (no
     /// such entry, not ACTIVE, or another generation). No system call.
-    fn names_nobody(&self, word: u32) -> bool {
-        let slot = (word & LOCK_SLOT_MASK).wrapping_sub(1);
-        let Some(p) = self.proc(slot) else {
+    fn names_nobody(&self, word: LockWord) -> bool {
+        let Some(p) = self.proc(word.slot()) else {
             return true;
         };
         // SYNC: Acquire pairs with the Release store that makes an entry
         // ACTIVE (Namespace::register, HeapSet::register).
-        let sg = p.state_gen.load(Ordering::Acquire);
-        let gen = (sg >> PROC_GEN_SHIFT) & LOCK_GEN_MASK;
-        sg & PROC_STATE_MASK != PROC_ACTIVE || gen != (word >> LOCK_GEN_SHIFT) & LOCK_GEN_MASK
+        !word.names_entry(ProcState::from_raw(p.state_gen.load(Ordering::Acquire)))
     }
 }
 
@@ -341,8 +327,8 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// complexmode_enter; others only keep an existing mode going.
     pub(super) fn enter_global(&mut self, complex: bool) {
         let hdr = self.v.hdr;
-        let m = hdr.global_mode.load(Ordering::Relaxed);
-        if m == 0 {
+        let m = GlobalMode::from_raw(hdr.global_mode.load(Ordering::Relaxed));
+        if m.is_off() {
             if !cfg!(shmsem_mutant = "no_global_marks") {
                 for e in self.v.sems {
                     // SYNC: AcqRel: Acquire sees the last fast-path CAS on
@@ -354,9 +340,8 @@ impl<'v, 'a> Guard<'v, 'a> {
             }
             self.b.marked.clear();
         }
-        if m != GLOBAL_FOREVER {
-            let want = if complex { HYSTERESIS } else { m.max(1) };
-            hdr.global_mode.store(want, Ordering::Relaxed);
+        if let Some(want) = m.entered(complex) {
+            hdr.global_mode.store(want.raw(), Ordering::Relaxed);
             sync::wrote();
         }
         self.global = true;
@@ -381,11 +366,11 @@ impl<'v, 'a> Guard<'v, 'a> {
     pub(super) fn begin_write(&mut self) {
         if !self.wrote {
             self.wrote = true;
-            let s = self.v.hdr.seq.load(Ordering::Relaxed);
+            let s = SeqCount::from_raw(self.v.hdr.seq.load(Ordering::Relaxed));
             self.v
                 .hdr
                 .seq
-                .store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+                .store(s.begin_write().raw(), Ordering::Relaxed);
             // SYNC: orders the odd `seq` before the data writes that follow;
             // pairs with the readers' Acquire fence before their re-check
             // (SetView::seq_read).
@@ -396,7 +381,7 @@ impl<'v, 'a> Guard<'v, 'a> {
 
     /// Semaphore `n`'s value (a word the holder owns).
     pub(super) fn value(&self, n: usize) -> i32 {
-        word_value(self.v.sems[n].word.load(Ordering::Relaxed))
+        SemWord::from_raw(self.v.sems[n].word.load(Ordering::Relaxed)).value() as i32
     }
 
     /// The kernel's complexmode_tryleave: global mode counts down and is
@@ -405,17 +390,14 @@ impl<'v, 'a> Guard<'v, 'a> {
     fn tryleave(&mut self) {
         let hdr = self.v.hdr;
         if self.global {
-            let m = hdr.global_mode.load(Ordering::Relaxed);
-            if m != GLOBAL_FOREVER {
-                if m <= 1 {
-                    hdr.global_mode.store(0, Ordering::Relaxed);
-                    sync::wrote();
+            let m = GlobalMode::from_raw(hdr.global_mode.load(Ordering::Relaxed));
+            if let Some(next) = m.ended() {
+                hdr.global_mode.store(next.raw(), Ordering::Relaxed);
+                sync::wrote();
+                if next.is_off() {
                     for n in 0..self.v.nsems() {
                         self.unmark(n);
                     }
-                } else {
-                    hdr.global_mode.store(m - 1, Ordering::Relaxed);
-                    sync::wrote();
                 }
             }
         } else {
@@ -429,18 +411,15 @@ impl<'v, 'a> Guard<'v, 'a> {
     /// UNDO_HELD recomputed from the counts.
     fn unmark(&self, n: usize) {
         let e = &self.v.sems[n];
-        let w = e.word.load(Ordering::Relaxed);
-        let mut bits = 0;
-        if !cfg!(shmsem_mutant = "no_waiters_bit") && e.nwait.load(Ordering::Relaxed) != 0 {
-            bits |= SEM_WAITERS;
-        }
-        if e.nundo.load(Ordering::Relaxed) != 0 {
-            bits |= SEM_UNDO_HELD;
-        }
+        let w = SemWord::from_raw(e.word.load(Ordering::Relaxed));
+        let waiters =
+            !cfg!(shmsem_mutant = "no_waiters_bit") && e.nwait.load(Ordering::Relaxed) != 0;
+        let undo_held = e.nundo.load(Ordering::Relaxed) != 0;
         // SYNC: Release pairs with the fast path's Acquire load/CAS
         // (SetView::fast_op): all of this section's writes happen before
         // any later fast-path op.
-        e.word.store((w & !SEM_SLOW_BITS) | bits, Ordering::Release);
+        e.word
+            .store(w.unmarked(waiters, undo_held).raw(), Ordering::Release);
         sync::wrote();
     }
 
@@ -448,10 +427,10 @@ impl<'v, 'a> Guard<'v, 'a> {
     fn close_seq(&mut self) {
         if self.wrote {
             let hdr = self.v.hdr;
-            let s = hdr.seq.load(Ordering::Relaxed);
+            let s = SeqCount::from_raw(hdr.seq.load(Ordering::Relaxed));
             // SYNC: Release pairs with readers' Acquire load of `seq`
             // (SetView::seq_read).
-            hdr.seq.store(s.wrapping_add(1), Ordering::Release);
+            hdr.seq.store(s.end_write().raw(), Ordering::Release);
             sync::wrote();
         }
     }
@@ -463,10 +442,10 @@ impl<'v, 'a> Guard<'v, 'a> {
         self.v.held_here.store(false, Ordering::Relaxed);
         // SYNC: Release pairs with the Acquire CAS of the next locker
         // (SetView::lock, SetView::lock_slow).
-        let prev = hdr.lock.swap(0, Ordering::Release);
+        let prev = LockWord::from_raw(hdr.lock.swap(0, Ordering::Release));
         sync::wrote();
         self.v.announce(&self.me, false);
-        if !cfg!(shmsem_mutant = "no_lock_wake") && prev & LOCK_CONTENDED != 0 {
+        if !cfg!(shmsem_mutant = "no_lock_wake") && prev.is_contended() {
             sync::futex_wake(&hdr.lock, 1);
         }
     }

@@ -62,8 +62,6 @@ use shm_layout::*;
 /// holder: the bound on how late a dead process's SEM_UNDO reaches a
 /// sleeper.
 pub const SWEEP_SLICE_NS: u64 = 50_000_000;
-/// Global-mode value of a removed set: never left.
-const GLOBAL_FOREVER: u32 = u32::MAX;
 
 // What differs between a production build and a loom model's, in two
 // mirrored blocks that export the same items.
@@ -73,9 +71,6 @@ mod build {
 
     /// Spins on a held global lock before sleeping.
     pub(super) const LOCK_SPINS: u32 = 100;
-    /// Sections that global mode lasts after a complex one (the kernel's
-    /// USE_GLOBAL_LOCK_HYSTERESIS).
-    pub(super) const HYSTERESIS: u32 = shm_layout::USE_GLOBAL_LOCK_HYSTERESIS;
 
     // One set of buffers per thread, boxed so that taking and giving it
     // back moves a pointer; a nested section (a signal handler's) gets a
@@ -106,9 +101,6 @@ mod build {
 
     /// Loom models spin once, so that they reach the sleeping protocol too.
     pub(super) const LOCK_SPINS: u32 = 1;
-    /// Loom models use 1, so that a model's own few sections reach the
-    /// exit from global mode.
-    pub(super) const HYSTERESIS: u32 = 1;
 
     /// New buffers: loom has no thread-local cache worth modelling.
     pub(super) fn take_buffers() -> Box<Buffers> {
@@ -118,7 +110,7 @@ mod build {
     /// Drops `b`.
     pub(super) fn keep_buffers(_: Box<Buffers>) {}
 }
-use build::{HYSTERESIS, LOCK_SPINS};
+use build::LOCK_SPINS;
 
 /// What the engine needs from the operating system.
 pub trait Host {
@@ -166,35 +158,6 @@ pub struct SetView<'a> {
     /// Where otime is mirrored for processes that cannot open the segment
     /// (the registry entry's tagged word) and the set's sequence tag.
     otime_mirror: Option<(&'a AtomicU64, u32)>,
-}
-
-/// The state field of a queue slot's status word.
-fn state(status: u32) -> u32 {
-    (status >> SLOT_STATE_SHIFT) & SLOT_STATE_MASK
-}
-/// The generation field of a queue slot's status word.
-fn gen_of(status: u32) -> u32 {
-    status >> SLOT_GEN_SHIFT
-}
-/// A queue slot's status word.
-fn make_status(gen: u32, st: u32, errno: u32) -> u32 {
-    (gen << SLOT_GEN_SHIFT) | (st << SLOT_STATE_SHIFT) | (errno & SLOT_ERRNO_MASK)
-}
-/// The value in semaphore word `w`.
-fn word_value(w: u64) -> i32 {
-    (w & SEM_VALUE_MASK) as i32
-}
-/// The sempid in semaphore word `w`.
-fn word_pid(w: u64) -> i32 {
-    (w >> SEM_PID_SHIFT) as u32 as i32
-}
-/// `w` with a new value and sempid, the version bumped, flags kept.
-fn word_with(w: u64, value: i32, pid: i32) -> u64 {
-    let ver = ((w >> SEM_VERSION_SHIFT) + 1) & SEM_VERSION_MASK;
-    (w & (SEM_SLOW_BITS))
-        | (value as u64 & SEM_VALUE_MASK)
-        | (ver << SEM_VERSION_SHIFT)
-        | ((pid as u32 as u64) << SEM_PID_SHIFT)
 }
 
 /// The distinct semaphore numbers of a call, in first-mention order.
@@ -456,24 +419,18 @@ impl<'a> SetView<'a> {
     }
 }
 
-/// Stores `secs` in a tagged time word (see [`TIME_TAG_BITS`]) if the word
-/// still carries tag `seq`, i.e. still belongs to this set.
+/// Stores `secs` in a tagged time word ([`TaggedTime`]) if the word still
+/// carries tag `seq`, i.e. still belongs to this set.
 pub(crate) fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
-    let tag = seq as u64 & TIME_TAG_MASK;
-    let new = ((secs as u64) << TIME_TAG_BITS) | tag;
-    let mut cur = word.load(Ordering::Relaxed);
+    let new = TaggedTime::new(secs, seq);
+    let mut cur = TaggedTime::from_raw(word.load(Ordering::Relaxed));
     // Relaxed: the mirror is advisory (only processes that cannot open the
     // segment read it, under the registry lock); the CAS only guards the tag.
-    while cur & TIME_TAG_MASK == tag && cur != new {
-        match word.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+    while cur.has_tag(seq) && cur != new {
+        match word.compare_exchange_weak(cur.raw(), new.raw(), Ordering::Relaxed, Ordering::Relaxed)
+        {
             Ok(_) => return,
-            Err(x) => cur = x,
+            Err(x) => cur = TaggedTime::from_raw(x),
         }
     }
-}
-
-/// The seconds of a tagged time word.
-#[cfg_attr(shmsem_loom, allow(dead_code))]
-pub(crate) fn tagged_time_secs(w: u64) -> i64 {
-    (w >> TIME_TAG_BITS) as i64
 }

@@ -13,6 +13,7 @@ use crate::engine::{self, Eval};
 use crate::sync::Ordering;
 use crate::sysv::{Sembuf, Timespec};
 use crate::{Error, Result};
+use shm_layout::SemWord;
 
 /// What the operation needs from the layer above it.
 pub(crate) trait Caller {
@@ -158,7 +159,7 @@ impl Guard<'_, '_> {
         engine::evaluate(
             sops,
             &mut self.b.scratch,
-            |n| super::word_value(v.sems[n as usize].word.load(Ordering::Relaxed)),
+            |n| SemWord::from_raw(v.sems[n as usize].word.load(Ordering::Relaxed)).value() as i32,
             |n| v.undo_cell(p, n as usize).load(Ordering::Relaxed) as i32,
         )
     }

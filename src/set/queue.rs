@@ -8,7 +8,7 @@
 //! the section ends (see [`super::sleep`]). Every walk of a FIFO is a
 //! [`Fifo`].
 
-use super::{dec, distinct, gen_of, inc, make_status, state, Guard, Me, SetView};
+use super::{dec, distinct, inc, Guard, Me, SetView};
 use crate::engine::{self, Eval};
 use crate::sync::{self, AtomicU32, Ordering};
 use crate::sysv::Sembuf;
@@ -127,8 +127,8 @@ impl Guard<'_, '_> {
             // SYNC: Acquire pairs with the Release store of FREE by the
             // slot's last user (SetView::collect and SetView::cancel, which
             // run without the lock): its accesses to the slot are over.
-            let st = self.v.queue[i as usize].status.load(Ordering::Acquire);
-            if state(st) == SLOT_FREE {
+            let st = SlotStatus::from_raw(self.v.queue[i as usize].status.load(Ordering::Acquire));
+            if st.is_free() {
                 self.v.hdr.alloc_hint.store((i + 1) % n, Ordering::Relaxed);
                 return Some(i);
             }
@@ -152,8 +152,9 @@ impl Guard<'_, '_> {
         let head = self.fill(&slots, me, sops, blocked_at, alter);
         self.link(head, alter);
         let q = &self.v.queue[head as usize];
-        let g = gen_of(q.status.load(Ordering::Relaxed));
-        let st = make_status(g, SLOT_QUEUED, 0);
+        let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed))
+            .queued()
+            .raw();
         // SYNC: Release: the slot's contents happen before its QUEUED
         // status for any Acquire reader of the status (Guard::alloc_slot);
         // the lock holders that read queued slots are ordered by the lock
@@ -171,18 +172,16 @@ impl Guard<'_, '_> {
             let Some(i) = self.alloc_slot() else {
                 for &i in &slots {
                     let q = &v.queue[i as usize];
-                    let st = q.status.load(Ordering::Relaxed);
-                    q.status
-                        .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Relaxed);
+                    let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+                    q.status.store(st.freed().raw(), Ordering::Relaxed);
                     sync::wrote();
                 }
                 return Err(Error::NoMemory);
             };
             // Reserve it at once so the next search skips it.
             let q = &v.queue[i as usize];
-            let g = gen_of(q.status.load(Ordering::Relaxed)).wrapping_add(1) & 0xffff;
-            q.status
-                .store(make_status(g, SLOT_CONT, 0), Ordering::Relaxed);
+            let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+            q.status.store(st.reserved().raw(), Ordering::Relaxed);
             sync::wrote();
             slots.push(i);
         }
@@ -216,12 +215,8 @@ impl Guard<'_, '_> {
         q.proc_slot.store(me.slot, Ordering::Relaxed);
         q.pid.store(me.pid, Ordering::Relaxed);
         q.nsops.store(sops.len() as u32, Ordering::Relaxed);
-        let flags = if engine::has_undo(sops) {
-            SLOT_F_UNDO
-        } else {
-            0
-        } | if alter { SLOT_F_ALTER } else { 0 };
-        q.flags.store(flags, Ordering::Relaxed);
+        let flags = SlotFlags::new(engine::has_undo(sops), alter);
+        q.flags.store(flags.raw(), Ordering::Relaxed);
         q.since.store(sync::monotonic_ns(), Ordering::Relaxed);
         let ticket = v.hdr.next_ticket.load(Ordering::Relaxed);
         v.hdr
@@ -258,10 +253,10 @@ impl Guard<'_, '_> {
 
     /// Records the op slot `slot` blocks on (GETNCNT / GETZCNT count it).
     fn set_blocked(&mut self, slot: u32, op: &Sembuf) {
-        let b = op.sem_num as u32 | if op.sem_op == 0 { BLOCKED_ZERO } else { 0 };
+        let b = Blocked::new(op.sem_num as u32, op.sem_op == 0);
         self.v.queue[slot as usize]
             .blocked
-            .store(b, Ordering::Relaxed);
+            .store(b.raw(), Ordering::Relaxed);
     }
 
     /// Unlinks slot `i` from its FIFO and drops its waiter counts (derived
@@ -271,7 +266,7 @@ impl Guard<'_, '_> {
         let v = self.v;
         self.begin_write();
         let q = &v.queue[i as usize];
-        let alter = q.flags.load(Ordering::Relaxed) & SLOT_F_ALTER != 0;
+        let alter = SlotFlags::from_raw(q.flags.load(Ordering::Relaxed)).alter();
         let (head_f, tail_f) = v.ends(alter);
         let (prev, next) = (
             q.prev.load(Ordering::Relaxed),
@@ -317,7 +312,7 @@ impl Guard<'_, '_> {
         it.q = Some((
             i,
             st,
-            make_status(gen_of(st), SLOT_DONE, err.errno() as u32),
+            SlotStatus::from_raw(st).done(err.errno() as u32).raw(),
         ));
         if self.commit().is_ok() {
             self.finish(i);
@@ -354,7 +349,7 @@ impl Guard<'_, '_> {
         // completing the slot unlinks it.
         for (i, q) in v.fifo(alter) {
             let st = q.status.load(Ordering::Relaxed);
-            if state(st) != SLOT_QUEUED {
+            if !SlotStatus::from_raw(st).is_queued() {
                 break; // corrupt links; stop rather than complete a stranger
             }
             let p = q.proc_slot.load(Ordering::Relaxed);
@@ -402,7 +397,7 @@ impl Guard<'_, '_> {
     /// GETNCNT / GETZCNT: sleepers whose first blocking op is on `n`.
     pub fn count_waiters(&self, n: usize, zero: bool) -> u32 {
         let v = self.v;
-        let want = n as u32 | if zero { BLOCKED_ZERO } else { 0 };
+        let want = Blocked::new(n as u32, zero).raw();
         let mut count = 0;
         for alter in [true, false] {
             for (_, q) in v.fifo(alter) {

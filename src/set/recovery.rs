@@ -3,7 +3,7 @@
 //! recomputes everything derived from the set's primary state: counts
 //! ([`SetView::recount`]) and FIFO links ([`SetView::relink`]).
 
-use super::{distinct, gen_of, make_status, state, SetView, GLOBAL_FOREVER, HYSTERESIS};
+use super::{distinct, SetView};
 use crate::sync::{self, Ordering};
 use shm_layout::*;
 
@@ -21,8 +21,9 @@ impl SetView<'_> {
             // SYNC: AcqRel as in Guard::enter_global: every word ours.
             e.word.fetch_or(SEM_GLOBAL, Ordering::AcqRel);
         }
-        if self.hdr.global_mode.load(Ordering::Relaxed) != GLOBAL_FOREVER {
-            self.hdr.global_mode.store(HYSTERESIS, Ordering::Relaxed);
+        let m = GlobalMode::from_raw(self.hdr.global_mode.load(Ordering::Relaxed));
+        if let Some(m) = m.repaired() {
+            self.hdr.global_mode.store(m.raw(), Ordering::Relaxed);
         }
         // SYNC: Acquire pairs with the Release store of INTENT_COMMITTED
         // (Guard::commit): a committed record is complete.
@@ -35,16 +36,16 @@ impl SetView<'_> {
         // SYNC: Release as Guard::commit's clearing store: for the next
         // recoverer's Acquire load above.
         self.intent.commit.store(INTENT_NONE, Ordering::Release);
-        let s = self.hdr.seq.load(Ordering::Relaxed);
-        if s & 1 != 0 {
+        let s = SeqCount::from_raw(self.hdr.seq.load(Ordering::Relaxed));
+        if s.is_writing() {
             // SYNC: Release as in Guard::close_seq (pairs with
             // SetView::seq_read's Acquire load).
-            self.hdr.seq.store(s.wrapping_add(1), Ordering::Release);
+            self.hdr.seq.store(s.end_write().raw(), Ordering::Release);
         }
         self.recount();
         self.relink();
         for q in self.queue {
-            if state(q.status.load(Ordering::Relaxed)) == SLOT_DONE {
+            if SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_done() {
                 sync::futex_wake(&q.status, 1);
             }
         }
@@ -71,13 +72,13 @@ impl SetView<'_> {
         }
         let mut ops = Vec::new();
         for (i, q) in self.queue.iter().enumerate() {
-            let st = state(q.status.load(Ordering::Relaxed));
-            if st == SLOT_QUEUED || st == SLOT_DONE {
+            let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+            if st.is_queued() || st.is_done() {
                 if let Some(p) = self.proc(q.proc_slot.load(Ordering::Relaxed)) {
                     p.queued.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if st == SLOT_QUEUED && self.read_ops(i as u32, &mut ops).is_ok() {
+            if st.is_queued() && self.read_ops(i as u32, &mut ops).is_ok() {
                 for s in distinct(&ops) {
                     self.sems[s as usize].nwait.fetch_add(1, Ordering::Relaxed);
                 }
@@ -91,10 +92,10 @@ impl SetView<'_> {
         let mut reached = vec![false; self.queue.len()];
         let mut lists: [Vec<(u64, u32)>; 2] = [Vec::new(), Vec::new()];
         for (i, q) in self.queue.iter().enumerate() {
-            if state(q.status.load(Ordering::Relaxed)) != SLOT_QUEUED {
+            if !SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_queued() {
                 continue;
             }
-            let alter = q.flags.load(Ordering::Relaxed) & SLOT_F_ALTER != 0;
+            let alter = SlotFlags::from_raw(q.flags.load(Ordering::Relaxed)).alter();
             lists[alter as usize].push((q.ticket.load(Ordering::Relaxed), i as u32));
             let mut c = q.cont.load(Ordering::Relaxed);
             let mut hops = 0;
@@ -108,12 +109,11 @@ impl SetView<'_> {
             }
         }
         for (i, q) in self.queue.iter().enumerate() {
-            let st = q.status.load(Ordering::Relaxed);
-            if state(st) == SLOT_CONT && !reached[i] {
+            let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+            if st.is_cont() && !reached[i] {
                 // SYNC: Release as in SetView::collect (pairs with
                 // Guard::alloc_slot's Acquire load).
-                q.status
-                    .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+                q.status.store(st.freed().raw(), Ordering::Release);
             }
         }
         let heads = [

@@ -2,7 +2,7 @@
 //! lock by [`Guard::report`]), and the values read under the lock
 //! ([`Guard::read_all`], [`Guard::read_one`]).
 
-use super::{state, word_pid, word_value, Guard, Host, Me};
+use super::{Guard, Host, Me};
 use crate::sync::Ordering;
 use crate::sysv::{IpcPerm, Sembuf, SemidDs};
 use shm_layout::*;
@@ -107,7 +107,7 @@ impl Guard<'_, '_> {
                 cuid: h.cuid.load(Ordering::Relaxed),
                 cgid: h.cgid.load(Ordering::Relaxed),
                 mode: h.mode.load(Ordering::Relaxed),
-                seq: id as u32 >> IPCMNI_SHIFT,
+                seq: crate::sysv::SetId::from_raw(id).seq,
             },
             otime: v.otime(),
             ctime: h.ctime.load(Ordering::Relaxed),
@@ -144,7 +144,7 @@ impl Guard<'_, '_> {
             let pe = &v.procs[p as usize];
             // SYNC: Acquire pairs with the Release store that makes an
             // entry ACTIVE (Namespace::register, HeapSet::register).
-            if pe.state_gen.load(Ordering::Acquire) & PROC_STATE_MASK != PROC_ACTIVE {
+            if !ProcState::from_raw(pe.state_gen.load(Ordering::Acquire)).is_active() {
                 continue;
             }
             let adjs = (0..v.nsems())
@@ -169,7 +169,7 @@ impl Guard<'_, '_> {
     fn slot_usage(&self) -> SlotUsage {
         let mut u = SlotUsage::default();
         for q in self.v.queue {
-            match state(q.status.load(Ordering::Relaxed)) {
+            match SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).state() {
                 SLOT_FREE => u.free += 1,
                 SLOT_QUEUED => u.queued += 1,
                 SLOT_DONE => u.done += 1,
@@ -182,13 +182,13 @@ impl Guard<'_, '_> {
     /// Values and sempids of every semaphore (under the lock: consistent).
     pub fn read_all(&self, out: &mut [u16]) {
         for (o, e) in out.iter_mut().zip(self.v.sems) {
-            *o = word_value(e.word.load(Ordering::Relaxed)) as u16;
+            *o = SemWord::from_raw(e.word.load(Ordering::Relaxed)).value();
         }
     }
 
     /// Value and sempid of one semaphore.
     pub fn read_one(&self, n: usize) -> (i32, i32) {
-        let w = self.v.sems[n].word.load(Ordering::Relaxed);
-        (word_value(w), word_pid(w))
+        let w = SemWord::from_raw(self.v.sems[n].word.load(Ordering::Relaxed));
+        (w.value() as i32, w.pid())
     }
 }

@@ -8,7 +8,7 @@
 //! (`Guard::close_seq`). A read that starts with `seq` even and finds the
 //! same `seq` after its loads saw no writing section.
 
-use super::{word_pid, word_value, SetView};
+use super::SetView;
 use crate::sync::{self, Ordering};
 use shm_layout::*;
 
@@ -59,7 +59,7 @@ impl<'a> SetView<'a> {
             // even again at the end of a writing section (Guard::close_seq):
             // what that section wrote is visible to `read`.
             let s1 = self.hdr.seq.load(Ordering::Acquire);
-            if s1 & 1 != 0 {
+            if SeqCount::from_raw(s1).is_writing() {
                 sync::spin_hint();
                 continue;
             }
@@ -108,14 +108,14 @@ impl<'a> SetView<'a> {
     /// path (`Namespace::getval_fast`), in another codegen unit.
     #[inline]
     pub fn read_sem(&self, n: usize) -> Option<(i32, i32)> {
-        let w = self.read_word(n)?;
-        if w & SEM_UNDO_HELD != 0 && w & SEM_GLOBAL == 0 {
+        let w = SemWord::from_raw(self.read_word(n)?);
+        if w.undo_held() && !w.global() {
             return None;
         }
-        if w & SEM_GLOBAL != 0 && self.sems[n].nundo.load(Ordering::Relaxed) != 0 {
+        if w.global() && self.sems[n].nundo.load(Ordering::Relaxed) != 0 {
             return None;
         }
-        Some((word_value(w), word_pid(w)))
+        Some((w.value() as i32, w.pid()))
     }
 
     /// A consistent snapshot of every value, lock-free: two identical
@@ -144,8 +144,8 @@ impl<'a> SetView<'a> {
             }
             Some(())
         })?;
-        if first.iter().any(|w| w & SEM_UNDO_HELD != 0)
-            || (first.iter().any(|w| w & SEM_GLOBAL != 0)
+        if first.iter().any(|&w| SemWord::from_raw(w).undo_held())
+            || (first.iter().any(|&w| SemWord::from_raw(w).global())
                 && self
                     .sems
                     .iter()
@@ -154,7 +154,7 @@ impl<'a> SetView<'a> {
             return None;
         }
         for (o, w) in out.iter_mut().zip(&first) {
-            *o = word_value(*w) as u16;
+            *o = SemWord::from_raw(*w).value();
         }
         Some(())
     }

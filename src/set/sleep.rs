@@ -38,7 +38,7 @@
 //! sleepers even if nobody else looks. A sleeper at the head of its FIFO
 //! whose partner is running on another processor spins briefly first.
 
-use super::{gen_of, make_status, state, Guard, Host, Me, SetView, Sweep, SWEEP_SLICE_NS};
+use super::{Guard, Host, Me, SetView, Sweep, SWEEP_SLICE_NS};
 use crate::sync::{self, Ordering, Wake};
 use crate::sysv::Timespec;
 use crate::{Error, Result};
@@ -63,11 +63,6 @@ pub(crate) fn deadline_after(t: Option<&Timespec>) -> u64 {
                 .saturating_add(t.tv_nsec as u64),
         ),
     }
-}
-
-/// [`ProcEntry::cpu`]'s value for processor `cpu`.
-fn cpu_tag(cpu: u32) -> u8 {
-    (cpu % 255) as u8 + 1
 }
 
 impl SetView<'_> {
@@ -95,7 +90,7 @@ impl SetView<'_> {
     fn spin(&self, me: &Me, slot: u32, q: &QueueSlot, expected: u32, deadline: u64) {
         let cpu = sync::current_cpu();
         if let Some(pe) = self.proc(me.slot) {
-            pe.cpu.store(cpu_tag(cpu), Ordering::Relaxed);
+            pe.cpu.store(CpuTag::of(cpu).raw(), Ordering::Relaxed);
         }
         // One spinner per set at a time: more would take the processors
         // the processes that will wake them need.
@@ -120,10 +115,12 @@ impl SetView<'_> {
                 }
             }
             // Only if still ours (a claim taken over as stale is not).
-            let _ =
-                self.hdr
-                    .spinners
-                    .compare_exchange(stamp, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.hdr.spinners.compare_exchange(
+                stamp.raw(),
+                SpinStamp::FREE.raw(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -211,16 +208,16 @@ impl SetView<'_> {
         for p in 0..self.procs_in_use() {
             let pe = &self.procs[p as usize];
             if p == me.slot
-                || pe.state_gen.load(Ordering::Relaxed) & PROC_STATE_MASK != PROC_ACTIVE
+                || !ProcState::from_raw(pe.state_gen.load(Ordering::Relaxed)).is_active()
                 || (pe.asleep.load(Ordering::Relaxed) != 0 && !woken.contains(&p))
             {
                 continue;
             }
-            let c = pe.cpu.load(Ordering::Relaxed);
-            if c == 0 {
+            let c = CpuTag::from_raw(pe.cpu.load(Ordering::Relaxed));
+            if !c.is_known() {
                 continue;
             }
-            if c == cpu_tag(cpu) {
+            if c == CpuTag::of(cpu) {
                 // Running on our processor: it may not run while we spin.
                 return false;
             }
@@ -238,21 +235,21 @@ impl SetView<'_> {
     /// by a spinner that died or was stopped mid-spin is taken over once it
     /// is older than any spin lasts, instead of barring spinning on the set
     /// for ever.
-    fn claim_spin(&self) -> Option<(u64, u32)> {
+    fn claim_spin(&self) -> Option<(u64, SpinStamp)> {
         let now = sync::monotonic_ns();
-        let units = (now >> 10) as u32;
-        let stamp = units.max(1);
+        let stamp = SpinStamp::at(now);
         // SYNC: Relaxed: the place only limits spinning; nothing is
         // published through it.
-        let cur = self.hdr.spinners.load(Ordering::Relaxed);
-        // Signed: a claim stamped just after our clock read is fresh.
-        let stale = units.wrapping_sub(cur) as i32 > ((2 * SPIN_NS) >> 10) as i32;
-        if cur != 0 && !stale {
+        let cur = SpinStamp::from_raw(self.hdr.spinners.load(Ordering::Relaxed));
+        // A claim older than twice the longest spin was left by a spinner
+        // that died or was stopped (compared signed: a claim stamped just
+        // after our clock read is fresh).
+        if cur.is_busy(now, 2 * SPIN_NS) {
             return None;
         }
         self.hdr
             .spinners
-            .compare_exchange(cur, stamp, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(cur.raw(), stamp.raw(), Ordering::Relaxed, Ordering::Relaxed)
             .ok()
             .map(|_| (now, stamp))
     }
@@ -272,7 +269,7 @@ impl SetView<'_> {
         let hint = self.hdr.alloc_hint.load(Ordering::Relaxed) % n;
         for k in 1..=WOKEN_WINDOW.min(n) {
             let q = &self.queue[((hint + n - k) % n) as usize];
-            if state(q.status.load(Ordering::Relaxed)) == SLOT_DONE {
+            if SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_done() {
                 out[(k - 1) as usize] = q.proc_slot.load(Ordering::Relaxed);
             }
         }
@@ -281,19 +278,19 @@ impl SetView<'_> {
 
     /// Takes the result a waker handed over and frees the slot.
     fn collect(&self, me: &Me, slot: u32, st: u32) -> Result<()> {
-        if state(st) != SLOT_DONE {
+        let st = SlotStatus::from_raw(st);
+        if !st.is_done() {
             return Err(Error::Corrupt);
         }
         let q = &self.queue[slot as usize];
         // The slot is ours until we free it; the waker no longer touches it.
         // SYNC: Release pairs with the next allocator's Acquire load
         // (Guard::alloc_slot): our reads of the slot come before its reuse.
-        q.status
-            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+        q.status.store(st.freed().raw(), Ordering::Release);
         if let Some(p) = self.proc(me.slot) {
             p.queued.fetch_sub(1, Ordering::Relaxed);
         }
-        match st & SLOT_ERRNO_MASK {
+        match st.errno() {
             0 => Ok(()),
             // Only what a waker hands over; anything else was scribbled.
             e => Err(match Error::from_errno(e as i32) {
@@ -329,7 +326,7 @@ impl SetView<'_> {
         }
         // SYNC: Release as in SetView::collect.
         q.status
-            .store(make_status(gen_of(st), SLOT_FREE, 0), Ordering::Release);
+            .store(SlotStatus::from_raw(st).freed().raw(), Ordering::Release);
         sync::wrote();
         self.free_conts(slot);
         if let Some(p) = self.proc(me.slot) {

@@ -5,7 +5,7 @@
 //! clamped, its queued operations and its process-table entry freed, in one
 //! REAP intent record (applied by `SetView::apply_reap`).
 
-use super::{state, Guard, Host, Me, SetView};
+use super::{Guard, Host, Me, SetView};
 use crate::sync::Ordering;
 use shm_layout::*;
 
@@ -77,7 +77,8 @@ impl Guard<'_, '_> {
             // SYNC: Acquire pairs with the Release store that makes an
             // entry ACTIVE (Namespace::register, HeapSet::register).
             let sg = pe.state_gen.load(Ordering::Acquire);
-            if sg & PROC_STATE_MASK == PROC_CLAIMING {
+            let state = ProcState::from_raw(sg);
+            if state.is_claiming() {
                 // Left by a claimer that died between its claim and its
                 // activation: it holds nothing, so it is only freed.
                 if host.is_dead(v, p) {
@@ -86,14 +87,14 @@ impl Guard<'_, '_> {
                     // changed since we looked.
                     let _ = pe.state_gen.compare_exchange(
                         sg,
-                        sg & !PROC_STATE_MASK,
+                        state.freed().raw(),
                         Ordering::Release,
                         Ordering::Relaxed,
                     );
                 }
                 continue;
             }
-            if sg & PROC_STATE_MASK != PROC_ACTIVE {
+            if !state.is_active() {
                 continue;
             }
             if !worth(pe, p) {
@@ -121,7 +122,7 @@ impl Guard<'_, '_> {
             let q = &v.queue[i as usize];
             if !cfg!(shmsem_mutant = "reap_no_dequeue")
                 && q.proc_slot.load(Ordering::Relaxed) == p
-                && state(q.status.load(Ordering::Relaxed)) == SLOT_QUEUED
+                && SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_queued()
             {
                 self.unlink(i);
             }

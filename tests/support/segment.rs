@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering::{Acquire, SeqCst};
 use std::sync::atomic::{AtomicI16, AtomicU32, AtomicU64, AtomicU8};
 
 use shmsem::layout::{
-    ProcEntry, QueueSlot, SetGeometry, SetHeader, IPCMNI_SHIFT, LOCK_SLOT_MASK, NIL, PROC_ACTIVE,
-    PROC_FREE, PROC_STATE_MASK, SLOT_FREE, SLOT_QUEUED, SLOT_STATE_MASK, SLOT_STATE_SHIFT,
+    LockWord, ProcEntry, ProcState, QueueSlot, SeqCount, SetGeometry, SetHeader, SlotStatus, NIL,
+    PROC_ACTIVE, PROC_FREE, SLOT_FREE, SLOT_QUEUED,
 };
+use shmsem::sysv::SetId;
 use shmsem::Namespace;
 
 use super::memory::SharedMap;
@@ -25,8 +26,7 @@ pub fn registry_path(ns: &str) -> String {
 /// The segment file of set `id` in namespace `ns`:
 /// `/dev/shm/shmsem.NS.INDEX.SEQ`.
 pub fn set_path(ns: &str, id: i32) -> String {
-    let idx = id as u32 & ((1 << IPCMNI_SHIFT) - 1);
-    let seq = id as u32 >> IPCMNI_SHIFT;
+    let SetId { index: idx, seq } = SetId::from_raw(id);
     format!("/dev/shm/shmsem.{ns}.{idx}.{seq}")
 }
 
@@ -211,7 +211,7 @@ impl Usage {
         for i in 0..geo.queue_slots {
             let q = map.queue_slot(&geo, i);
             let st = q.status.load(Acquire);
-            let state = (st >> SLOT_STATE_SHIFT) & SLOT_STATE_MASK;
+            let state = SlotStatus::from_raw(st).state();
             if state != SLOT_FREE {
                 u.busy_slots
                     .push((i, state, q.proc_slot.load(Acquire), q.pid.load(Acquire)));
@@ -219,7 +219,7 @@ impl Usage {
         }
         for p in 0..geo.proc_slots {
             let e = map.proc_entry(&geo, p);
-            let state = e.state_gen.load(Acquire) & PROC_STATE_MASK;
+            let state = ProcState::from_raw(e.state_gen.load(Acquire)).state();
             if state == PROC_ACTIVE {
                 u.active_procs.push((
                     p,
@@ -242,10 +242,7 @@ impl Usage {
 
     /// The process-table index the global lock names as its owner, if held.
     pub fn lock_owner(&self) -> Option<u32> {
-        match self.lock & LOCK_SLOT_MASK {
-            0 => None,
-            s => Some(s - 1),
-        }
+        LockWord::from_raw(self.lock).owner_slot()
     }
 
     /// What process `pid` held when this snapshot was taken (it must be
@@ -310,10 +307,10 @@ impl Usage {
                 &self.undo_cells[..self.undo_cells.len().min(8)]
             ));
         }
-        if self.lock != 0 {
+        if !LockWord::from_raw(self.lock).is_free() {
             out.push(format!("the global lock is held: {:#x}", self.lock));
         }
-        if self.seq & 1 != 0 {
+        if SeqCount::from_raw(self.seq).is_writing() {
             out.push(format!("the sequence counter is odd: {}", self.seq));
         }
         if self.alter_head != NIL || self.const_head != NIL {
