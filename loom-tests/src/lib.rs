@@ -67,7 +67,7 @@ loom::lazy_static! {
 /// atomic (tokio-rs/loom#166): when one thread reads a word and another
 /// thread later loads and then writes it, the writer's own load hides the
 /// reader's, and the order "writer first" is never tried. Most writes in
-/// src/set.rs follow a load of the same word, and loom starts a model by
+/// src/set/ follow a load of the same word, and loom starts a model by
 /// running the main thread alone, so without this step whole classes of
 /// interleavings go unexplored (a reader racing `fast_op` got one
 /// execution). A read-modify-write on a shared gate makes every pair of

@@ -1,4 +1,4 @@
-//! Loom models of the real set code (src/set.rs) on a heap-built set.
+//! Loom models of the real set code (src/set/) on a heap-built set.
 //!
 //! Run (bounded, as CI): RUSTFLAGS="--cfg shmsem_loom" cargo test -p loom-tests --release
 //! Unbounded: add LOOM_UNBOUNDED=1. Every model names, in its comment, the

@@ -186,7 +186,7 @@ impl SetView<'_> {
         // Only while the entry is still the dead process's: once freed, a
         // newcomer may already have claimed it.
         // SYNC: Acquire pairs with the Release store that made the entry
-        // ACTIVE (Namespace::register, HeapSet::register).
+        // ACTIVE (`activate` in liveness/membership.rs, `HeapSet::register`).
         if pe.state_gen.load(Ordering::Acquire) == sg {
             // As exit_sem: an undo record sets otime (of semaphore 0) at
             // exit, whatever its adjustments were.
@@ -201,7 +201,7 @@ impl SetView<'_> {
             sync::wrote();
             let free = ProcState::from_raw(sg).freed().raw();
             // SYNC: AcqRel: Release publishes the cleared entry to the next
-            // claimer's AcqRel CAS from FREE (Namespace::register); Acquire
+            // claimer's AcqRel CAS from FREE (`claim_free` in liveness/membership.rs); Acquire
             // as the load above.
             let _ = pe
                 .state_gen
@@ -218,7 +218,7 @@ impl SetView<'_> {
             .global_mode
             .store(GlobalMode::FOREVER.raw(), Ordering::Relaxed);
         // SYNC: Release pairs with the Acquire loads of `removed` in
-        // lookups (Namespace::lookup): whoever sees it sees the set as it
+        // lookups (`Namespace::find`, `lookup_slow`): whoever sees it sees the set as it
         // was left.
         self.hdr.removed.store(1, Ordering::Release);
         sync::wrote();

@@ -258,7 +258,7 @@ impl<'a> SetView<'a> {
             return true;
         };
         // SYNC: Acquire pairs with the Release store that makes an entry
-        // ACTIVE (Namespace::register, HeapSet::register).
+        // ACTIVE (`activate` in liveness/membership.rs, `HeapSet::register`).
         !word.names_entry(ProcState::from_raw(p.state_gen.load(Ordering::Acquire)))
     }
 }

@@ -143,7 +143,7 @@ impl Guard<'_, '_> {
         for p in 0..v.procs_in_use() {
             let pe = &v.procs[p as usize];
             // SYNC: Acquire pairs with the Release store that makes an
-            // entry ACTIVE (Namespace::register, HeapSet::register).
+            // entry ACTIVE (`activate` in liveness/membership.rs, `HeapSet::register`).
             if !ProcState::from_raw(pe.state_gen.load(Ordering::Acquire)).is_active() {
                 continue;
             }

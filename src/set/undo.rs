@@ -75,7 +75,7 @@ impl Guard<'_, '_> {
             }
             let pe = &v.procs[p as usize];
             // SYNC: Acquire pairs with the Release store that makes an
-            // entry ACTIVE (Namespace::register, HeapSet::register).
+            // entry ACTIVE (`activate` in liveness/membership.rs, `HeapSet::register`).
             let sg = pe.state_gen.load(Ordering::Acquire);
             let state = ProcState::from_raw(sg);
             if state.is_claiming() {
