@@ -35,6 +35,7 @@ mod engine;
 mod error;
 #[cfg(not(shmsem_loom))]
 mod liveness;
+mod mapped;
 #[cfg(not(shmsem_loom))]
 mod namespace;
 mod set;

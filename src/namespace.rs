@@ -336,8 +336,9 @@ impl Namespace {
         // SAFETY: from_map checked that the mapping holds semmni entries
         // after REGISTRY_ENTRIES_OFF; entries are atomics, 4-aligned.
         unsafe {
-            core::slice::from_raw_parts(
-                self.reg.base().add(REGISTRY_ENTRIES_OFF) as *const RegistryEntry,
+            crate::mapped::slice_at(
+                self.reg.base(),
+                REGISTRY_ENTRIES_OFF,
                 self.limits.semmni as usize,
             )
         }
@@ -398,7 +399,7 @@ fn create_registry(rname: &str, limits: Limits) -> Result<Mapping> {
 fn reg_header(map: &Mapping) -> &RegistryHeader {
     // SAFETY: every registry mapping is at least one page (registry_size),
     // page-aligned, and accessed only through atomics.
-    unsafe { &*(map.base() as *const RegistryHeader) }
+    unsafe { crate::mapped::at(map.base(), 0) }
 }
 
 fn reg_header_checked(map: &Mapping) -> Result<&RegistryHeader> {

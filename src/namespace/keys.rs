@@ -250,7 +250,7 @@ impl Namespace {
         };
         // SAFETY: the fresh mapping is zeroed, page-aligned and geo.size
         // bytes long; it starts with a SetHeader.
-        let hdr = unsafe { &*(map.base() as *const SetHeader) };
+        let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
         let ctime = sync::realtime_secs();
         SetView::init(hdr, &geo, key, id.raw(), uid, gid, mode, ctime);
         map.set_mode(file_mode(mode))?;

@@ -54,7 +54,7 @@ pub use undo::Sweep;
 
 use crate::sync::{self, AtomicBool, AtomicI16, AtomicU32, AtomicU64, Ordering};
 use crate::sysv::Sembuf;
-use crate::{Error, Result};
+use crate::{mapped, Error, Result};
 use shm_layout::*;
 
 /// How often a sleeper wakes to look for dead processes (their undo and
@@ -198,7 +198,7 @@ impl<'a> SetView<'a> {
         }
         // SAFETY: checked above that the header fits; the caller promises
         // the memory is mapped and only accessed atomically.
-        let hdr = unsafe { &*(base as *const SetHeader) };
+        let hdr: &SetHeader = unsafe { mapped::at(base, 0) };
         if hdr.magic.load(Ordering::Relaxed) != SET_MAGIC {
             return Err(Error::Corrupt);
         }
@@ -228,26 +228,14 @@ impl<'a> SetView<'a> {
         unsafe {
             Ok(SetView {
                 hdr,
-                sems: core::slice::from_raw_parts(
-                    base.add(geo.sems_off) as *const SemEntry,
-                    nsems as usize,
-                ),
-                procs: core::slice::from_raw_parts(
-                    base.add(geo.procs_off) as *const ProcEntry,
-                    procs as usize,
-                ),
-                undo: core::slice::from_raw_parts(
-                    base.add(geo.undo_off) as *const AtomicI16,
-                    geo.undo_row() / 2 * procs as usize,
-                ),
-                queue: core::slice::from_raw_parts(
-                    base.add(geo.queue_off) as *const QueueSlot,
-                    qs as usize,
-                ),
-                intent: &*(base.add(geo.intent_off) as *const IntentHeader),
-                intent_entries: core::slice::from_raw_parts(
-                    base.add(geo.intent_off + core::mem::size_of::<IntentHeader>())
-                        as *const AtomicU64,
+                sems: mapped::slice_at(base, geo.sems_off, nsems as usize),
+                procs: mapped::slice_at(base, geo.procs_off, procs as usize),
+                undo: mapped::slice_at(base, geo.undo_off, geo.undo_row() / 2 * procs as usize),
+                queue: mapped::slice_at(base, geo.queue_off, qs as usize),
+                intent: mapped::at(base, geo.intent_off),
+                intent_entries: mapped::slice_at(
+                    base,
+                    geo.intent_off + core::mem::size_of::<IntentHeader>(),
                     nsems as usize,
                 ),
                 geo,
