@@ -49,7 +49,7 @@ impl Membership {
     pub fn me(&self, v: &SetView<'_>, name: &str) -> Result<Me> {
         let pid = identity::pid();
         // SYNC: Acquire pairs with the Release store of `pid` at the end of
-        // this function (`Membership::me`), after `me`.
+        // `Membership::me_slow`, after `me`.
         if self.pid.load(Ordering::Acquire) == pid {
             let m = self.me.load(Ordering::Relaxed);
             return Ok(Me {
