@@ -32,6 +32,7 @@ PAIRS=(
     slot_reuse:cancel_no_dequeue
     rmid_races_sleeper:rmid_no_removed_check
     dead_undo_races_waker:reap_no_dequeue
+    dead_waiter_never_completes:complete_dead_waiter
     recovery_after_each_write:no_redo
 )
 

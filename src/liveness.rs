@@ -3,13 +3,17 @@
 //!
 //! A process is named by (pid, start time): the start time (field 22 of
 //! /proc/PID/stat) does not change at exec and differs for a reused pid.
-//! Liveness comes first from the open-file-description lock each process
-//! holds on its process-table byte (the kernel drops it at death); a lock
-//! that is still held is confirmed by pid + start time, because a child that
-//! inherited the descriptor (fork, posix_spawn) keeps the lock alive after
-//! the owner died. A zombie counts as dead.
+//! Each process holds one descriptor per namespace, close-on-exec, and
+//! through it a lock on its presence byte of the namespace's registry
+//! (`shm_layout::lock_bytes`), which the kernel drops when the process
+//! dies. A held lock says "alive" for the price of one system call; a free
+//! one is only a hint (a daemon may close every descriptor, an exec closes
+//! it): pid and start time decide, and a zombie counts as dead.
 //!
-//! * [`identity`]: this process's pid and start time; whether a pid exists.
+//! * [`identity`]: this process's pid and start time; whether a process is
+//!   alive.
+//! * [`presence`]: [`Presence`], this process's descriptor of one
+//!   namespace, checked before it is used for anything that writes.
 //! * [`host`]: [`OsHost`], the engine's [`Host`](crate::set::Host): which
 //!   process-table entries belong to dead processes.
 //! * [`membership`]: [`Membership`], this process's entry in one set:
@@ -19,7 +23,9 @@
 mod host;
 mod identity;
 mod membership;
+mod presence;
 
 pub use host::OsHost;
 pub use identity::pid;
 pub use membership::Membership;
+pub use presence::Presence;

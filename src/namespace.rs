@@ -32,7 +32,6 @@ pub use keys::GcReport;
 
 use crate::sync::AtomicPtr;
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::shm::{self, Mapping, Opened};
@@ -92,9 +91,12 @@ pub struct Namespace {
     name: String,
     reg: Mapping,
     limits: Limits,
-    /// Serialises this process's threads; the OFD lock serialises processes
-    /// (see [`keys`]).
-    reg_lock: Mutex<Option<(i32, OwnedFd)>>,
+    /// Serialises this process's threads on the registry's lock; the OFD
+    /// lock serialises processes (see [`keys`]).
+    reg_lock: Mutex<()>,
+    /// This process's one descriptor of the namespace, and its presence
+    /// lock (see [`crate::liveness::Presence`]).
+    presence: crate::liveness::Presence,
     /// Mapped sets by index (never freed while the namespace lives: other
     /// threads may hold a pointer; replaced ones move to `retired`). See
     /// [`cache`].
@@ -313,9 +315,10 @@ impl Namespace {
             .collect();
         Ok(Namespace {
             name: name.to_string(),
+            presence: crate::liveness::Presence::new(&registry_name(name), reg.file_id()),
             reg,
             limits,
-            reg_lock: Mutex::new(None),
+            reg_lock: Mutex::new(()),
             cache,
             retired: Mutex::new(Vec::new()),
         })
@@ -392,7 +395,7 @@ fn create_registry(rname: &str, limits: Limits) -> Result<Mapping> {
     // SYNC: Release publishes the fields above to the Acquire loads of
     // `version` in `Namespace::attach` and `Namespace::from_map`.
     h.version.store(LAYOUT_VERSION, Ordering::Release);
-    map.set_mode(0o666)?;
+    map.set_mode(rname, 0o666)?;
     Ok(map)
 }
 

@@ -8,12 +8,51 @@ use crate::{Error, Result};
 use rustix::fs::Mode;
 use rustix::shm::OFlags;
 
-/// A mapped shared-memory object and the descriptor it was opened through.
+/// A mapped shared-memory object. It holds no descriptor: the descriptor
+/// it was opened through is closed once it is mapped (the kernel holds no
+/// descriptor for a set either, and a process may touch thousands of sets).
+/// The object's device and inode number are kept, to recognise it later by
+/// name ([`Mapping::set_mode`], [`Mapping::set_owner`]).
 pub struct Mapping {
     map: memmap2::MmapRaw,
-    file: File,
+    /// (st_dev, st_ino) of the object mapped.
+    id: FileId,
     /// Its entry in the SIGBUS guard table, if it got one.
     guard: Option<usize>,
+}
+
+/// What names a file whatever its names and descriptors: (st_dev, st_ino).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The file descriptor number `fd` refers to, if it is open (it may be
+    /// a number the program closed: nothing is assumed of it).
+    pub fn of_raw(fd: i32) -> Option<FileId> {
+        // SAFETY: fstat writes one stat struct, zeroed before; any number
+        // is a valid argument (EBADF for a closed one).
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return None;
+        }
+        Some(FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// The file `fd` refers to.
+    pub fn of(fd: impl AsFd) -> Result<FileId> {
+        let st = rustix::fs::fstat(fd).map_err(Error::from)?;
+        Ok(FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
 }
 
 impl Drop for Mapping {
@@ -176,22 +215,18 @@ pub enum Opened {
     Denied,
 }
 
-/// Keeps `fd` open across exec (clears FD_CLOEXEC): the liveness lock
-/// taken through it must outlive an exec of a program that does not load
-/// shmsem (DESIGN.md, "Facts about the C side").
-fn keep_across_exec(fd: &OwnedFd) -> Result<()> {
-    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(Error::from)
-}
-
 impl Mapping {
+    /// Maps the object `fd` refers to, then closes `fd` (shm_open opened
+    /// it close-on-exec, so it never reached another program).
     fn map(fd: OwnedFd) -> Result<Mapping> {
-        keep_across_exec(&fd)?;
+        let id = FileId::of(&fd)?;
         let file = File::from(fd);
         let map = memmap2::MmapOptions::new()
             .map_raw(&file)
             .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        drop(file);
         let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
-        Ok(Mapping { map, file, guard })
+        Ok(Mapping { map, id, guard })
     }
 
     /// Creates `name` exclusively with owner-only permissions and size
@@ -227,29 +262,51 @@ impl Mapping {
         }
     }
 
-    /// Opens another descriptor (a new open file description) of `name`:
-    /// `Removed` if the name is gone, else the OS's error as itself.
-    pub fn reopen_fd(name: &str) -> Result<OwnedFd> {
-        let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::Removed,
-            e => e.into(),
-        })?;
-        keep_across_exec(&fd)?;
-        Ok(fd)
+    /// Sets the permission bits of the object mapped, found by `name`
+    /// (after initialisation, and for IPC_SET). `Removed` if the name no
+    /// longer names the object mapped.
+    pub fn set_mode(&self, name: &str, mode: u32) -> Result<()> {
+        let fd = self.reopen_path(name)?;
+        // fchmod does not take an O_PATH descriptor; the /proc link of one
+        // resolves to its inode, not to a name someone could replace.
+        rustix::fs::chmod(proc_fd_path(&fd), Mode::from_raw_mode(mode)).map_err(Error::from)
     }
 
-    /// Sets the object's permission bits (after initialisation).
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(Error::from)
-    }
-
-    /// Changes the object's owner (only root may give it away).
-    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+    /// Changes the owner of the object mapped, found by `name` (only root
+    /// may give it away). `Removed` as for [`Mapping::set_mode`].
+    pub fn set_owner(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
+        let fd = self.reopen_path(name)?;
         let (u, g) = (
             rustix::fs::Uid::from_raw(uid),
             rustix::fs::Gid::from_raw(gid),
         );
-        rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(Error::from)
+        rustix::fs::chownat(
+            &fd,
+            "",
+            Some(u),
+            Some(g),
+            rustix::fs::AtFlags::EMPTY_PATH,
+        )
+        .map_err(Error::from)
+    }
+
+    /// An O_PATH descriptor of `name`, checked to be the object mapped (a
+    /// name removed and created again names another file).
+    fn reopen_path(&self, name: &str) -> Result<OwnedFd> {
+        let path = format!("/dev/shm{name}");
+        let fd = rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => Error::Removed,
+            e => e.into(),
+        })?;
+        if FileId::of(&fd)? != self.id {
+            return Err(Error::Removed);
+        }
+        Ok(fd)
     }
 
     /// Start of the mapping.
@@ -262,10 +319,27 @@ impl Mapping {
         self.map.len()
     }
 
-    /// The descriptor.
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
+    /// The device and inode of the object mapped.
+    pub fn file_id(&self) -> FileId {
+        self.id
     }
+}
+
+/// The /proc path through which `fd`'s inode is reached.
+fn proc_fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Opens `name` for this process's own byte-range locks (see
+/// `shm_layout::lock_bytes`): read-write (an exclusive lock needs write
+/// access) and close-on-exec, so that no other program inherits it.
+/// `Removed` if the name is gone.
+pub fn open_for_locks(name: &str) -> Result<OwnedFd> {
+    // shm_open opens close-on-exec.
+    rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::NOENT => Error::Removed,
+        e => e.into(),
+    })
 }
 
 /// Removes the name of a shared-memory object (mappings stay valid).

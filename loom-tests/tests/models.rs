@@ -400,6 +400,42 @@ fn dead_undo_races_waker() {
     });
 }
 
+/// h. A dead waiter's operation never completes. Process 1 queued
+/// sem0 -= 1 (no undo) and was killed (and, in the real world, reaped:
+/// its host entry says dead before anyone posts). Two posts race; each
+/// may be the one that finds the queued operation runnable. Neither may
+/// complete it: the value ends at 2, the slot freed, the dead process's
+/// entry freed.
+/// Mutant `complete_dead_waiter`: a waker completes a queued operation
+/// without checking that its process is alive (assertion: value 1, a unit
+/// taken by the dead).
+#[test]
+fn dead_waiter_never_completes() {
+    check("dead_waiter_never_completes", 3, || {
+        let set = Arc::new(HeapSet::new(1, 3, 2));
+        let host = Arc::new(Deaths::new(3));
+        let me = set.register(0, 1);
+        let dead = set.register(1, 2);
+        assert!(semop_then_die(&set, &dead, &[Sembuf::new(0, -1, 0)], &*host));
+        host.kill(dead.slot);
+        let (s2, h2) = (set.clone(), host.clone());
+        let other = actor(move || {
+            let me = s2.register(2, 3);
+            semop(&s2, &me, &[Sembuf::new(0, 1, 0)], NEVER, &*h2)
+        });
+        semop(&set, &me, &[Sembuf::new(0, 1, 0)], NEVER, &*host).unwrap();
+        other.join().unwrap().unwrap();
+        assert_eq!(value(&set, &me, 0, &*host), 2, "a unit taken by the dead");
+        let v = set.view();
+        let p = v.proc(dead.slot).unwrap();
+        assert_eq!(
+            ProcState::from_raw(p.state_gen.load(Ordering::SeqCst)).state(),
+            PROC_FREE
+        );
+        assert_quiescent(&v);
+    });
+}
+
 // ---------------------------------------------------------------------
 // Recovery
 // ---------------------------------------------------------------------

@@ -60,6 +60,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod intent;
+mod lock_bytes;
 mod lock_word;
 mod proc_entry;
 mod queue_slot;
@@ -70,6 +71,7 @@ mod set_header;
 mod testing;
 
 pub use intent::*;
+pub use lock_bytes::*;
 pub use lock_word::*;
 pub use proc_entry::*;
 pub use queue_slot::*;
@@ -88,7 +90,7 @@ pub use loom::sync::atomic::{
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.

@@ -12,11 +12,6 @@ pub const PROC_STATE_MASK: u32 = 0xf;
 /// Shift of the generation part of `state_gen`.
 pub const PROC_GEN_SHIFT: u32 = 4;
 
-/// Byte offset, in the set segment's file, of process entry 0's liveness
-/// lock byte (F_OFD_SETLK on `PROC_LOCK_BASE + index`). It lies past the end
-/// of the mapped data: a byte-range lock needs no data behind it.
-pub const PROC_LOCK_BASE: i64 = 1 << 40;
-
 /// A process-table entry's state and generation
 /// ([`ProcEntry::state_gen`](crate::ProcEntry::state_gen)).
 ///
@@ -35,11 +30,12 @@ pub const PROC_LOCK_BASE: i64 = 1 << 40;
 /// | FREE     | Unused; gen is the last claim's.       | A registering process: CAS → |
 /// |          |                                        | [`claiming`](Self::claiming) |
 /// |          |                                        | (gen + 1).                   |
-/// | CLAIMING | The claimer takes the entry's liveness | The claimer: ACTIVE with the |
-/// |          | lock byte and resets the fields; they  | same gen (release: publishes |
-/// |          | are not valid yet.                     | pid and start time); or back |
-/// |          |                                        | to the FREE word it came     |
-/// |          |                                        | from if the byte is held.    |
+/// | CLAIMING | The claimer holds the entry's claim    | The claimer: ACTIVE with the |
+/// |          | byte ([`claim_byte`](crate::claim_byte)) | same gen (release: publishes |
+/// |          | from before its CAS, and resets the    | pid and start time), then    |
+/// |          | fields; they are not valid yet.        | frees the byte; or a sweeper |
+/// |          |                                        | that finds the byte free     |
+/// |          |                                        | (the claimer died): FREE.    |
 /// | ACTIVE   | A registered process (alive, or dead   | A reaper (under the set's    |
 /// |          | and not yet swept): pid, start time    | lock, from an intent record) |
 /// |          | and counters are valid; a lock word    | or a registering process     |

@@ -6,20 +6,30 @@ use super::identity;
 use crate::set::{Host, SetView};
 use crate::shm;
 use crate::sync::Ordering;
-use shm_layout::{ProcState, PROC_LOCK_BASE};
+use shm_layout::{claim_byte, presence_byte, ProcState};
 
-/// The real host: liveness from OFD locks, confirmed by pid + start time.
-/// The locks are tested through this process's own open file description
-/// (its registration's): one shared with another process (an inherited
+/// The real host for one set: liveness from the processes' presence locks
+/// on the namespace's registry, decided by pid and start time. The locks
+/// are tested through this process's own descriptor of the registry
+/// (`fd`): a description shared with another process (an inherited
 /// descriptor) would not see that process's locks as conflicting.
 pub struct OsHost<'a> {
-    fd: BorrowedFd<'a>,
+    fd: Option<BorrowedFd<'a>>,
+    /// The set's index (for the claim bytes of its process table).
+    set: u32,
 }
 
 impl<'a> OsHost<'a> {
-    /// The host that tests the locks through `fd`.
-    pub fn new(fd: BorrowedFd<'a>) -> OsHost<'a> {
-        OsHost { fd }
+    /// The host that tests the locks through `fd` (`None`: this process has
+    /// no descriptor of the registry; /proc alone decides) for set index
+    /// `set`.
+    pub fn new(fd: Option<BorrowedFd<'a>>, set: u32) -> OsHost<'a> {
+        OsHost { fd, set }
+    }
+
+    /// Whether a lock is held on `byte` (`None`: cannot tell).
+    fn locked(&self, byte: Option<i64>) -> Option<bool> {
+        shm::ofd_is_locked(self.fd?, byte?).ok()
     }
 }
 
@@ -28,26 +38,27 @@ impl Host for OsHost<'_> {
         let Some(p) = view.proc(slot) else {
             return true;
         };
-        // The entry's lock byte is held as long as a descriptor of the
-        // process's registration is open: free means dead. Held means alive,
-        // unless a child forked without ever using the set still has a
-        // copy: then the pid tells, for one system call (reading
-        // /proc/PID/stat for the start time costs some microseconds, on
-        // every call that blocks behind a holder of undo). A dead process
-        // that is still a zombie, or whose pid was reused, while such a
-        // child lives is reaped only once the child's copy is closed
-        // (README difference 4).
-        let locked = shm::ofd_is_locked(self.fd, PROC_LOCK_BASE + slot as i64);
         if ProcState::from_raw(p.state_gen.load(Ordering::Relaxed)).is_claiming() {
-            // A claimer holds the byte from before its claim (membership's
-            // `claim_free`), and its pid is not written yet: only the byte
-            // tells.
-            return matches!(locked, Ok(false));
+            // A claimer holds the entry's claim byte from before its claim
+            // until it is ACTIVE (membership's `claim_free`), and its pid
+            // is not written yet: only the byte tells, and only a byte that
+            // is certainly free means dead.
+            return self.locked(claim_byte(self.set, slot)) == Some(false);
         }
-        match locked {
-            Ok(false) => true,
-            Ok(true) => !identity::pid_exists(p.pid.load(Ordering::Relaxed)),
-            Err(_) => false, // cannot tell: never reap a possibly live process
+        let pid = p.pid.load(Ordering::Relaxed);
+        let start = p.start_time.load(Ordering::Relaxed);
+        match self.locked(presence_byte(pid, start)) {
+            // Held: by the process, or by a child that inherited its
+            // descriptor (fork without exec, before the child used the
+            // namespace) after it died: the pid tells, for one system call.
+            // A dead process that is still a zombie, or whose pid was
+            // reused, while such a child lives, is taken for alive until
+            // the child's copy is closed (README difference 4).
+            Some(true) => !identity::pid_exists(pid),
+            // Free, or cannot tell: a process that closed its descriptors
+            // or exec'd holds no lock and is alive. Pid and start time
+            // decide.
+            _ => !identity::is_alive(pid, start),
         }
     }
 }

@@ -61,6 +61,21 @@ pub fn stat_of(pid: i32) -> Option<(u64, u8)> {
     Some((start, state))
 }
 
+/// Whether process `pid` started at `start` is alive: it exists, with that
+/// start time, and is not a zombie (one that died and was not reaped yet:
+/// it holds nothing and runs no more code). When /proc does not show the
+/// process (a /proc mounted with hidepid), one that exists counts as alive:
+/// a live process is never taken for dead.
+pub fn is_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match stat_of(pid) {
+        Some((s, state)) => s == start && !matches!(state, b'Z' | b'X' | b'x'),
+        None => pid_exists(pid),
+    }
+}
+
 /// Whether a process `pid` exists (perhaps a zombie, perhaps a newcomer
 /// that reused the pid): one system call, kill(pid, 0).
 pub fn pid_exists(pid: i32) -> bool {

@@ -2,34 +2,26 @@
 //! claimed from the free ones, or, when the table is full, made free by
 //! releasing the entries of dead processes that hold nothing.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Mutex;
 
-use super::{identity, OsHost};
+use super::{identity, OsHost, Presence};
 use crate::set::{Host, Me, SetView};
-use crate::shm::{self, Mapping};
+use crate::shm;
 use crate::sync::{self, AtomicI32, AtomicU64, Ordering};
 use crate::{Error, Result};
-use shm_layout::{CpuTag, ProcEntry, ProcState, PROC_LOCK_BASE};
+use shm_layout::{claim_byte, CpuTag, ProcEntry, ProcState};
 
-/// This process's registration in one set: its process-table entry and the
-/// descriptor whose lock on the entry's byte says "alive".
-struct Registration {
-    me: Me,
-    fd: OwnedFd,
-}
-
-/// This process's membership of one mapped set: its registration, made on
-/// first use (and again in a forked child), and a lock-free copy of it for
-/// the calls that follow.
+/// This process's membership of one mapped set: its process-table entry,
+/// claimed on first use (and again in a forked child), and a lock-free copy
+/// of it for the calls that follow. It holds no descriptor: liveness is the
+/// namespace's [`Presence`].
 pub struct Membership {
     /// pid that `me` belongs to (0: none); checked before `me` is used.
     pid: AtomicI32,
     /// `Me` packed: slot | gen << 32.
     me: AtomicU64,
-    /// The registration's descriptor (-1: none), for liveness checks.
-    fd: AtomicI32,
-    reg: Mutex<Option<Registration>>,
+    reg: Mutex<Option<Me>>,
 }
 
 impl Membership {
@@ -38,15 +30,15 @@ impl Membership {
         Membership {
             pid: AtomicI32::new(0),
             me: AtomicU64::new(0),
-            fd: AtomicI32::new(-1),
             reg: Mutex::new(None),
         }
     }
 
-    /// This process's identity in set `v` (whose segment is `name`),
-    /// registering on first use (and again in a forked child).
+    /// This process's identity in set `v` (index `set`, in the namespace
+    /// where this process is `presence`), registering on first use (and
+    /// again in a forked child).
     #[inline]
-    pub fn me(&self, v: &SetView<'_>, name: &str) -> Result<Me> {
+    pub fn me(&self, v: &SetView<'_>, presence: &Presence, set: u32) -> Result<Me> {
         let pid = identity::pid();
         // SYNC: Acquire pairs with the Release store of `pid` at the end of
         // `Membership::me_slow`, after `me`.
@@ -59,7 +51,7 @@ impl Membership {
                 lone: sync::lone_thread(),
             });
         }
-        self.me_slow(v, name, pid)
+        self.me_slow(v, presence, set, pid)
     }
 
     /// [`Membership::me`] before this process (`pid`) has registered, or
@@ -68,84 +60,56 @@ impl Membership {
     /// inline into every call.
     #[cold]
     #[inline(never)]
-    fn me_slow(&self, v: &SetView<'_>, name: &str, pid: i32) -> Result<Me> {
+    fn me_slow(&self, v: &SetView<'_>, presence: &Presence, set: u32, pid: i32) -> Result<Me> {
         let mut reg = self.reg.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = reg.as_ref() {
-            if r.me.pid == pid {
+            if r.pid == pid {
                 return Ok(Me {
                     lone: sync::lone_thread(),
-                    ..r.me
+                    ..*r
                 });
             }
         }
-        // First use, or a forked child holding the parent's registration:
-        // close the parent's descriptor (its lock stays with the parent).
+        // First use, or a forked child holding the parent's registration.
         *reg = None;
-        let r = register(v, name, pid)?;
+        let r = presence.checked(|fd| register(v, fd, set, pid))?;
         let me = Me {
             lone: sync::lone_thread(),
-            ..r.me
+            ..r
         };
-        let fd = r.fd.as_raw_fd();
         *reg = Some(r);
         self.me
             .store(me.slot as u64 | ((me.gen as u64) << 32), Ordering::Relaxed);
-        self.fd.store(fd, Ordering::Relaxed);
-        // SYNC: Release publishes `me` and `fd` to the Acquire loads of
-        // `pid` in `Membership::me` and `Membership::host`.
+        // SYNC: Release publishes `me` to the Acquire load of `pid` in
+        // `Membership::me`.
         self.pid.store(pid, Ordering::Release);
         Ok(me)
     }
-
-    /// The host for this process's calls on the set (after
-    /// [`Membership::me`]); before registration it tests the locks through
-    /// `segment`, the set mapping's descriptor. No lock: a thread asleep in
-    /// the set must not keep its other threads out.
-    pub fn host<'a>(&'a self, segment: BorrowedFd<'a>) -> OsHost<'a> {
-        // SYNC: Acquire pairs with the Release store of `pid` in
-        // `Membership::me`, after `fd`.
-        if self.pid.load(Ordering::Acquire) == identity::pid() {
-            let fd = self.fd.load(Ordering::Relaxed);
-            if fd >= 0 {
-                // SAFETY: the registration of this pid owns `fd` and is only
-                // ever replaced by a process with another pid (a forked
-                // child, in its own copy of the membership), so it stays
-                // open as long as `self`, which outlives the returned host.
-                return OsHost::new(unsafe { BorrowedFd::borrow_raw(fd) });
-            }
-        }
-        OsHost::new(segment)
-    }
 }
 
-/// Registers process `pid` in set `v` (segment `name`): the same process
-/// before an exec adopts its entry; otherwise a free entry is claimed,
-/// after freeing idle entries of the dead if there is none. ENOMEM when the
-/// table stays full.
-fn register(v: &SetView<'_>, name: &str, pid: i32) -> Result<Registration> {
+/// Registers process `pid` in set `v` (index `set`; `fd` is this
+/// process's checked descriptor of the registry): the same process before
+/// an exec adopts its entry; otherwise a free entry is claimed, after
+/// freeing idle entries of the dead if there is none. ENOMEM when the table
+/// stays full.
+fn register(v: &SetView<'_>, fd: BorrowedFd<'_>, set: u32, pid: i32) -> Result<Me> {
     let start = identity::start_time();
-    if let Some(r) = adopt_after_exec(v, name, pid, start)? {
-        return Ok(r);
+    if let Some(me) = adopt_after_exec(v, pid, start) {
+        return Ok(me);
     }
-    let fd = Mapping::reopen_fd(name)?;
-    let me = match claim_free(v, &fd, pid, start)? {
-        Some(me) => me,
+    match claim_free(v, fd, set, pid, start)? {
+        Some(me) => Ok(me),
         None => {
-            free_idle_dead(v, &fd);
-            claim_free(v, &fd, pid, start)?.ok_or(Error::NoMemory)?
+            free_idle_dead(v, &OsHost::new(Some(fd), set));
+            claim_free(v, fd, set, pid, start)?.ok_or(Error::NoMemory)
         }
-    };
-    Ok(Registration { me, fd })
+    }
 }
 
 /// The same process before an exec (same pid and start time): its entry,
-/// and with it its undo, is ours again.
-fn adopt_after_exec(
-    v: &SetView<'_>,
-    name: &str,
-    pid: i32,
-    start: u64,
-) -> Result<Option<Registration>> {
+/// and with it its undo, is ours again. (Its presence lock went with the
+/// close-on-exec descriptor; the namespace's [`Presence`] takes it again.)
+fn adopt_after_exec(v: &SetView<'_>, pid: i32, start: u64) -> Option<Me> {
     for s in 0..v.procs_in_use() {
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in
@@ -155,32 +119,34 @@ fn adopt_after_exec(
             && p.pid.load(Ordering::Relaxed) == pid
             && p.start_time.load(Ordering::Relaxed) == start
         {
-            let fd = Mapping::reopen_fd(name)?;
-            // Our pre-exec descriptor normally still holds the lock; if it
-            // does not, hold it now.
-            let _ = shm::ofd_try_lock(&fd, PROC_LOCK_BASE + s as i64);
-            let me = Me {
+            return Some(Me {
                 slot: s,
                 gen: sg.gen(),
                 pid,
                 lone: false,
-            };
-            return Ok(Some(Registration { me, fd }));
+            });
         }
     }
-    Ok(None)
+    None
 }
 
 /// Claims an entry for process `pid` (started at `start`): a free one, or
 /// one left CLAIMING by a claimer that died mid-claim. `None`: none is.
 ///
-/// The entry's lock byte is taken through `fd` *before* the claim, and a
-/// live claimer holds it from then until its entry is freed; so a CLAIMING
-/// entry whose byte can be taken was left by a claimer that died between
-/// its claim and its activation (nothing else can free such an entry).
-/// A byte that cannot be taken means a live claimer, or a descriptor
-/// inherited from the entry's dead owner: the entry is left for later.
-fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Option<Me>> {
+/// The entry's claim byte (`shm_layout::claim_byte`, on the registry) is
+/// taken through `fd` *before* the claim, and held until the entry is
+/// ACTIVE; so a CLAIMING entry whose byte can be taken was left by a
+/// claimer that died between its claim and its activation (nothing else
+/// can free such an entry). A byte that cannot be taken means a live
+/// claimer, or a descriptor inherited from a dead one: the entry is left
+/// for later.
+fn claim_free(
+    v: &SetView<'_>,
+    fd: BorrowedFd<'_>,
+    set: u32,
+    pid: i32,
+    start: u64,
+) -> Result<Option<Me>> {
     for s in 0..v.proc_slots() {
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release CAS that freed the entry
@@ -189,7 +155,9 @@ fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Opt
         if !sg.is_free() && !sg.is_claiming() {
             continue;
         }
-        let byte = PROC_LOCK_BASE + s as i64;
+        let Some(byte) = claim_byte(set, s) else {
+            return Ok(None);
+        };
         if !shm::ofd_try_lock(fd, byte)? {
             continue;
         }
@@ -215,6 +183,8 @@ fn claim_free(v: &SetView<'_>, fd: &OwnedFd, pid: i32, start: u64) -> Result<Opt
         // high-water mark, where sweeps look.
         v.note_claimed(s);
         activate(p, claiming, pid, start);
+        // ACTIVE: pid and start time now say who holds the entry.
+        shm::ofd_unlock(fd, byte);
         return Ok(Some(Me {
             slot: s,
             gen,
@@ -245,10 +215,8 @@ fn activate(p: &ProcEntry, claiming: ProcState, pid: i32, start: u64) {
 
 /// The table is full: frees the entries of dead processes that hold
 /// nothing (those holding undo or queue slots are reaped by sweeps, which
-/// apply what they hold). Liveness is tested through `fd`, our own open
-/// file description.
-fn free_idle_dead(v: &SetView<'_>, fd: &OwnedFd) {
-    let host = OsHost::new(fd.as_fd());
+/// apply what they hold).
+fn free_idle_dead(v: &SetView<'_>, host: &OsHost<'_>) {
     for s in 0..v.procs_in_use() {
         let p = v.proc(s).expect("in range");
         // SYNC: Acquire pairs with the Release store of PROC_ACTIVE in

@@ -153,13 +153,15 @@ impl Namespace {
 
     /// This process's identity in the set, registering on first use (and
     /// again in a forked child).
+    #[inline]
     pub(super) fn me(&self, h: &SetHandle) -> Result<Me> {
-        h.member.me(&h.view, &h.name)
+        h.member.me(&h.view, &self.presence, h.idx)
     }
 
-    /// The host for this process's calls on `h` (after `me`).
-    pub(super) fn host(h: &SetHandle) -> OsHost<'_> {
-        h.member.host(h.map.fd())
+    /// The host for this process's calls on `h`.
+    #[inline]
+    pub(super) fn host<'n>(&'n self, h: &SetHandle) -> OsHost<'n> {
+        OsHost::new(self.presence.for_tests(), h.idx)
     }
 
     /// Runs `f` with the set's global lock held.
@@ -169,7 +171,7 @@ impl Namespace {
         f: impl FnOnce(&mut crate::set::Guard<'_, 'static>, &Me, &dyn Host) -> T,
     ) -> Result<T> {
         let me = self.me(h)?;
-        let host = Namespace::host(h);
+        let host = self.host(h);
         let mut g = h.view.lock(&me, &host);
         let r = f(&mut g, &me, &host);
         drop(g);

@@ -4,8 +4,6 @@
 //! the registry's lock; and gc, which cleans the registry and the sets up
 //! after crashes.
 
-use std::os::fd::OwnedFd;
-
 use crate::set::{SetView, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicU64, Ordering};
@@ -15,7 +13,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{creds, file_mode, Perm};
-use super::{live_seq, registry_name, set_name, Namespace};
+use super::{live_seq, set_name, Namespace};
 
 /// What [`Namespace::gc`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,39 +43,41 @@ pub(super) struct Meta {
 
 /// Registry lock guard: releases the OFD lock, then the process mutex.
 pub(super) struct RegLock<'a> {
-    _g: std::sync::MutexGuard<'a, Option<(i32, OwnedFd)>>,
+    ns: &'a Namespace,
+    _g: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Drop for RegLock<'_> {
     fn drop(&mut self) {
-        if let Some((_, fd)) = self._g.as_ref() {
-            shm::ofd_unlock(fd, 0);
-        }
+        // Through the descriptor the lock was taken with (if the program
+        // closed that one, the lock went with it).
+        let _ = self.ns.presence.checked(|fd| {
+            shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
+            Ok(())
+        });
     }
 }
 
 impl Namespace {
     /// Takes the registry's lock: this process's mutex, then the OFD lock
-    /// on byte 0 of the registry (which the kernel frees if we die).
+    /// on the registry's lock byte (which the kernel frees if we die),
+    /// through this process's own descriptor of the registry (a forked
+    /// child gets its own at once: OFD locks of one open file description
+    /// do not exclude each other).
     pub(super) fn lock_registry(&self) -> Result<RegLock<'_>> {
-        let mut g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = liveness::pid();
-        // A forked child must not share the parent's open file description:
-        // OFD locks of one description do not exclude each other.
-        if g.as_ref().map(|(p, _)| *p) != Some(pid) {
-            let fd = match Mapping::reopen_fd(&registry_name(&self.name)) {
-                Ok(fd) => fd,
-                // The registry's name is gone (destroyed under us): the
-                // namespace is unusable.
-                Err(Error::Removed) => return Err(Error::Corrupt),
-                // EMFILE, ENFILE, ...: as themselves.
-                Err(e) => return Err(e),
-            };
-            *g = Some((pid, fd));
-        }
-        let (_, fd) = g.as_ref().expect("set above");
-        shm::ofd_lock_wait(fd, 0)?;
-        Ok(RegLock { _g: g })
+        let g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.presence.checked(|fd| match shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        })
+        .map_err(|e| match e {
+            // The registry's name is gone (destroyed under us): the
+            // namespace is unusable.
+            Error::Removed => Error::Corrupt,
+            // EMFILE, ENFILE, ...: as themselves.
+            e => e,
+        })?;
+        Ok(RegLock { ns: self, _g: g })
     }
 
     /// `semget(2)`.
@@ -253,7 +253,7 @@ impl Namespace {
         let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
         let ctime = sync::realtime_secs();
         SetView::init(hdr, &geo, key, id.raw(), uid, gid, mode, ctime);
-        map.set_mode(file_mode(mode))?;
+        map.set_mode(&name, file_mode(mode))?;
         Ok(ctime)
     }
 

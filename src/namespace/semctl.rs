@@ -336,8 +336,8 @@ impl Namespace {
             Ok(())
         })??;
         // Let the OS follow (best effort: only root may chown).
-        let _ = h.map.set_owner(uid, gid);
-        let _ = h.map.set_mode(file_mode(mode));
+        let _ = h.map.set_owner(&h.name, uid, gid);
+        let _ = h.map.set_mode(&h.name, file_mode(mode));
         Ok(0)
     }
 

@@ -26,7 +26,7 @@ impl<'n> crate::set::op::Caller for OpCaller<'n> {
     }
     #[inline]
     fn host(&self) -> OsHost<'n> {
-        Namespace::host(self.h)
+        self.ns.host(self.h)
     }
     #[inline]
     fn may(&self, alter: bool) -> Result<bool> {

@@ -41,7 +41,7 @@ impl<'a> SetView<'a> {
     /// Takes the set's global lock. A holder found dead is replaced: its
     /// committed intent record is redone, the derived state recomputed, and
     /// the queue retried, before the caller's section begins.
-    pub fn lock<'v>(&'v self, me: &Me, host: &dyn Host) -> Guard<'v, 'a> {
+    pub fn lock<'v>(&'v self, me: &Me, host: &'v dyn Host) -> Guard<'v, 'a> {
         let tok = LockWord::token(me.slot, me.gen);
         let l = &self.hdr.lock;
         // "Taking or holding" before the lock word names us: a waiter that
@@ -65,6 +65,7 @@ impl<'a> SetView<'a> {
             global: false,
             wrote: false,
             me: *me,
+            host,
             b: ManuallyDrop::new(Buffers::take()),
         };
         if GlobalMode::from_raw(g.v.hdr.global_mode.load(Ordering::Relaxed)).is_on() {
@@ -311,7 +312,10 @@ pub struct Guard<'v, 'a> {
     /// The section has made `seq` odd (see [`Guard::begin_write`]).
     wrote: bool,
     /// The holder.
-    me: Me,
+    pub(super) me: Me,
+    /// The liveness host of the holder's call: a queued operation is
+    /// completed only for a live process (see `Guard::try_list`).
+    pub(super) host: &'v dyn Host,
     /// Taken back (into the thread's cache) only by `drop`.
     pub(super) b: ManuallyDrop<Box<Buffers>>,
 }

@@ -331,8 +331,8 @@ impl Guard<'_, '_> {
             return;
         }
         loop {
-            self.try_list(false);
-            if !self.try_list(true) {
+            let reaped = self.try_list(false);
+            if !self.try_list(true) && !reaped {
                 break;
             }
         }
@@ -340,7 +340,9 @@ impl Guard<'_, '_> {
 
     /// One pass over a FIFO. For the altering list it stops at the first
     /// completion (returns true); the wait-for-zero list completes nothing
-    /// that could enable another, so it runs to the end.
+    /// that could enable another, so it runs to the end. Either stops when
+    /// it reaps a dead waiter (returns true): the reaped undo may enable
+    /// anything.
     fn try_list(&mut self, alter: bool) -> bool {
         let v = self.v;
         let mut ops = core::mem::take(&mut self.b.ops);
@@ -363,6 +365,15 @@ impl Guard<'_, '_> {
                 self.own(n as usize);
             }
             match self.evaluate(&ops, p) {
+                Eval::Done if self.dead_waiter(p) => {
+                    // A dead process's operation never completes, however
+                    // recently it died (the kernel's sleeper dequeued
+                    // itself on its way out): it is reaped instead, its
+                    // undo applied, and the walk starts again.
+                    self.b.ops = ops;
+                    self.reap_waiter(i, p);
+                    return true;
+                }
                 Eval::Done => {
                     let pid = q.pid.load(Ordering::Relaxed);
                     self.b.ops = ops;
@@ -392,6 +403,28 @@ impl Guard<'_, '_> {
         }
         self.b.ops = ops;
         restarted
+    }
+
+    /// Whether the owner of a queued operation, process-table entry `p`,
+    /// is dead. One liveness check per completion handed to another
+    /// process (a system call: see `OsHost::is_dead`); the holder's own
+    /// process is alive.
+    fn dead_waiter(&self, p: u32) -> bool {
+        p != self.me.slot
+            && !cfg!(shmsem_mutant = "complete_dead_waiter")
+            && self.host.is_dead(self.v, p)
+    }
+
+    /// Reaps the dead owner `p` of queued slot `i`: its queued operations
+    /// leave, its undo is applied. An entry that is not ACTIVE cannot own
+    /// a queued operation: the slot alone is failed.
+    fn reap_waiter(&mut self, i: u32, p: u32) {
+        let sg = self.v.procs[p as usize].state_gen.load(Ordering::Relaxed);
+        if ProcState::from_raw(sg).is_active() {
+            self.reap(p, sg);
+        } else {
+            self.fail(i, Error::Corrupt);
+        }
     }
 
     /// GETNCNT / GETZCNT: sleepers whose first blocking op is on `n`.

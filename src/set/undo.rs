@@ -113,7 +113,7 @@ impl Guard<'_, '_> {
     /// Reaps dead process `p` (state_gen `sg`), as the kernel's exit_sem:
     /// value += adjustment, clamped; its queued operations and its entry
     /// freed. Returns whether a value changed.
-    fn reap(&mut self, p: u32, sg: u32) -> bool {
+    pub(super) fn reap(&mut self, p: u32, sg: u32) -> bool {
         let v = self.v;
         let pe = &v.procs[p as usize];
         // Its queued operations leave the FIFOs first (derived state: if we

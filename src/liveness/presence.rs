@@ -1,0 +1,122 @@
+//! This process's presence in one namespace: one descriptor of the
+//! registry, close-on-exec, and through it the lock on this process's
+//! presence byte (`shm_layout::presence_byte`). The one descriptor this
+//! process holds for a namespace, whatever the number of its sets it uses:
+//! the registry's lock and the claim bytes of process-table entries are
+//! taken through it too.
+//!
+//! The program may close the descriptor (a daemon closing every
+//! descriptor) and reuse its number for a file of its own. So the number
+//! is never trusted for anything that writes: [`Presence::checked`]
+//! compares the device and inode behind it with the registry's first, and
+//! opens a new descriptor (re-taking the presence lock) when they differ.
+//! Tests of others' locks ([`Presence::for_tests`]) may go through an
+//! unchecked number: a wrong answer there is "not locked", which only sends
+//! the liveness check to /proc (see [`super::OsHost`]).
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use super::identity;
+use crate::shm::{self, FileId};
+use crate::sync::{AtomicI32, Ordering};
+use crate::Result;
+use shm_layout::presence_byte;
+
+/// The descriptor and the process it was opened by.
+struct Held {
+    pid: i32,
+    fd: OwnedFd,
+}
+
+/// This process's presence in a namespace (see the module's comment).
+pub struct Presence {
+    /// The registry's name and file.
+    name: String,
+    file: FileId,
+    /// The descriptor's number (-1: none) and the pid that opened it (0:
+    /// none), for lock tests without the mutex.
+    pid: AtomicI32,
+    fd: AtomicI32,
+    held: Mutex<Option<Held>>,
+}
+
+impl Presence {
+    /// The presence in the namespace whose registry is `name` (the file
+    /// `file`). Nothing is opened until first needed.
+    pub fn new(name: &str, file: FileId) -> Presence {
+        Presence {
+            name: name.to_string(),
+            file,
+            pid: AtomicI32::new(0),
+            fd: AtomicI32::new(-1),
+            held: Mutex::new(None),
+        }
+    }
+
+    /// The descriptor, checked to be the registry's and opened by this
+    /// process (opened, or opened again, if not), with this process's
+    /// presence byte locked through it. Runs `f` with it under the
+    /// presence's mutex, so that no other thread replaces it meanwhile.
+    pub fn checked<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = identity::pid();
+        let ok = held
+            .as_ref()
+            .is_some_and(|h| h.pid == pid && FileId::of(&h.fd).ok() == Some(self.file));
+        if !ok {
+            if let Some(old) = held.take() {
+                let raw = old.fd.into_raw_fd();
+                if FileId::of_raw(raw) == Some(self.file) {
+                    // A forked child's copy of its parent's: closing it
+                    // leaves the parent's lock alone (the description stays
+                    // open in the parent).
+                    // SAFETY: the child's own copy of the registry's
+                    // descriptor, which nothing else in the child uses.
+                    drop(unsafe { OwnedFd::from_raw_fd(raw) });
+                }
+                // Otherwise the program closed it (and perhaps reused the
+                // number for a file of its own): never close it again.
+            }
+            let fd = shm::open_for_locks(&self.name)?;
+            if FileId::of(&fd)? != self.file {
+                // The registry's name now names another file (destroyed
+                // and created again): this namespace is gone.
+                return Err(crate::Error::Corrupt);
+            }
+            if let Some(byte) = presence_byte(pid, identity::start_time()) {
+                // Held already only through a descriptor we closed and the
+                // program duplicated beforehand: present either way.
+                let _ = shm::ofd_try_lock(&fd, byte);
+            }
+            self.fd.store(fd.as_raw_fd(), Ordering::Relaxed);
+            // SYNC: Release publishes `fd` to the Acquire load of `pid` in
+            // `Presence::for_tests`.
+            self.pid.store(pid, Ordering::Release);
+            *held = Some(Held { pid, fd });
+        }
+        let h = held.as_ref().expect("set above");
+        f(std::os::fd::AsFd::as_fd(&h.fd))
+    }
+
+    /// The descriptor through which to test other processes' locks, without
+    /// the mutex and unchecked (see the module's comment); `None` before
+    /// this process has opened one. The number stays valid as a number: it
+    /// is never closed while this process uses it (a closed one is
+    /// forgotten, not closed).
+    pub fn for_tests(&self) -> Option<BorrowedFd<'_>> {
+        // SYNC: Acquire pairs with the Release store of `pid` in
+        // `Presence::checked`, after `fd`.
+        if self.pid.load(Ordering::Acquire) != identity::pid() {
+            return None;
+        }
+        let fd = self.fd.load(Ordering::Relaxed);
+        // SAFETY: `fd` is a number this process opened; if the program
+        // closed it since, the number may name another of its files, or
+        // nothing: the lock tests made through it only read, and then fail
+        // or answer about another file — at worst "not locked", which the
+        // liveness check does not trust, or "locked", which keeps an entry
+        // until its pid is gone.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
