@@ -4,7 +4,7 @@
 //!
 //! * A waiter killed and reaped takes nothing: the post after waitpid
 //!   leaves the value at 1, whether it is a semop, SETVAL or a 2-op call,
-//!   and with SEM_UNDO on the waiter.
+//!   and with SEM_UNDO on the waiter, or a child of the waiter still alive.
 //! * A process holds a constant number of descriptors whatever the number
 //!   of sets it has touched, and its own open() keeps working under a low
 //!   `ulimit -n`.
@@ -111,7 +111,7 @@ fn a_killed_and_reaped_waiter_takes_nothing() {
     let Some(f) = Fixture::new("dead_waiter") else {
         return;
     };
-    for mode in ["v", "setval", "twoop", "undo"] {
+    for mode in ["v", "setval", "twoop", "undo", "forked"] {
         let out = f.same_as_kernel(None, &["dead_waiter", mode, "20"]);
         assert!(
             out.last().unwrap().ends_with(": 0 of 20"),

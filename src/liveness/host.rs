@@ -49,11 +49,12 @@ impl Host for OsHost<'_> {
         let start = p.start_time.load(Ordering::Relaxed);
         match self.locked(presence_byte(pid, start)) {
             // Held: by the process, or by a child that inherited its
-            // descriptor (fork without exec, before the child used the
-            // namespace) after it died: the pid tells, for one system call.
-            // A dead process that is still a zombie, or whose pid was
-            // reused, while such a child lives, is taken for alive until
-            // the child's copy is closed (README difference 4).
+            // descriptor. A child forked without exec closes its copy
+            // (`presence::close_inherited`), but only once it runs, which
+            // may be after its parent was killed; exec closes it too. So
+            // the pid confirms, for one system call. A dead process that
+            // is still a zombie (or whose pid was reused) while such a copy
+            // is open is taken for alive (README difference 4).
             Some(true) => !identity::pid_exists(pid),
             // Free, or cannot tell: a process that closed its descriptors
             // or exec'd holds no lock and is alive. Pid and start time

@@ -9,9 +9,10 @@ static START: AtomicU64 = AtomicU64::new(0);
 static ATFORK: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: two atomic stores. The next call recomputes.
+    // Async-signal-safe: atomic stores and close. The next call recomputes.
     PID.store(0, Ordering::Relaxed);
     START.store(0, Ordering::Relaxed);
+    super::presence::close_inherited();
 }
 
 /// This process's pid, cached (getpid is a system call), refreshed in a
@@ -28,7 +29,8 @@ pub fn pid() -> i32 {
 #[cold]
 fn refresh() -> i32 {
     ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only does atomic stores.
+        // SAFETY: registers a handler that only does atomic stores and
+        // close(2) (async-signal-safe).
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     let p = rustix::process::getpid().as_raw_nonzero().get();

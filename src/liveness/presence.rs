@@ -23,6 +23,45 @@ use crate::sync::{AtomicI32, Ordering};
 use crate::Result;
 use shm_layout::presence_byte;
 
+/// The presence descriptors this process opened, so that a child forked
+/// without exec closes its copies at once ([`close_inherited`]): a copy
+/// would keep the parent's presence lock held after the parent died.
+static OPENED: [AtomicI32; TRACKED] = [const { AtomicI32::new(-1) }; TRACKED];
+const TRACKED: usize = 64;
+/// In a child just forked (pthread_atfork's child handler; async-signal-
+/// safe: loads and close): closes the copies of the parent's presence
+/// descriptors. The child's [`Presence`] finds its copy closed and never
+/// closes that number again.
+pub(super) fn close_inherited() {
+    for fd in &OPENED {
+        let n = fd.swap(-1, Ordering::Relaxed);
+        if n >= 0 {
+            // SAFETY: close of a number the parent opened as a presence
+            // descriptor; nothing else in the child uses it yet.
+            unsafe { libc::close(n) };
+        }
+    }
+}
+
+fn track(fd: i32) {
+    for slot in &OPENED {
+        if slot
+            .compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // More namespaces than tracked: a child forked without exec keeps this
+    // one (README difference 4).
+}
+
+fn untrack(fd: i32) {
+    for slot in &OPENED {
+        let _ = slot.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
 /// The descriptor and the process it was opened by.
 struct Held {
     pid: i32,
@@ -67,6 +106,7 @@ impl Presence {
         if !ok {
             if let Some(old) = held.take() {
                 let raw = old.fd.into_raw_fd();
+                untrack(raw);
                 if FileId::of_raw(raw) == Some(self.file) {
                     // A forked child's copy of its parent's: closing it
                     // leaves the parent's lock alone (the description stays
@@ -90,6 +130,7 @@ impl Presence {
                 let _ = shm::ofd_try_lock(&fd, byte);
             }
             self.fd.store(fd.as_raw_fd(), Ordering::Relaxed);
+            track(fd.as_raw_fd());
             // SYNC: Release publishes `fd` to the Acquire load of `pid` in
             // `Presence::for_tests`.
             self.pid.store(pid, Ordering::Release);

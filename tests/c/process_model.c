@@ -6,7 +6,9 @@
  *                            SEM_UNDO); the parent waits until GETNCNT is 1,
  *                            SIGKILLs and reaps it, then posts (MODE "v",
  *                            "undo": semop +1; "setval": SETVAL 1; "twoop":
- *                            one call of +1 on sem 0 and +1 on sem 1) and
+ *                            one call of +1 on sem 0 and +1 on sem 1;
+ *                            "forked": semop +1, the waiter having forked a
+ *                            child that outlives it) and
  *                            prints GETVAL and a wait-for-zero's errno.
  *   fd_loop CYCLES           semget(IPC_PRIVATE) / IPC_STAT / GETVAL / semop
  *                            / IPC_RMID, CYCLES times; prints the number of
@@ -62,6 +64,22 @@ static int dead_waiter(const char *mode, int rounds)
         pid_t c = fork();
         CHECK(c >= 0);
         if (c == 0) {
+            if (strcmp(mode, "forked") == 0) {
+                /* Known to the set first (an undo on sem 1), then a child
+                 * that outlives us by a little, having inherited all we
+                 * hold. */
+                struct sembuf u = {1, 1, SEM_UNDO};
+                CHECK(semop(id, &u, 1) == 0);
+                pid_t me = getpid();
+                pid_t g = fork();
+                CHECK(g >= 0);
+                if (g == 0) {
+                    while (getppid() == me)
+                        usleep(1000);
+                    usleep(20000);
+                    _exit(0);
+                }
+            }
             struct sembuf p = {0, -1, undo ? SEM_UNDO : 0};
             semop(id, &p, 1);
             _exit(0);
