@@ -49,6 +49,10 @@ use shmsem::sysv::{
 };
 use shmsem::{Error, Namespace};
 
+/// `/proc/sysvipc/sem` and `/proc/sys/kernel/sem` as the namespace has them
+/// (the open and fopen family), for `ipcs` and other readers.
+mod procfs;
+
 type Result<T> = std::result::Result<T, Error>;
 
 // ---------------------------------------------------------------------------
