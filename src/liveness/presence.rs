@@ -14,7 +14,7 @@
 //! unchecked number: a wrong answer there is "not locked", which only sends
 //! the liveness check to /proc (see [`super::OsHost`]).
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use super::identity;
@@ -65,7 +65,26 @@ fn untrack(fd: i32) {
 /// The descriptor and the process it was opened by.
 struct Held {
     pid: i32,
-    fd: OwnedFd,
+    /// The registry's file, which the descriptor must still name.
+    file: FileId,
+    /// Never closed by dropping (see `Drop for Held`).
+    fd: std::mem::ManuallyDrop<OwnedFd>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Closed only if it is still this process's own descriptor of the
+        // registry: a forked child's copy was closed by
+        // [`close_inherited`] already, and a number the program closed may
+        // be one of its own files now.
+        let raw = self.fd.as_raw_fd();
+        if self.pid == identity::pid() && FileId::of_raw(raw) == Some(self.file) {
+            untrack(raw);
+            // SAFETY: dropped once, here; the number is this process's
+            // open descriptor (checked just above).
+            drop(unsafe { std::mem::ManuallyDrop::take(&mut self.fd) });
+        }
+    }
 }
 
 /// This process's presence in a namespace (see the module's comment).
@@ -102,21 +121,23 @@ impl Presence {
         let pid = identity::pid();
         let ok = held
             .as_ref()
-            .is_some_and(|h| h.pid == pid && FileId::of(&h.fd).ok() == Some(self.file));
+            .is_some_and(|h| h.pid == pid && FileId::of_raw(h.fd.as_raw_fd()) == Some(self.file));
         if !ok {
             if let Some(old) = held.take() {
-                let raw = old.fd.into_raw_fd();
+                let raw = old.fd.as_raw_fd();
                 untrack(raw);
-                if FileId::of_raw(raw) == Some(self.file) {
-                    // A forked child's copy of its parent's: closing it
-                    // leaves the parent's lock alone (the description stays
-                    // open in the parent).
-                    // SAFETY: the child's own copy of the registry's
-                    // descriptor, which nothing else in the child uses.
-                    drop(unsafe { OwnedFd::from_raw_fd(raw) });
+                if old.pid != pid && FileId::of_raw(raw) == Some(self.file) {
+                    // A forked child's copy of its parent's that
+                    // `close_inherited` did not close (not tracked):
+                    // closing it leaves the parent's lock alone.
+                    // SAFETY: the child's own copy, used by nothing else.
+                    unsafe { libc::close(raw) };
                 }
-                // Otherwise the program closed it (and perhaps reused the
-                // number for a file of its own): never close it again.
+                // Otherwise it was closed already, or the program closed it
+                // (and perhaps reused the number for a file of its own):
+                // never close it again. `Held`'s drop closes nothing for
+                // another pid, nor for a number no longer the registry's.
+                std::mem::forget(old);
             }
             let fd = shm::open_for_locks(&self.name)?;
             if FileId::of(&fd)? != self.file {
@@ -134,10 +155,14 @@ impl Presence {
             // SYNC: Release publishes `fd` to the Acquire load of `pid` in
             // `Presence::for_tests`.
             self.pid.store(pid, Ordering::Release);
-            *held = Some(Held { pid, fd });
+            *held = Some(Held {
+                pid,
+                file: self.file,
+                fd: std::mem::ManuallyDrop::new(fd),
+            });
         }
         let h = held.as_ref().expect("set above");
-        f(std::os::fd::AsFd::as_fd(&h.fd))
+        f(std::os::fd::AsFd::as_fd(&*h.fd))
     }
 
     /// The descriptor through which to test other processes' locks, without
