@@ -280,14 +280,8 @@ impl Mapping {
             rustix::fs::Uid::from_raw(uid),
             rustix::fs::Gid::from_raw(gid),
         );
-        rustix::fs::chownat(
-            &fd,
-            "",
-            Some(u),
-            Some(g),
-            rustix::fs::AtFlags::EMPTY_PATH,
-        )
-        .map_err(Error::from)
+        rustix::fs::chownat(&fd, "", Some(u), Some(g), rustix::fs::AtFlags::EMPTY_PATH)
+            .map_err(Error::from)
     }
 
     /// An O_PATH descriptor of `name`, checked to be the object mapped (a

@@ -416,7 +416,12 @@ fn dead_waiter_never_completes() {
         let host = Arc::new(Deaths::new(3));
         let me = set.register(0, 1);
         let dead = set.register(1, 2);
-        assert!(semop_then_die(&set, &dead, &[Sembuf::new(0, -1, 0)], &*host));
+        assert!(semop_then_die(
+            &set,
+            &dead,
+            &[Sembuf::new(0, -1, 0)],
+            &*host
+        ));
         host.kill(dead.slot);
         let (s2, h2) = (set.clone(), host.clone());
         let other = actor(move || {

@@ -66,17 +66,18 @@ impl Namespace {
     /// do not exclude each other).
     pub(super) fn lock_registry(&self) -> Result<RegLock<'_>> {
         let g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.presence.checked(|fd| match shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(e),
-        })
-        .map_err(|e| match e {
-            // The registry's name is gone (destroyed under us): the
-            // namespace is unusable.
-            Error::Removed => Error::Corrupt,
-            // EMFILE, ENFILE, ...: as themselves.
-            e => e,
-        })?;
+        self.presence
+            .checked(|fd| match shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(e),
+            })
+            .map_err(|e| match e {
+                // The registry's name is gone (destroyed under us): the
+                // namespace is unusable.
+                Error::Removed => Error::Corrupt,
+                // EMFILE, ENFILE, ...: as themselves.
+                e => e,
+            })?;
         Ok(RegLock { ns: self, _g: g })
     }
 
