@@ -67,10 +67,7 @@ impl Namespace {
     pub(super) fn lock_registry(&self) -> Result<RegLock<'_>> {
         let g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.presence
-            .checked(|fd| match shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE) {
-                Ok(()) => Ok(()),
-                Err(e) => Err(e),
-            })
+            .checked(|fd| shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE))
             .map_err(|e| match e {
                 // The registry's name is gone (destroyed under us): the
                 // namespace is unusable.
