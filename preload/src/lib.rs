@@ -49,6 +49,10 @@ use shmsem::sysv::{
 };
 use shmsem::{Error, Namespace};
 
+// The program's signal handlers, wrapped so that a handler that runs while
+// a semop is blocked makes it return EINTR (signals.rs).
+mod signals;
+
 type Result<T> = std::result::Result<T, Error>;
 
 // ---------------------------------------------------------------------------
