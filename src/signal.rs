@@ -40,11 +40,11 @@
 //! Under loom (cfg `shmsem_loom`) there are no signals: the count never
 //! moves.
 
+#[cfg(not(shmsem_loom))]
+pub use install::{sigaction, RealSigaction};
 #[doc(hidden)]
 #[cfg(not(shmsem_loom))]
 pub use install::{sigaction_via, signal_via};
-#[cfg(not(shmsem_loom))]
-pub use install::{sigaction, RealSigaction};
 
 /// Records that a signal handler ran on the calling thread: a shmsem call
 /// blocked on this thread (one that this handler interrupted) then returns
