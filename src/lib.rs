@@ -41,6 +41,7 @@ mod namespace;
 mod set;
 #[cfg(not(shmsem_loom))]
 mod shm;
+pub mod signal;
 mod sync;
 pub mod sysv;
 
@@ -58,6 +59,7 @@ pub mod __private {
     #[cfg(any(test, shmsem_loom))]
     pub use crate::set::heap::HeapSet;
     pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome, Sweep, SWEEP_SLICE_NS};
+    pub use crate::signal::HandlerMark;
     pub use crate::sync::Ordering;
     /// Loom's clock and crash points, for the models (loom-tests/).
     #[cfg(shmsem_loom)]

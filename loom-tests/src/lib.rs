@@ -4,7 +4,7 @@
 
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
 use loom::thread::{self, JoinHandle};
-use shmsem::__private::{HeapSet, Host, Me, Ordering, SetView, SlowOutcome};
+use shmsem::__private::{HandlerMark, HeapSet, Host, Me, Ordering, SetView, SlowOutcome};
 use shmsem::layout::{GlobalMode, SemWord, SlotStatus, NIL, SEM_UNDO, SLOT_FREE};
 use shmsem::sysv::Sembuf;
 use shmsem::Result;
@@ -106,12 +106,13 @@ pub fn semop(
             return r;
         }
     }
+    let mark = HandlerMark::now();
     let mut g = v.lock(me, host);
     let out = g.semop(me, sops, host);
     drop(g);
     match out {
         SlowOutcome::Now(r) => r,
-        SlowOutcome::Queued(slot, st) => v.wait(me, slot, st, deadline, host),
+        SlowOutcome::Queued(slot, st) => v.wait(me, slot, st, deadline, mark, host),
     }
 }
 

@@ -52,6 +52,9 @@ use shmsem::{Error, Namespace};
 /// `/proc/sysvipc/sem` and `/proc/sys/kernel/sem` as the namespace has them
 /// (the open and fopen family), for `ipcs` and other readers.
 mod procfs;
+// The program's signal handlers, wrapped so that a handler that runs while
+// a semop is blocked makes it return EINTR (signals.rs).
+mod signals;
 
 type Result<T> = std::result::Result<T, Error>;
 

@@ -10,6 +10,7 @@
 
 use super::{distinct, sleep::deadline_after, Guard, Host, Me, SetView};
 use crate::engine::{self, Eval};
+use crate::signal::HandlerMark;
 use crate::sync::Ordering;
 use crate::sysv::{Sembuf, Timespec};
 use crate::{Error, Result};
@@ -62,6 +63,13 @@ pub(crate) fn semtimedop<C: Caller>(
             return r;
         }
     }
+    // From here the call may block. A handler that runs on this thread
+    // from now on, while the call has not completed, makes a blocked call
+    // return EINTR: in the kernel the signal would be pending when the call
+    // goes to sleep. (One that ran during the fast path is one that ran
+    // just before the call, as far as anyone can tell; the fast path does
+    // not pay for the thread-local read.)
+    let mark = HandlerMark::now();
     let deadline = deadline_after(timeout);
     let me = match me {
         Some(m) => m,
@@ -73,7 +81,7 @@ pub(crate) fn semtimedop<C: Caller>(
     drop(g);
     match out {
         SlowOutcome::Now(r) => r,
-        SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, &host),
+        SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, mark, &host),
     }
 }
 

@@ -26,8 +26,10 @@
 //!    before it is visible. The sleeper then collects the result
 //!    ([`SetView::collect`]) and frees the slot (a Release store of FREE,
 //!    for the next allocator's Acquire load in `Guard::alloc_slot`).
-//! 5. A sleeper whose deadline passes, or which a signal interrupts,
-//!    cancels ([`SetView::cancel`]): it takes the lock and re-checks its
+//! 5. A sleeper whose deadline passes, or which a signal interrupts (the
+//!    futex call's EINTR, or a handler that ran on its thread in user space
+//!    since the call began: [`crate::signal`]), cancels
+//!    ([`SetView::cancel`]): it takes the lock and re-checks its
 //!    status under it. A completion that won the race is reported, as the
 //!    kernel does; otherwise the slot leaves its FIFO and is freed.
 //! 6. A waker that dies between its completion store and its wake leaves
@@ -39,6 +41,7 @@
 //! whose partner is running on another processor spins briefly first.
 
 use super::{Guard, Host, Me, SetView, Sweep, SWEEP_SLICE_NS};
+use crate::signal::HandlerMark;
 use crate::sync::{self, Ordering, Wake};
 use crate::sysv::Timespec;
 use crate::{Error, Result};
@@ -67,7 +70,9 @@ pub(crate) fn deadline_after(t: Option<&Timespec>) -> u64 {
 
 impl SetView<'_> {
     /// Sleeps in queue slot `slot` until its operation is completed, the
-    /// deadline passes (`WouldBlock`) or a signal arrives (`Interrupted`).
+    /// deadline passes (`WouldBlock`) or a signal arrives (`Interrupted`):
+    /// the futex call is interrupted, or a handler has run on this thread
+    /// since `mark` (taken where the call could start blocking).
     /// Between slices it sweeps dead processes, so that their undo reaches
     /// us even if nobody else looks.
     pub fn wait(
@@ -76,18 +81,29 @@ impl SetView<'_> {
         slot: u32,
         expected: u32,
         deadline: u64,
+        mark: HandlerMark,
         host: &dyn Host,
     ) -> Result<()> {
         let q = self.slot(slot)?;
-        self.spin(me, slot, q, expected, deadline);
-        self.sleep_loop(me, slot, q, expected, deadline, host)
+        self.spin(me, slot, q, expected, deadline, mark);
+        self.sleep_loop(me, slot, q, expected, deadline, mark, host)
     }
 
     /// The spin phase: records where we run, and, at the head of a FIFO
     /// with a partner running elsewhere, spins a bounded while for the
     /// completion (a partner on another processor is likely to wake us
     /// within microseconds, far sooner than a sleep and a wake-up take).
-    fn spin(&self, me: &Me, slot: u32, q: &QueueSlot, expected: u32, deadline: u64) {
+    /// A handler that runs meanwhile ends the spin (the sleep loop then
+    /// gives up with EINTR).
+    fn spin(
+        &self,
+        me: &Me,
+        slot: u32,
+        q: &QueueSlot,
+        expected: u32,
+        deadline: u64,
+        mark: HandlerMark,
+    ) {
         let cpu = sync::current_cpu();
         if let Some(pe) = self.proc(me.slot) {
             pe.cpu.store(CpuTag::of(cpu).raw(), Ordering::Relaxed);
@@ -110,7 +126,7 @@ impl SetView<'_> {
             while q.status.load(Ordering::Acquire) == expected {
                 sync::spin_hint();
                 i += 1;
-                if i % 64 == 0 && sync::monotonic_ns() >= until {
+                if i % 64 == 0 && (sync::monotonic_ns() >= until || mark.ran_since()) {
                     break;
                 }
             }
@@ -127,6 +143,21 @@ impl SetView<'_> {
     /// The sleep loop: futex sleeps of at most a slice until the status
     /// leaves `expected` (collected), the deadline passes or a signal
     /// arrives (cancelled); a slice that ends without either sweeps.
+    ///
+    /// A signal is the futex call's EINTR, or a handler that ran in user
+    /// space since `mark` (in the slow path, the spin, a sweep, between
+    /// slices, or at the end of a slice that timed out with the signal
+    /// pending), looked for just before each futex call: as in the kernel,
+    /// a blocked call returns EINTR once a handler ran, with or without
+    /// SA_RESTART, and a completion seen first wins (the status is read
+    /// first, and `cancel` reads it again under the lock). What is left:
+    /// a handler that runs in the few instructions between that look and
+    /// the system call is seen when the slice ends (up to a slice late);
+    /// and a slice that times out at the deadline is EAGAIN even if a
+    /// handler ran as the futex call returned (the kernel's timeout wins
+    /// over a signal that comes after it, as here; one that came in those
+    /// few instructions before the call is taken for one of those).
+    #[allow(clippy::too_many_arguments)]
     fn sleep_loop(
         &self,
         me: &Me,
@@ -134,6 +165,7 @@ impl SetView<'_> {
         q: &QueueSlot,
         expected: u32,
         deadline: u64,
+        mark: HandlerMark,
         host: &dyn Host,
     ) -> Result<()> {
         let pe = self.proc(me.slot);
@@ -150,7 +182,13 @@ impl SetView<'_> {
             if let Some(pe) = pe {
                 pe.asleep.fetch_add(1, Ordering::Relaxed);
             }
-            let woke = sync::futex_wait(&q.status, expected, slice);
+            // The last look for a handler, as close to the futex call as
+            // it can be.
+            let woke = if mark.ran_since() {
+                Wake::Interrupted
+            } else {
+                sync::futex_wait(&q.status, expected, slice)
+            };
             if let Some(pe) = pe {
                 pe.asleep.fetch_sub(1, Ordering::Relaxed);
             }
