@@ -18,10 +18,12 @@ use super::{Host, SetView};
 use crate::sync::{self, AtomicU64, Ordering};
 use shm_layout::*;
 
-/// Lock-free snapshot attempts before GETALL takes the lock.
+/// Lock-free snapshot attempts before GETALL tries the lock, or reads the
+/// committed state ([`SetView::committed_read`]).
 const SNAPSHOT_TRIES: u32 = 16;
-/// Attempts of a lock-free consistent read before the reader takes the
-/// lock (a writer that is slow, or died, mid-update).
+/// Attempts of a lock-free consistent read before the reader tries the
+/// lock, or reads the committed state (a writer that is slow, stopped, or
+/// died, mid-update).
 const SEQ_TRIES: u32 = 1000;
 
 /// How a seqlock read checks that no writer overlapped it. Only the loom
@@ -52,7 +54,8 @@ impl<'a> SetView<'a> {
     /// result counts only if `seq` has not moved by the end of it. `read`
     /// may refuse an attempt (`None`, e.g. two collections that differ):
     /// it is retried like an overlapped one. `None` after `tries` attempts
-    /// (a writer slow, or dead, mid-update): the caller takes the lock.
+    /// (a writer slow, stopped or dead mid-update): the caller tries the
+    /// lock, or reads the committed state ([`SetView::committed_read`]).
     #[inline]
     fn seq_read<T>(
         &self,
@@ -97,7 +100,7 @@ impl<'a> SetView<'a> {
 
     /// Reads one word consistently with multi-word updates: retried while a
     /// lock holder is in the middle of writing several words. `None` after
-    /// [`SEQ_TRIES`] (a holder slow or dead mid-update): take the lock.
+    /// [`SEQ_TRIES`] (a holder slow, stopped or dead mid-update).
     #[inline]
     fn read_word(&self, n: usize) -> Option<u64> {
         self.seq_read(SEQ_TRIES, Recheck::FULL, || {
@@ -110,7 +113,8 @@ impl<'a> SetView<'a> {
 
     /// GETVAL / GETPID without the lock. `None` if a dead process's undo may
     /// be pending on the semaphore (UNDO_HELD), or a writer is in the way:
-    /// the caller takes the lock (and sweeps). Inlined into GETVAL's short
+    /// the caller takes the lock if it is free (and sweeps), else reads the
+    /// committed state (`Namespace::read_set`). Inlined into GETVAL's short
     /// path (`Namespace::getval_fast`), in another codegen unit.
     #[inline]
     pub fn read_sem(&self, n: usize) -> Option<(i32, i32)> {
@@ -166,8 +170,8 @@ impl<'a> SetView<'a> {
     }
 
     /// Reads header fields consistently (IPC_STAT): `f` is retried until no
-    /// writing section overlapped it. `None` after [`SEQ_TRIES`]: take the
-    /// lock and read under it.
+    /// writing section overlapped it. `None` after [`SEQ_TRIES`]: read
+    /// under the lock if it is free, else the committed state.
     pub fn read_consistent<T>(&self, f: impl Fn(&SetView<'a>) -> T) -> Option<T> {
         let check = Recheck {
             fence: !cfg!(shmsem_mutant = "stat_no_fence"),
