@@ -34,6 +34,11 @@ PAIRS=(
     dead_undo_races_waker:reap_no_dequeue
     dead_waiter_never_completes:complete_dead_waiter
     recovery_after_each_write:no_redo
+    timeout_races_waker:completion_ignores_withdrawal
+    stopped_holder_timeout:cancel_waits_for_lock
+    lock_deadline_behind_holder:lock_ignores_deadline
+    committed_read_after_each_write:committed_no_overlay
+    committed_read_after_each_write:no_applying_serial
 )
 
 summary=()

@@ -1040,7 +1040,7 @@ fn run_program(mut cmd: std::process::Command) -> (String, Vec<String>, String) 
 fn c_random_bad_arguments() {
     let _g = exclusive();
     if !have_gcc() {
-        eprintln!("SKIPPED c_random_bad_arguments: gcc not found");
+        support::skipped("c_random_bad_arguments: gcc not found");
         return;
     }
     let lib = preload_lib();

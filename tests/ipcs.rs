@@ -471,14 +471,14 @@ fn ipcs_ipcmk_ipcrm_match_the_kernel() {
     let _watchdog = Watchdog::start("ipcs_ipcmk_ipcrm_match_the_kernel", 600);
     require_util_linux();
     if !have_gcc() {
-        eprintln!("SKIPPED ipcs_ipcmk_ipcrm_match_the_kernel: gcc not found");
+        support::skipped("ipcs_ipcmk_ipcrm_match_the_kernel: gcc not found");
         return;
     }
     if !is_root() {
-        eprintln!(
-            "SKIPPED ipcs_ipcmk_ipcrm_match_the_kernel: not root. Both runs need a private \
+        support::skipped(
+            "ipcs_ipcmk_ipcrm_match_the_kernel: not root. Both runs need a private \
              IPC namespace (unshare --ipc): the kernel run must not see or remove (ipcrm -a) \
-             the machine's sets, and writes its limits there"
+             the machine's sets, and writes its limits there",
         );
         return;
     }
@@ -531,7 +531,7 @@ fn writes_are_refused() {
     let _watchdog = Watchdog::start("writes_are_refused", 300);
     require_util_linux();
     if !have_gcc() {
-        eprintln!("SKIPPED writes_are_refused: gcc not found");
+        support::skipped("writes_are_refused: gcc not found");
         return;
     }
     let name = ns_name("t-ipcs", "writes");

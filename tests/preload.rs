@@ -102,7 +102,7 @@ impl Fixture {
     /// None (with a note on stderr) when gcc is not available.
     fn new(test: &str) -> Option<Fixture> {
         if !have_gcc() {
-            eprintln!("SKIPPED {test}: gcc not found");
+            support::skipped(&format!("{test}: gcc not found"));
             return None;
         }
         let ns_name = ns_name("t-preload", test);
@@ -561,7 +561,7 @@ fn ipc_rmid_from_an_atexit_handler() {
 #[test]
 fn perl_ipc_semaphore() {
     if !tool_works("perl", &["-MIPC::Semaphore", "-e", "1"]) {
-        eprintln!("SKIPPED perl_ipc_semaphore: perl with IPC::Semaphore not found");
+        support::skipped("perl_ipc_semaphore: perl with IPC::Semaphore not found");
         return;
     }
     let Some(fx) = Fixture::new("perl") else {
@@ -610,7 +610,7 @@ fn perl_ipc_semaphore() {
 fn permission_checks_and_their_order_match_the_kernel() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED permission_checks_and_their_order_match_the_kernel: needs root");
+        support::skipped("permission_checks_and_their_order_match_the_kernel: needs root");
         return;
     }
     let Some(fx) = Fixture::new("perms") else {

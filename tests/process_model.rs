@@ -41,7 +41,7 @@ struct Fixture {
 impl Fixture {
     fn new(test: &str) -> Option<Fixture> {
         if !have_gcc() {
-            eprintln!("SKIPPED {test}: gcc not found");
+            support::skipped(&format!("{test}: gcc not found"));
             return None;
         }
         let ns_name = ns_name("t-proc", test);
@@ -164,7 +164,7 @@ fn a_daemon_that_closes_its_descriptors_is_alive() {
 #[test]
 fn an_exec_ed_unprivileged_helper_inherits_no_set_descriptor() {
     if !is_root() {
-        eprintln!("SKIPPED: needs root (setuid to 65534 before the exec)");
+        support::skipped("an_exec_ed_unprivileged_helper_inherits_no_set_descriptor: needs root (setuid to 65534 before the exec)");
         return;
     }
     let Some(f) = Fixture::new("exec_helper") else {

@@ -470,7 +470,7 @@ fn between_slices(name: &str, how: How) {
     let env = TestEnv::new(name, 120);
     let mut kids = Kids::new();
     if !fifo_allowed(&mut kids) {
-        eprintln!("SKIPPED {name}: SCHED_FIFO not allowed here");
+        support::skipped(&format!("{name}: SCHED_FIFO not allowed here"));
         return;
     }
     let cpu = *cpus().last().expect("a processor");
@@ -562,11 +562,11 @@ fn handler_in_the_spin_gives_eintr() {
     let mut kids = Kids::new();
     let cpus = cpus();
     if cpus.len() < 2 {
-        eprintln!("SKIPPED {name}: one processor (no spin)");
+        support::skipped(&format!("{name}: one processor (no spin)"));
         return;
     }
     if !fifo_allowed(&mut kids) {
-        eprintln!("SKIPPED {name}: SCHED_FIFO not allowed here");
+        support::skipped(&format!("{name}: SCHED_FIFO not allowed here"));
         return;
     }
     let (a, b) = (cpus[cpus.len() - 1], cpus[0]);
@@ -914,7 +914,7 @@ fn alarm_program(name: &str, program: impl Fn() -> Command, expected: &[&str]) {
     let _env = TestEnv::new(name, 120);
     let mut kids = Kids::new();
     if !fifo_allowed(&mut kids) {
-        eprintln!("SKIPPED {name}: SCHED_FIFO not allowed here");
+        support::skipped(&format!("{name}: SCHED_FIFO not allowed here"));
         return;
     }
     let cpu = *cpus().last().expect("a processor");
@@ -956,7 +956,7 @@ fn c_program(dir: &ScratchDir) -> std::path::PathBuf {
 #[test]
 fn c_program_alarm_bounds_semop() {
     if !have_gcc() {
-        eprintln!("SKIPPED c_program_alarm_bounds_semop: gcc not found");
+        support::skipped("c_program_alarm_bounds_semop: gcc not found");
         return;
     }
     let dir = ScratchDir::new(&ns_name("t-signals-c-alarm", "c"));
@@ -979,7 +979,7 @@ fn c_program_alarm_bounds_semop() {
 #[test]
 fn c_program_queries_see_its_own_handlers() {
     if !have_gcc() {
-        eprintln!("SKIPPED c_program_queries_see_its_own_handlers: gcc not found");
+        support::skipped("c_program_queries_see_its_own_handlers: gcc not found");
         return;
     }
     let _env = TestEnv::new("c_queries", 60);
@@ -1026,7 +1026,7 @@ semctl($id, 0, IPC_RMID, 0) or die "IPC_RMID: $!";
 #[test]
 fn perl_alarm_bounds_semop() {
     if !tool_works("perl", &["-MIPC::SysV", "-e", "1"]) {
-        eprintln!("SKIPPED perl_alarm_bounds_semop: perl with IPC::SysV not found");
+        support::skipped("perl_alarm_bounds_semop: perl with IPC::SysV not found");
         return;
     }
     alarm_program(
@@ -1078,7 +1078,7 @@ fn python_alarm_bounds_semop() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let Some(python) = python.filter(|p| !p.is_empty()) else {
-        eprintln!("SKIPPED python_alarm_bounds_semop: python3 with ctypes not found");
+        support::skipped("python_alarm_bounds_semop: python3 with ctypes not found");
         return;
     };
     alarm_program(

@@ -16,7 +16,9 @@
 
 use loom::sync::Arc;
 use loom_tests::*;
-use shmsem::__private::{advance_clock, HeapSet, Host, Me, NoDeaths, Ordering, SetView, Sweep};
+use shmsem::__private::{
+    advance_clock, HandlerMark, HeapSet, Host, Me, NoDeaths, Ordering, SetView, Sweep,
+};
 use shmsem::layout::{ProcState, SemWord, SlotStatus, PROC_FREE, SEM_UNDO};
 use shmsem::sysv::Sembuf;
 use shmsem::Error;
@@ -249,8 +251,11 @@ fn stat_races_set_perm() {
 /// outcome, and it matches the unit's fate (Ok: consumed, value 0;
 /// EAGAIN: not consumed, value 1); the slot is freed exactly once (the
 /// owner's queued count would wrap otherwise), nothing left queued.
-/// Mutant `cancel_no_recheck`: after its timeout the sleeper does not
-/// re-check, under the lock, whether a waker completed it meanwhile.
+/// Mutant `cancel_no_recheck`: after its timeout the sleeper withdraws its
+/// operation with a plain store instead of a compare-and-swap, so a
+/// completion that came first is overwritten. Mutant
+/// `completion_ignores_withdrawal`: a waker whose completion store lost to
+/// the sleeper's withdrawal applies the operation's values all the same.
 #[test]
 fn timeout_races_waker() {
     check("timeout_races_waker", 3, || {
@@ -542,6 +547,186 @@ fn recovery_after_each_write() {
     }));
     let mut k = 1;
     while !recovery_at(k) {
+        k += 1;
+        assert!(k < 200, "the call never completes");
+    }
+}
+
+// ---------------------------------------------------------------------
+// A lock holder that does not let go (stopped, as far as the others can
+// tell): a model thread that takes the lock and, before its section goes
+// on, joins the thread whose call must return without it.
+// ---------------------------------------------------------------------
+
+/// g. A sleeper whose deadline passes while a live process holds the lock
+/// and does not let go until the sleeper has returned: the sleeper
+/// withdraws its operation without the lock and returns EAGAIN; the
+/// holder's section, a V, then finds the withdrawn slot (the sleeper could
+/// not discard it), discards it and keeps the unit.
+/// Mutant `cancel_waits_for_lock`: the sleeper takes the lock before it
+/// decides, as before the withdrawal existed (deadlock: the holder waits
+/// for the sleeper, the sleeper for the lock).
+#[test]
+fn stopped_holder_timeout() {
+    check("stopped_holder_timeout", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let p1 = set.register(1, 2);
+        // The sleeper's P, queued (by its process) before the holder comes.
+        let (slot, st) = {
+            let v = set.view();
+            let mut g = v.lock(&p1, &NoDeaths);
+            match g.semop(&p1, &[Sembuf::new(0, -1, 0)], &NoDeaths) {
+                shmsem::__private::SlowOutcome::Queued(slot, st) => (slot, st),
+                other => panic!("the P did not queue: {other:?}"),
+            }
+        };
+        let s2 = set.clone();
+        let sleeper = actor(move || {
+            s2.view()
+                .wait(&p1, slot, st, 100, HandlerMark::now(), &NoDeaths)
+        });
+        let timer = actor(|| advance_clock(1000));
+        gate();
+        let me = set.register(0, 1);
+        let v = set.view();
+        let mut g = v.lock(&me, &NoDeaths);
+        // "Stopped": the section goes on only once the sleeper returned.
+        let r = sleeper.join().unwrap();
+        assert_eq!(
+            g.semop(&me, &[Sembuf::new(0, 1, 0)], &NoDeaths),
+            shmsem::__private::SlowOutcome::Now(Ok(()))
+        );
+        drop(g);
+        timer.join().unwrap();
+        assert_eq!(r, Err(Error::WouldBlock), "the sleeper did not time out");
+        assert_eq!(
+            value(&set, &me, 0, &NoDeaths),
+            1,
+            "the withdrawn P took the unit"
+        );
+        assert_quiescent(&v);
+    });
+}
+
+/// h. A lock wait with a deadline, behind a holder that does not let go
+/// until the waiter has returned: the waiter gives up (`None`) once the
+/// deadline has passed, leaving no count of itself as taking the lock.
+/// Mutant `lock_ignores_deadline`: the wait has no deadline (deadlock).
+#[test]
+fn lock_deadline_behind_holder() {
+    check("lock_deadline_behind_holder", 3, || {
+        let set = Arc::new(HeapSet::new(1, 2, 2));
+        let s2 = set.clone();
+        let waiter = actor(move || {
+            let me = s2.register(1, 2);
+            let v = s2.view();
+            let got = v.lock_until(&me, &NoDeaths, || 100).is_some();
+            got
+        });
+        let timer = actor(|| advance_clock(1000));
+        gate();
+        let me = set.register(0, 1);
+        let v = set.view();
+        let g = v.lock(&me, &NoDeaths);
+        let got = waiter.join().unwrap();
+        drop(g);
+        timer.join().unwrap();
+        // It may have come before us and had the lock: then it let go.
+        let _ = got;
+        let pe = v.proc(1).unwrap();
+        assert_eq!(
+            (
+                pe.holding.load(Ordering::SeqCst),
+                pe.locking.load(Ordering::SeqCst)
+            ),
+            (0, 0),
+            "the waiter still counts as taking the lock"
+        );
+        assert_quiescent(&v);
+    });
+}
+
+/// The committed-state read after one crash point: a process dies after
+/// its `k`-th counted write in the middle of a multi-op call moving a unit
+/// from semaphore 0 to 1, racing a reader that reads every value without
+/// the lock (`SetView::committed_values`, which never waits for the dead
+/// holder). The reader sees (1, 0) or (0, 1), never a mix; and never
+/// "after" when the recovery that follows leaves "before". Returns whether
+/// some execution got past the whole call.
+fn committed_read_at(k: u64) -> bool {
+    #[allow(clippy::disallowed_types)]
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fin = finished.clone();
+    check(&format!("committed_read_after_write_{k}"), 2, move || {
+        let set = Arc::new(HeapSet::new(2, 3, 2));
+        let host = Arc::new(CrashHost);
+        let me = set.register(0, 1);
+        let dying = set.register(1, 2);
+        set.view()
+            .lock(&me, &*host)
+            .setall(&[1, 0], me.pid)
+            .unwrap();
+        let (s1, h1) = (set.clone(), host.clone());
+        let d = actor(move || {
+            shmsem::__private::crash_after(k);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                semop(
+                    &s1,
+                    &dying,
+                    &[Sembuf::new(0, -1, 0), Sembuf::new(1, 1, 0)],
+                    NEVER,
+                    &*h1,
+                )
+            }))
+            .is_ok()
+        });
+        gate();
+        let v = set.view();
+        let mut out = [9u16; 2];
+        let read = v.committed_values(&mut out, &[]);
+        let completed = d.join().unwrap();
+        if completed {
+            fin.store(true, std::sync::atomic::Ordering::Relaxed);
+            shmsem::__private::crash_after(0);
+        }
+        if read.is_some() {
+            assert_eq!(read, Some(true), "the set reads as removed");
+            assert!(
+                out == [1, 0] || out == [0, 1],
+                "crash after write {k}: the reader saw {out:?}, a state that never was"
+            );
+        }
+        // Recovery (if it died), then the state it leaves.
+        let g = v.lock(&me, &*host);
+        let now = [g.read_one(0).0 as u16, g.read_one(1).0 as u16];
+        drop(g);
+        if read.is_some() {
+            assert!(
+                !(out == [0, 1] && now == [1, 0]),
+                "crash after write {k}: the reader saw the call done, recovery undid it"
+            );
+        }
+        assert_quiescent(&v);
+    });
+    finished.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// i. The committed-state read after each write of a holder that dies in
+/// the middle of its update: see [`committed_read_at`].
+/// Mutants `committed_no_overlay` (the reader takes the words alone, not
+/// the record being applied) and `no_applying_serial` (the serial does not
+/// say a record is being applied): a holder dead half-way through its
+/// application shows a mix (assertion: the reader saw [0, 0]).
+#[test]
+fn committed_read_after_each_write() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload().is::<shmsem::__private::Crash>() {
+            default(info);
+        }
+    }));
+    let mut k = 1;
+    while !committed_read_at(k) {
         k += 1;
         assert!(k < 200, "the call never completes");
     }

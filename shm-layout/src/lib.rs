@@ -40,7 +40,7 @@
 //! | [`SetHeader::spinners`]         | [`SpinStamp`]  | free, or the spinner's start (1024 ns)   |
 //! | [`ProcEntry::state_gen`]        | [`ProcState`]  | FREE / CLAIMING / ACTIVE, generation     |
 //! | [`ProcEntry::cpu`]              | [`CpuTag`]     | unknown, or cpu % 255 + 1                |
-//! | [`QueueSlot::status`]           | [`SlotStatus`] | gen, FREE / CONT / QUEUED / DONE, errno  |
+//! | [`QueueSlot::status`]           | [`SlotStatus`] | gen, FREE/CONT/QUEUED/DONE/WITHDRAWN, errno |
 //! | [`QueueSlot::flags`]            | [`SlotFlags`]  | UNDO, ALTER                              |
 //! | [`QueueSlot::blocked`]          | [`Blocked`]    | semaphore, wait-for-zero                 |
 //! | [`QueueSlot::ops`]              | [`pack_op`]    | sem_num, sem_op, sem_flg                 |
@@ -90,7 +90,7 @@ pub use loom::sync::atomic::{
 
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -197,6 +197,11 @@ pub const NIL: u32 = u32::MAX;
 /// |           |                                            | → NONE (release).         |
 /// | other     | Scribbled on: recovery ignores it, as NONE, | Recovery: → NONE.         |
 /// |           | and clears it.                             |                           |
+///
+/// `serial` is odd exactly while a COMMITTED record is being applied (or a
+/// writer died doing so; recovery makes it even again): lock-free readers
+/// that cannot wait for the lock holder take the set's state from the words
+/// and, while it is odd, the record, whose values are absolute.
 #[repr(C)]
 pub struct IntentHeader {
     /// [`INTENT_NONE`] or [`INTENT_COMMITTED`]; written last (release).
@@ -229,8 +234,14 @@ pub struct IntentHeader {
     pub time: AtomicI64,
     /// APPLY: semaphore whose otime is set, or NIL.
     pub otime_sem: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
+    /// A sequence counter over the application of records (a
+    /// [`SeqCount`]): made odd (release) once `commit` is COMMITTED, before
+    /// the record is applied; even again (release) once it is applied and
+    /// cleared. A lock-free reader of the set's state
+    /// (`SetView::committed_read`) reads the words alone while it is even,
+    /// and the words overlaid with the record's absolute values while it is
+    /// odd; finding the same value after its reads, it read one state.
+    pub serial: AtomicU32,
 }
 
 // ---------------------------------------------------------------------------
@@ -374,8 +385,11 @@ pub struct SetHeader {
     /// (CLOCK_MONOTONIC in 1024-ns units, never 0), so that a spinner that
     /// died mid-spin leaves a claim others can see is stale ([`SpinStamp`]).
     pub spinners: AtomicU32,
-    /// Padding.
-    pub _pad4: AtomicU32,
+    /// How many queue slots were withdrawn by their sleepers (state
+    /// WITHDRAWN, see [`SlotStatus`]) and left for a lock holder to discard,
+    /// because the lock was not to be had when they gave up: a hint, so that
+    /// a lock holder looks for them only when there are some.
+    pub withdrawn: AtomicU32,
 }
 
 /// One semaphore.
@@ -548,7 +562,8 @@ const _: () = {
     assert!(SEMMSL_MAX <= u16::MAX as u32);
     assert!(SEMMSL_MAX < BLOCKED_ZERO);
     // Every slot state fits the state part.
-    assert!(SLOT_CONT <= SLOT_STATE_MASK && PROC_ACTIVE <= PROC_STATE_MASK);
+    assert!(SLOT_CONT <= SLOT_STATE_MASK && SLOT_WITHDRAWN <= SLOT_STATE_MASK);
+    assert!(PROC_ACTIVE <= PROC_STATE_MASK);
     assert!(ENTRY_LIVE <= ENTRY_STATE_MASK);
 };
 

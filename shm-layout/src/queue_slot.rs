@@ -19,6 +19,10 @@ pub const SLOT_QUEUED: u32 = 1;
 pub const SLOT_DONE: u32 = 2;
 /// Slot state: holds further operations of the slot that links to it.
 pub const SLOT_CONT: u32 = 3;
+/// Slot state: the sleeper gave up (timeout or signal) without the lock;
+/// the operation can no longer complete. A lock holder unlinks and frees
+/// the slot.
+pub const SLOT_WITHDRAWN: u32 = 4;
 
 /// Slot flag: the operation has SEM_UNDO ops.
 pub const SLOT_F_UNDO: u32 = 1;
@@ -56,14 +60,26 @@ pub const SLOT_OPS: usize = 9;
 /// | QUEUED | A sleeper's operation waits; the     | A waker: [`done`](Self::done)  |
 /// |        | sleeper sleeps while the status      | by CAS from the QUEUED word    |
 /// |        | equals this word.                    | (release; errno 0, an error,   |
-/// |        |                                      | or EIDRM at removal). The      |
-/// |        |                                      | sleeper itself on timeout or   |
-/// |        |                                      | signal, under the lock: freed. |
-/// |        |                                      | A dead sleeper's reaper: freed.|
+/// |        |                                      | or EIDRM at removal), before   |
+/// |        |                                      | it writes the operation's      |
+/// |        |                                      | values. The sleeper itself on  |
+/// |        |                                      | timeout or signal, with or     |
+/// |        |                                      | without the lock:              |
+/// |        |                                      | [`withdrawn`](Self::withdrawn) |
+/// |        |                                      | by CAS from the QUEUED word.   |
+/// |        |                                      | Of the two CASes exactly one   |
+/// |        |                                      | wins. A dead sleeper's reaper: |
+/// |        |                                      | freed.                         |
 /// | DONE   | Completed or failed by a waker; the  | The sleeper, collecting the    |
 /// |        | result is in errno.                  | result: freed (release). A     |
 /// |        |                                      | dead sleeper's reaper: freed.  |
-/// | 4..15  | Scribbled on.                        | Counted as CONT by reports;    |
+/// | WITHDRAWN | The sleeper gave up; nobody waits | A lock holder (the sleeper     |
+/// |        | and the operation never completes:   | itself if it gets the lock at  |
+/// |        | a waker whose completion CAS finds   | once; else the next walk of    |
+/// |        | this applies nothing of it. Still    | the FIFO, search of the arena, |
+/// |        | linked and counted in `nwait`.       | sweep or recovery): unlinked,  |
+/// |        |                                      | freed (release).               |
+/// | 5..15  | Scribbled on.                        | Counted as CONT by reports;    |
 /// |        |                                      | never completed nor collected. |
 ///
 /// Every transition keeps the generation but the reservation, which bumps
@@ -132,6 +148,11 @@ impl SlotStatus {
     pub const fn is_cont(self) -> bool {
         self.state() == SLOT_CONT
     }
+    /// State WITHDRAWN.
+    #[inline]
+    pub const fn is_withdrawn(self) -> bool {
+        self.state() == SLOT_WITHDRAWN
+    }
     /// The generation the next reservation gives the slot.
     #[inline]
     pub const fn next_gen(self) -> u32 {
@@ -158,6 +179,11 @@ impl SlotStatus {
     pub const fn done(self, errno: u32) -> SlotStatus {
         SlotStatus::new(self.gen(), SLOT_DONE, errno)
     }
+    /// The sleeper gave up waiting: same generation.
+    #[inline]
+    pub const fn withdrawn(self) -> SlotStatus {
+        SlotStatus::new(self.gen(), SLOT_WITHDRAWN, 0)
+    }
 }
 
 impl From<u32> for SlotStatus {
@@ -180,6 +206,7 @@ impl core::fmt::Debug for SlotStatus {
             SLOT_QUEUED => "QUEUED",
             SLOT_DONE => "DONE",
             SLOT_CONT => "CONT",
+            SLOT_WITHDRAWN => "WITHDRAWN",
             _ => "?",
         };
         f.debug_struct("SlotStatus")
@@ -366,9 +393,23 @@ mod tests {
         assert_ne!(again, queued);
         // The generation wraps at 16 bits.
         assert_eq!(SlotStatus::new(0xffff, SLOT_FREE, 0).reserved().gen(), 0);
-        // Scribbled states are none of the four.
+        // QUEUED → WITHDRAWN (the sleeper gave up): same generation, a
+        // word the waker's CAS from QUEUED no longer matches; freed later.
+        let gone = queued.withdrawn();
+        assert!(gone.is_withdrawn() && !gone.is_queued() && !gone.is_done());
+        assert_eq!((gone.gen(), gone.errno()), (1, 0));
+        assert_ne!(gone, queued);
+        assert_ne!(gone, done);
+        assert_eq!(gone.freed(), SlotStatus::new(1, SLOT_FREE, 0));
+        // Scribbled states are none of the five.
         let odd = SlotStatus::new(3, 9, 0);
-        assert!(!(odd.is_free() || odd.is_queued() || odd.is_done() || odd.is_cont()));
+        assert!(
+            !(odd.is_free()
+                || odd.is_queued()
+                || odd.is_done()
+                || odd.is_cont()
+                || odd.is_withdrawn())
+        );
     }
 
     #[test]

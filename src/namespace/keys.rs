@@ -258,6 +258,13 @@ impl Namespace {
     /// IPC_RMID: waiters get EIDRM, the id becomes stale, the segment's name
     /// goes (mappings of it stay valid until unmapped).
     pub(super) fn remove(&self, h: &SetHandle) -> Result<()> {
+        // The set's lock first, then the registry's (as IPC_SET): a remover
+        // that waits for the set's holder (stopped, say) holds nothing that
+        // semget and the other registry users need. Nobody waits for a set's
+        // lock holding the registry's: semget's reads of a set never wait.
+        let me = self.me(h)?;
+        let host = self.host(h);
+        let mut g = h.view.lock(&me, &host);
         let _l = self.lock_registry()?;
         // SYNC: Acquire pairs with the Release store of `removed` (INTENT_RMID
         // in `SetView::redo`).
@@ -266,10 +273,12 @@ impl Namespace {
         }
         // The set dies first, in one committed step (its sleepers get
         // EIDRM; a woken sleeper that uses the old id gets EINVAL, as in
-        // the kernel, because lookups check `removed`); then its id and
-        // name go. A remover that dies in between leaves a LIVE entry for a
-        // removed set, which the next semget of its key (or gc) clears.
-        self.locked(h, |g, _, _| g.remove())??;
+        // the kernel, because lookups check `removed`), and its section
+        // ends; then, under the registry's lock still, its id and name go.
+        // A remover that dies in between leaves a LIVE entry for a removed
+        // set, which the next semget of its key (or gc) clears.
+        g.remove()?;
+        drop(g);
         self.free_entry(h.id(), h.view.nsems() as u32);
         shm::unlink(&h.name)
     }

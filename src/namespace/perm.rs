@@ -173,13 +173,28 @@ impl Namespace {
         }
     }
 
-    /// A set's ownership and mode: lock-free, or under the lock when a
-    /// writer is in the way (one that died mid-update is recovered).
+    /// A set's ownership and mode, lock-free; when a writer is in the way,
+    /// as its last committed step left them (a holder that is stopped, or
+    /// died mid-update, is not waited for; see `Namespace::read_set`).
     pub(super) fn perm(&self, h: &SetHandle) -> Result<Perm> {
-        match h.view.read_consistent(Perm::read) {
-            Some(p) => Ok(p),
-            None => self.locked(h, |g, _, _| Perm::read(g.view())),
+        if let Some(p) = h.view.read_consistent(Perm::read) {
+            return Ok(p);
         }
+        Ok(self.read_set(
+            h,
+            |g, _, _| Perm::read(g.view()),
+            |_, _| {
+                h.view.committed_read(|c| {
+                    let (uid, gid, mode) = c.owner_mode();
+                    Some(Perm {
+                        uid,
+                        gid,
+                        mode,
+                        ..Perm::read(&h.view)
+                    })
+                })
+            },
+        ))
     }
 
     /// The permission check of semop and semctl alone: `Ok` if this process

@@ -5,7 +5,7 @@
 //! and [`Namespace::semctl_down`] (IPC_SET, IPC_RMID); GETVAL first tries
 //! [`Namespace::getval_fast`], the hot read.
 
-use crate::set::{SetView, Sweep};
+use crate::set::{Guard, Host, Me, SetView, Sweep};
 use crate::sync::Ordering;
 use crate::sysv::{is_known_cmd, IpcPerm, SemctlArg, SemidDs, Seminfo, SetId};
 use crate::{Error, Result};
@@ -143,15 +143,42 @@ impl Namespace {
         let SemctlArg::StatOut(out) = arg else {
             return Err(Error::BadAddress);
         };
-        *out = self.stat(h);
+        *out = self.stat(h)?;
         Ok(if cmd == IPC_STAT { 0 } else { h.id() })
     }
 
-    /// IPC_STAT's data, under the lock after a sweep of dead processes (an
-    /// exit with an undo record sets otime). A process that cannot take
-    /// part in the set (it cannot reopen the segment, or the process table
-    /// is full) reads it lock-free instead.
-    fn stat(&self, h: &SetHandle) -> SemidDs {
+    /// A read that never waits for the set's lock holder: `locked` (which
+    /// may sweep dead processes first) if the lock is free now, else
+    /// `unlocked` (given our process-table entry, if we have one, and the
+    /// liveness host), which reads the committed state
+    /// ([`SetView::committed_read`]) and gives `None` only while a running
+    /// holder keeps writing: then the lock is tried again. A process that
+    /// cannot take part in the set (it cannot reopen the segment, or the
+    /// process table is full) only reads without the lock.
+    pub(super) fn read_set<T>(
+        &self,
+        h: &SetHandle,
+        mut locked: impl FnMut(&mut Guard<'_, 'static>, &Me, &dyn Host) -> T,
+        mut unlocked: impl FnMut(Option<u32>, &dyn Host) -> Option<T>,
+    ) -> T {
+        let me = self.me(h).ok();
+        let host = self.host(h);
+        loop {
+            if let Some(me) = &me {
+                if let Some(mut g) = h.view.try_lock(me, &host) {
+                    return locked(&mut g, me, &host);
+                }
+            }
+            if let Some(r) = unlocked(me.map(|m| m.slot), &host) {
+                return r;
+            }
+        }
+    }
+
+    /// IPC_STAT's data, after a sweep of dead processes (an exit with an
+    /// undo record sets otime): under the lock if it is free, else from
+    /// the committed state, the sweep's effect on otime included.
+    fn stat(&self, h: &SetHandle) -> Result<SemidDs> {
         let read = |v: &SetView<'_>| {
             let x = v.hdr;
             SemidDs {
@@ -169,19 +196,33 @@ impl Namespace {
                 nsems: v.nsems() as u64,
             }
         };
-        let locked = self.locked(h, |g, me, host| {
-            g.sweep_dead(me, host, Sweep::Holding);
-            read(g.view())
-        });
-        match locked {
-            Ok(ds) => ds,
-            // Without the lock a stuck writer could keep the read from ever
-            // being consistent: after the retries, take what is there.
-            Err(_) => h
-                .view
-                .read_consistent(read)
-                .unwrap_or_else(|| read(&h.view)),
-        }
+        let v = &h.view;
+        self.read_set(
+            h,
+            |g, me, host| {
+                g.sweep_dead(me, host, Sweep::Holding);
+                Ok(read(g.view()))
+            },
+            |me, host| {
+                let swept = v.dead_undo_record(me, host);
+                v.committed_read(|c| {
+                    if c.removed() {
+                        return Some(Err(Error::Invalid));
+                    }
+                    let (uid, gid, mode) = c.owner_mode();
+                    let mut ds = read(v);
+                    ds.perm.uid = uid;
+                    ds.perm.gid = gid;
+                    ds.perm.mode = mode;
+                    ds.ctime = c.ctime();
+                    ds.otime = c.otime();
+                    if swept {
+                        ds.otime = ds.otime.max(crate::sync::realtime_secs());
+                    }
+                    Some(Ok(ds))
+                })
+            },
+        )
     }
 
     /// GETALL, GETVAL, GETPID, GETNCNT, GETZCNT and SETALL: the lookup,
@@ -209,33 +250,79 @@ impl Namespace {
             return Err(Error::BadAddress);
         }
         if v.snapshot(&mut out[..v.nsems()]).is_none() {
-            self.locked(h, |g, me, host| {
-                g.sweep_dead(me, host, Sweep::Undo);
-                g.read_all(&mut out[..v.nsems()]);
-            })?;
+            self.getall_slow(h, &mut out[..v.nsems()])?;
         }
         Ok(0)
     }
 
+    /// GETALL when the lock-free snapshot failed: a writer in the way, or a
+    /// dead process's undo may be pending. Out of line: the snapshot is
+    /// the hot read.
+    #[cold]
+    #[inline(never)]
+    fn getall_slow(&self, h: &SetHandle, out: &mut [u16]) -> Result<()> {
+        let v = &h.view;
+        let n = out.len();
+        let vals = self.read_set(
+            h,
+            |g, me, host| {
+                g.sweep_dead(me, host, Sweep::Undo);
+                let mut vals = vec![0; n];
+                g.read_all(&mut vals);
+                Some(vals)
+            },
+            |me, host| {
+                let dead = v.dead_undo_holders(me, None, host);
+                let mut vals = vec![0; n];
+                let live = v.committed_values(&mut vals, &dead)?;
+                Some(live.then_some(vals))
+            },
+        );
+        out.copy_from_slice(&vals.ok_or(Error::Invalid)?);
+        Ok(())
+    }
+
     /// GETVAL, GETPID, GETNCNT and GETZCNT (after the permission check).
+    #[inline(never)]
     fn getone(&self, h: &SetHandle, semnum: i32, cmd: i32) -> Result<i32> {
         let v = &h.view;
         let n = self.semnum(h, semnum)?;
         if cmd == GETVAL || cmd == GETPID {
             let (val, pid) = match v.read_sem(n) {
                 Some(x) => x,
-                None => self.locked(h, |g, me, host| {
-                    g.sweep_dead(me, host, Sweep::Undo);
-                    g.read_one(n)
-                })?,
+                // A writer in the way, or a dead process's undo may be
+                // pending on the semaphore.
+                None => self.read_set(
+                    h,
+                    |g, me, host| {
+                        g.sweep_dead(me, host, Sweep::Undo);
+                        Ok(g.read_one(n))
+                    },
+                    |me, host| {
+                        let dead = v.dead_undo_holders(me, Some(n), host);
+                        v.committed_read(|c| {
+                            Some(if c.removed() {
+                                Err(Error::Invalid)
+                            } else {
+                                Ok(c.sem_after_undo(n, &dead))
+                            })
+                        })
+                    },
+                )?,
             };
             return Ok(if cmd == GETVAL { val } else { pid });
         }
-        self.locked(h, |g, me, host| {
-            // A killed sleeper stops counting.
-            g.sweep_dead(me, host, Sweep::Holding);
-            g.count_waiters(n, cmd == GETZCNT) as i32
-        })
+        let zero = cmd == GETZCNT;
+        Ok(self.read_set(
+            h,
+            |g, me, host| {
+                // A killed sleeper stops counting.
+                g.sweep_dead(me, host, Sweep::Holding);
+                g.count_waiters(n, zero)
+            },
+            // Without the lock, a killed sleeper is not counted.
+            |_, host| v.committed_waiters(n, zero, host),
+        ) as i32)
     }
 
     /// SETALL (after the permission check): EFAULT for too few values,
@@ -319,10 +406,11 @@ impl Namespace {
         if uid == u32::MAX || gid == u32::MAX {
             return Err(Error::Invalid);
         }
-        // The registry's copy changes with the set, under both
-        // locks, so that its readers never see half of it.
-        let _l = self.lock_registry()?;
+        // The registry's copy changes with the set, under both locks, so
+        // that its readers never see half of it: the set's first (see
+        // `Namespace::remove`).
         self.locked(h, |g, _, _| {
+            let _l = self.lock_registry()?;
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 // Its registry entry may already be another set's.
                 return Err(Error::Invalid);

@@ -56,7 +56,7 @@ fn header() -> SetHeader {
         perm_seq: AtomicU32,
         last_sweep_ns: AtomicU64,
         spinners: AtomicU32,
-        _pad4: AtomicU32
+        withdrawn: AtomicU32
     })
 }
 fn sem() -> SemEntry {
@@ -130,7 +130,7 @@ impl HeapSet {
                 proc_sg: AtomicU32,
                 time: AtomicI64,
                 otime_sem: AtomicU32,
-                _pad: AtomicU32
+                serial: AtomicU32
             })),
             intent_entries: (0..nsems).map(|_| AtomicU64::new(0)).collect(),
         };

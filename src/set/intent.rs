@@ -98,14 +98,27 @@ impl SetView<'_> {
         Ok(())
     }
 
-    /// APPLY: a call's new values and sempid, its process's adjustments,
-    /// otime; and, for a queued operation, its completion: the waker's
-    /// completion store (see [`super::sleep`]).
+    /// APPLY: for a queued operation, first its completion: the waker's
+    /// completion store (see [`super::sleep`]), which decides the race with
+    /// a sleeper that gives up; then, unless the sleeper withdrew first,
+    /// the call's new values and sempid, its process's adjustments, otime.
     fn apply_ops(&self, r: &Record<'_>) -> Result<()> {
         let ih = self.intent;
         let p = r.proc_slot;
         if r.adjs && p >= self.proc_slots() {
             return Err(Error::Corrupt);
+        }
+        if let Some(q) = self.queue.get(ih.q_slot.load(Ordering::Relaxed) as usize) {
+            let (from, to) = (
+                ih.q_from.load(Ordering::Relaxed),
+                ih.q_to.load(Ordering::Relaxed),
+            );
+            if !self.complete(q, from, to) && !cfg!(shmsem_mutant = "completion_ignores_withdrawal")
+            {
+                // The sleeper gave up first: nothing of its operation
+                // happens.
+                return Ok(());
+            }
         }
         for (n, val, adj) in r.each() {
             self.put_value(n as usize, val as i32, r.pid);
@@ -116,20 +129,33 @@ impl SetView<'_> {
         if let Some(e) = self.sems.get(ih.otime_sem.load(Ordering::Relaxed) as usize) {
             self.set_otime(e);
         }
-        if let Some(q) = self.queue.get(ih.q_slot.load(Ordering::Relaxed) as usize) {
-            let (from, to) = (
-                ih.q_from.load(Ordering::Relaxed),
-                ih.q_to.load(Ordering::Relaxed),
-            );
-            // SYNC: Release pairs with the sleeper's Acquire load of its
-            // status (SetView::sleep_loop, SetView::spin, SetView::cancel):
-            // the values written for it happen before it returns.
-            let _ = q
-                .status
-                .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed);
-            sync::wrote();
-        }
         Ok(())
+    }
+
+    /// The waker's completion store: queue slot `q`'s status from `from`
+    /// (QUEUED) to `to` (DONE with the errno), by compare-and-swap, racing
+    /// the sleeper's withdrawal (QUEUED to WITHDRAWN, `SetView::cancel`):
+    /// whichever CAS comes first decides. Returns whether the completion
+    /// stands: it won now, or earlier (a redo after a dead waker finds DONE,
+    /// or FREE once the sleeper collected it). Only a withdrawal of this
+    /// generation says no: nobody but a lock holder frees a WITHDRAWN slot,
+    /// and no section runs between a record's commit and its application.
+    #[inline(never)]
+    pub(super) fn complete(&self, q: &QueueSlot, from: u32, to: u32) -> bool {
+        // SYNC: Release pairs with the sleeper's Acquire load of its status
+        // (SetView::sleep_loop, SetView::spin) and its withdrawal CAS
+        // (SetView::cancel): the section's odd `seq` and its GLOBAL marks
+        // (and the committed record) happen before the sleeper returns, so
+        // whatever it reads next either waits for this section or reads the
+        // committed state (SetView::committed_read), which holds its values.
+        let r = q
+            .status
+            .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed);
+        sync::wrote();
+        match r {
+            Ok(_) => true,
+            Err(cur) => cur != SlotStatus::from_raw(from).withdrawn().raw(),
+        }
     }
 
     /// SETVAL: every process's adjustment for the semaphore cleared, the
@@ -267,6 +293,46 @@ impl SetView<'_> {
         sync::wrote();
     }
 
+    /// Makes the record's serial odd (a new odd value) before a committed
+    /// record is applied: from here until
+    /// [`Self::end_applying`], a lock-free reader of the committed state
+    /// takes the record's values for the set's (`SetView::committed_read`).
+    /// The record is committed before: a writer that dies in between leaves
+    /// a record its recoverer redoes, while readers still took the values
+    /// before it, which nothing had changed yet.
+    #[inline]
+    pub(super) fn begin_applying(&self) {
+        let ser = &self.intent.serial;
+        let s = SeqCount::from_raw(ser.load(Ordering::Relaxed));
+        if !cfg!(shmsem_mutant = "no_applying_serial") {
+            // (Odd already, left by a dead writer: it moves on to the next
+            // odd value, and a reader that saw the old one reads again.)
+            // SYNC: Release: the whole record happens before a reader that
+            // acquire-loads the odd serial uses it (SetView::committed_read).
+            ser.store(s.begin_write().raw(), Ordering::Release);
+            sync::wrote();
+        }
+        // SYNC: orders the odd serial before the application's writes;
+        // pairs with the reader's Acquire fence before its re-check: one
+        // that saw a value written by the application sees the odd serial.
+        sync::fence(Ordering::Release);
+    }
+
+    /// Makes the record's serial even again once the record is applied
+    /// (and cleared), if it is odd.
+    #[inline]
+    pub(super) fn end_applying(&self) {
+        let ser = &self.intent.serial;
+        let s = SeqCount::from_raw(ser.load(Ordering::Relaxed));
+        if s.is_writing() {
+            // SYNC: Release: the application happens before a reader that
+            // acquire-loads the even serial reads the words
+            // (SetView::committed_read).
+            ser.store(s.end_write().raw(), Ordering::Release);
+            sync::wrote();
+        }
+    }
+
     /// Sets process `p`'s adjustment for semaphore `n`, keeping the counts.
     /// Idempotent.
     fn put_adj(&self, p: u32, n: usize, adj: i32) {
@@ -365,6 +431,12 @@ impl Guard<'_, '_> {
         self.begin_write();
         let v = self.v;
         let ih = v.intent;
+        // SYNC: orders the end of the last record (its even serial) before
+        // this record's fields; pairs with the Acquire fence of a
+        // committed-state reader before its re-check of the serial
+        // (SetView::committed_read): one that read a field of this record
+        // sees that the last one is over.
+        sync::fence(Ordering::Release);
         let it = &self.b.intent;
         if it.entries.len() > v.intent_entries.len() {
             return Err(Error::Corrupt);
@@ -411,11 +483,13 @@ impl Guard<'_, '_> {
         // committed; pairs with the Acquire load in SetView::repair.
         ih.commit.store(INTENT_COMMITTED, Ordering::Release);
         sync::wrote();
+        v.begin_applying();
         let r = v.redo(false);
         // SYNC: Release: the record's application happens before it is
         // cleared, for a recoverer's Acquire load (SetView::repair).
         ih.commit.store(INTENT_NONE, Ordering::Release);
         sync::wrote();
+        v.end_applying();
         r
     }
 

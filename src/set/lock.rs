@@ -42,6 +42,27 @@ impl<'a> SetView<'a> {
     /// committed intent record is redone, the derived state recomputed, and
     /// the queue retried, before the caller's section begins.
     pub fn lock<'v>(&'v self, me: &Me, host: &'v dyn Host) -> Guard<'v, 'a> {
+        loop {
+            // No deadline: the wait only ends with the lock.
+            if let Some(g) = self.lock_until(me, host, || u64::MAX) {
+                return g;
+            }
+        }
+    }
+
+    /// Takes the set's global lock, or gives up once the absolute
+    /// CLOCK_MONOTONIC time `deadline()` has passed (`None`: nothing was
+    /// changed). `deadline` is asked only if the lock is contended, so an
+    /// uncontended section reads no clock. A holder found dead is replaced
+    /// as in [`Self::lock`], at the deadline too; a live one, however long
+    /// it holds the lock (stopped, preempted), makes the caller give up.
+    #[inline]
+    pub fn lock_until<'v>(
+        &'v self,
+        me: &Me,
+        host: &'v dyn Host,
+        deadline: impl FnOnce() -> u64,
+    ) -> Option<Guard<'v, 'a>> {
         let tok = LockWord::token(me.slot, me.gen);
         let l = &self.hdr.lock;
         // "Taking or holding" before the lock word names us: a waiter that
@@ -54,10 +75,43 @@ impl<'a> SetView<'a> {
             .compare_exchange(0, tok.raw(), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            self.lock_slow(me, host)
+            match self.lock_slow(me, host, deadline()) {
+                Some(r) => r,
+                None => {
+                    self.announce(me, false);
+                    return None;
+                }
+            }
         } else {
             false
         };
+        Some(self.guard(me, host, recovered))
+    }
+
+    /// Takes the lock if it is free now or within [`LOCK_SPINS`] spins:
+    /// never sleeps, and never takes the lock over (a dead holder is left
+    /// to a caller that waits). For reads, which never wait for a holder.
+    pub fn try_lock<'v>(&'v self, me: &Me, host: &'v dyn Host) -> Option<Guard<'v, 'a>> {
+        let tok = LockWord::token(me.slot, me.gen);
+        self.announce(me, true);
+        // SYNC: AcqRel as in SetView::lock_until.
+        if self
+            .hdr
+            .lock
+            .compare_exchange(0, tok.raw(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+            || self.spin_for_lock(tok)
+        {
+            return Some(self.guard(me, host, false));
+        }
+        self.announce(me, false);
+        None
+    }
+
+    /// The section that begins once the lock is ours (`recovered`: taken
+    /// over from a dead holder, whose section is finished first).
+    #[inline]
+    fn guard<'v>(&'v self, me: &Me, host: &'v dyn Host, recovered: bool) -> Guard<'v, 'a> {
         self.held_here.store(true, Ordering::Relaxed);
         sync::wrote();
         let mut g = Guard {
@@ -104,14 +158,21 @@ impl<'a> SetView<'a> {
     }
 
     /// The contended lock: a short spin, then sleeps of at most a slice,
-    /// checking the holder in between. Returns whether the lock was taken
-    /// over from a dead holder.
+    /// checking the holder in between, until `deadline` (absolute
+    /// CLOCK_MONOTONIC ns; `u64::MAX`: none). Returns whether the lock was
+    /// taken over from a dead holder, or `None` at the deadline: the
+    /// holder, checked once more then, is alive.
     #[cold]
-    fn lock_slow(&self, me: &Me, host: &dyn Host) -> bool {
+    fn lock_slow(&self, me: &Me, host: &dyn Host, deadline: u64) -> Option<bool> {
+        let deadline = if cfg!(shmsem_mutant = "lock_ignores_deadline") {
+            u64::MAX
+        } else {
+            deadline
+        };
         let tok = LockWord::token(me.slot, me.gen);
         let l = &self.hdr.lock;
         if self.spin_for_lock(tok) {
-            return false;
+            return Some(false);
         }
         // Check the holder after every slice without a wake-up (and, with
         // no system call, before the first sleep: an entry that is free or
@@ -123,18 +184,19 @@ impl<'a> SetView<'a> {
         loop {
             // The slice is measured from the check: time that passes while
             // we decide to sleep counts.
-            let slice_end = sync::monotonic_ns() + SWEEP_SLICE_NS;
-            // SYNC: Acquire pairs with the holder's AcqRel CAS (SetView::lock):
+            let now = sync::monotonic_ns();
+            let slice_end = now.saturating_add(SWEEP_SLICE_NS).min(deadline);
+            // SYNC: Acquire pairs with the holder's AcqRel CAS (SetView::lock_until):
             // its `locking` increment is visible once we see its token.
             let cur = LockWord::from_raw(l.load(Ordering::Acquire));
             if cur.is_free() {
                 // Others may sleep: keep CONTENDED so our unlock wakes one.
                 let mine = tok.with_contended(!cfg!(shmsem_mutant = "lock_drops_contended"));
-                // SYNC: AcqRel as in SetView::lock.
+                // SYNC: AcqRel as in SetView::lock_until.
                 if l.compare_exchange(0, mine.raw(), Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return false;
+                    return Some(false);
                 }
                 continue;
             }
@@ -145,7 +207,16 @@ impl<'a> SetView<'a> {
                 check = true;
             }
             first = false;
-            if check && self.take_over(cur, tok, host, &mut suspect) {
+            let late = now >= deadline;
+            // At the deadline only a dead holder is replaced: the slower
+            // rule for a word naming an idle process needs a slice between
+            // two checks.
+            let replace = if late {
+                matches!(self.owner(cur, tok, host), Owner::Dead)
+            } else {
+                check && self.take_over(cur, tok, host, &mut suspect)
+            };
+            if replace {
                 // SYNC: Acquire as for a normal acquisition (the dead
                 // holder's writes are visible); repair makes them whole.
                 if l.compare_exchange(
@@ -157,10 +228,13 @@ impl<'a> SetView<'a> {
                 .is_ok()
                 {
                     self.repair();
-                    return true;
+                    return Some(true);
                 }
                 // The word moved: look again, checking again.
                 continue;
+            }
+            if late {
+                return None;
             }
             check = false;
             if !cur.is_contended()
@@ -185,7 +259,7 @@ impl<'a> SetView<'a> {
         let l = &self.hdr.lock;
         for _ in 0..LOCK_SPINS {
             sync::spin_hint();
-            // SYNC: AcqRel as in SetView::lock.
+            // SYNC: AcqRel as in SetView::lock_until.
             if l.load(Ordering::Relaxed) == 0
                 && l.compare_exchange(0, tok.raw(), Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
@@ -445,7 +519,7 @@ impl<'v, 'a> Guard<'v, 'a> {
         let hdr = self.v.hdr;
         self.v.held_here.store(false, Ordering::Relaxed);
         // SYNC: Release pairs with the Acquire CAS of the next locker
-        // (SetView::lock, SetView::lock_slow).
+        // (SetView::lock_until, SetView::try_lock, SetView::lock_slow).
         let prev = LockWord::from_raw(hdr.lock.swap(0, Ordering::Release));
         sync::wrote();
         self.v.announce(&self.me, false);

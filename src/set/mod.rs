@@ -63,6 +63,13 @@ use shm_layout::*;
 /// sleeper.
 pub const SWEEP_SLICE_NS: u64 = 50_000_000;
 
+/// How long a call that must not wait (every op IPC_NOWAIT, or a timeout
+/// shorter than this) waits for a held lock at least: a running holder's
+/// section is over long before; a holder stopped (SIGSTOP, a debugger) or
+/// long descheduled makes the call fail with EAGAIN after it, instead of
+/// never. The kernel's lock is a spinlock no holder sleeps in.
+pub const LOCK_PATIENCE_NS: u64 = 10_000_000;
+
 // What differs between a production build and a loom model's, in two
 // mirrored blocks that export the same items.
 #[cfg(not(shmsem_loom))]
@@ -71,6 +78,11 @@ mod build {
 
     /// Spins on a held global lock before sleeping.
     pub(super) const LOCK_SPINS: u32 = 100;
+
+    /// How long a sleeper that gave up (timeout, signal) waits for the lock
+    /// to discard its withdrawn slot itself before leaving it to the next
+    /// lock holder: the most it returns after its deadline.
+    pub(super) const CANCEL_GRACE_NS: u64 = 1_000_000;
 
     // One set of buffers per thread, boxed so that taking and giving it
     // back moves a pointer; a nested section (a signal handler's) gets a
@@ -102,6 +114,10 @@ mod build {
     /// Loom models spin once, so that they reach the sleeping protocol too.
     pub(super) const LOCK_SPINS: u32 = 1;
 
+    /// No grace under loom: its clock moves only when a model moves it, so
+    /// a sleeper that gave up tries the lock once, then leaves its slot.
+    pub(super) const CANCEL_GRACE_NS: u64 = 0;
+
     /// New buffers: loom has no thread-local cache worth modelling.
     pub(super) fn take_buffers() -> Box<Buffers> {
         Box::default()
@@ -110,7 +126,7 @@ mod build {
     /// Drops `b`.
     pub(super) fn keep_buffers(_: Box<Buffers>) {}
 }
-use build::LOCK_SPINS;
+use build::{CANCEL_GRACE_NS, LOCK_SPINS};
 
 /// What the engine needs from the operating system.
 pub trait Host {

@@ -8,13 +8,13 @@
 //! A call only goes down from here: the layer above is reached through
 //! [`Caller`].
 
-use super::{distinct, sleep::deadline_after, Guard, Host, Me, SetView};
+use super::{distinct, sleep::deadline_after, Guard, Host, Me, SetView, LOCK_PATIENCE_NS};
 use crate::engine::{self, Eval};
 use crate::signal::HandlerMark;
-use crate::sync::Ordering;
+use crate::sync::{self, Ordering};
 use crate::sysv::{Sembuf, Timespec};
 use crate::{Error, Result};
-use shm_layout::SemWord;
+use shm_layout::{SemWord, IPC_NOWAIT};
 
 /// What the operation needs from the layer above it.
 pub(crate) trait Caller {
@@ -63,6 +63,21 @@ pub(crate) fn semtimedop<C: Caller>(
             return r;
         }
     }
+    slow_path(v, sops, timeout, c, me)
+}
+
+/// The rest of [`semtimedop`] once the fast path declined: the lock, the
+/// slow path under it, and the sleep. Out of line, so that the fast path
+/// keeps few registers busy.
+#[cfg_attr(shmsem_loom, allow(dead_code))]
+#[inline(never)]
+fn slow_path<C: Caller>(
+    v: &SetView<'_>,
+    sops: &[Sembuf],
+    timeout: Option<&Timespec>,
+    c: &C,
+    me: Option<Me>,
+) -> Result<()> {
     // From here the call may block. A handler that runs on this thread
     // from now on, while the call has not completed, makes a blocked call
     // return EINTR: in the kernel the signal would be pending when the call
@@ -76,12 +91,33 @@ pub(crate) fn semtimedop<C: Caller>(
         None => c.me()?,
     };
     let host = c.host();
-    let mut g = v.lock(&me, &host);
+    // The deadline holds for the lock too: a holder that does not let go
+    // (stopped, or long descheduled) makes the call fail with EAGAIN, and
+    // nothing has changed.
+    let Some(mut g) = v.lock_until(&me, &host, || lock_deadline(deadline, sops)) else {
+        return Err(Error::WouldBlock);
+    };
     let out = g.semop(&me, sops, &host);
     drop(g);
     match out {
         SlowOutcome::Now(r) => r,
         SlowOutcome::Queued(slot, st) => v.wait(&me, slot, st, deadline, mark, &host),
+    }
+}
+
+/// How long a call waits for a contended lock (absolute CLOCK_MONOTONIC
+/// ns), asked only when the lock is held: its own `deadline`, but at least
+/// [`LOCK_PATIENCE_NS`] from now, so that a short timeout does not fail
+/// behind a running holder's section; a call whose every op has IPC_NOWAIT
+/// never sleeps on a semaphore and waits that long at most. (The kernel
+/// takes a spinlock whose holder never sleeps: no wait there is long.)
+#[cold]
+fn lock_deadline(deadline: u64, sops: &[Sembuf]) -> u64 {
+    let patience = sync::monotonic_ns().saturating_add(LOCK_PATIENCE_NS);
+    if sops.iter().all(|s| s.sem_flg as i32 & IPC_NOWAIT != 0) {
+        patience
+    } else {
+        deadline.max(patience)
     }
 }
 

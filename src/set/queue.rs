@@ -169,7 +169,15 @@ impl Guard<'_, '_> {
         let v = self.v;
         let mut slots: Vec<u32> = Vec::with_capacity(need);
         for _ in 0..need {
-            let Some(i) = self.alloc_slot() else {
+            let found = match self.alloc_slot() {
+                Some(i) => Some(i),
+                None => {
+                    // Full: perhaps of slots withdrawn and not discarded.
+                    self.tidy(true);
+                    self.alloc_slot()
+                }
+            };
+            let Some(i) = found else {
                 for &i in &slots {
                     let q = &v.queue[i as usize];
                     let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
@@ -304,6 +312,52 @@ impl Guard<'_, '_> {
         self.b.wakes.push(i);
     }
 
+    /// Whether the sleeper of slot `i`, QUEUED as `st` when the section
+    /// looked, has withdrawn since (its status is now WITHDRAWN of that
+    /// generation: it stays so until a lock holder discards the slot).
+    fn withdrew(&self, i: u32, st: u32) -> bool {
+        self.v.queue[i as usize].status.load(Ordering::Relaxed)
+            == SlotStatus::from_raw(st).withdrawn().raw()
+    }
+
+    /// Discards slot `i`, whose sleeper withdrew (its status is WITHDRAWN):
+    /// out of its FIFO and its waiter counts, the slot freed, then its
+    /// continuations (recovery frees them too if we die in between). No
+    /// intent record: the withdrawal was the one write that cancelled the
+    /// operation; this is derived state.
+    pub(super) fn discard(&mut self, i: u32) {
+        if !cfg!(shmsem_mutant = "cancel_no_dequeue") {
+            self.unlink(i);
+        }
+        let q = &self.v.queue[i as usize];
+        let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
+        // SYNC: Release as in SetView::collect (pairs with
+        // Guard::alloc_slot's Acquire load).
+        q.status.store(st.freed().raw(), Ordering::Release);
+        sync::wrote();
+        self.v.free_conts(i);
+    }
+
+    /// Discards the withdrawn slots that their sleepers could not discard
+    /// themselves (see [`SetHeader::withdrawn`]): only when the count says
+    /// there are some, or with `force` (the arena is full).
+    pub(super) fn tidy(&mut self, force: bool) {
+        let h = self.v.hdr;
+        if !force && h.withdrawn.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // SYNC: Acquire pairs with the Release increment by a sleeper that
+        // left its slot WITHDRAWN (SetView::cancel): the statuses it
+        // counted are visible to the walk below.
+        h.withdrawn.swap(0, Ordering::Acquire);
+        for i in 0..self.v.queue.len() as u32 {
+            let st = SlotStatus::from_raw(self.v.queue[i as usize].status.load(Ordering::Relaxed));
+            if st.is_withdrawn() {
+                self.discard(i);
+            }
+        }
+    }
+
     /// Fails the queued operation in slot `i` with `err` (an intent record
     /// of its completion alone).
     fn fail(&mut self, i: u32, err: Error) {
@@ -315,7 +369,11 @@ impl Guard<'_, '_> {
             SlotStatus::from_raw(st).done(err.errno() as u32).raw(),
         ));
         if self.commit().is_ok() {
-            self.finish(i);
+            if self.withdrew(i, st) {
+                self.discard(i);
+            } else {
+                self.finish(i);
+            }
         }
     }
 
@@ -351,6 +409,11 @@ impl Guard<'_, '_> {
         // completing the slot unlinks it.
         for (i, q) in v.fifo(alter) {
             let st = q.status.load(Ordering::Relaxed);
+            if SlotStatus::from_raw(st).is_withdrawn() {
+                // Its sleeper gave up while the lock was held.
+                self.discard(i);
+                continue;
+            }
             if !SlotStatus::from_raw(st).is_queued() {
                 break; // corrupt links; stop rather than complete a stranger
             }
@@ -383,6 +446,12 @@ impl Guard<'_, '_> {
                         // Only a record scribbled on mid-write fails: stop
                         // here rather than retry it for ever.
                         break;
+                    }
+                    if self.withdrew(i, st) {
+                        // The sleeper gave up before our completion store:
+                        // nothing was applied, nothing changed.
+                        self.discard(i);
+                        continue;
                     }
                     self.finish(i);
                     if alter {
@@ -434,7 +503,10 @@ impl Guard<'_, '_> {
         let mut count = 0;
         for alter in [true, false] {
             for (_, q) in v.fifo(alter) {
-                if q.blocked.load(Ordering::Relaxed) == want {
+                // A withdrawn slot, still linked, waits for nothing.
+                if q.blocked.load(Ordering::Relaxed) == want
+                    && SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_queued()
+                {
                     count += 1;
                 }
             }

@@ -30,12 +30,15 @@ impl SetView<'_> {
         if !cfg!(shmsem_mutant = "no_redo")
             && self.intent.commit.load(Ordering::Acquire) == INTENT_COMMITTED
         {
+            self.begin_applying();
             // A corrupt record cannot be applied; nothing better to do.
             let _ = self.redo(true);
         }
         // SYNC: Release as Guard::commit's clearing store: for the next
         // recoverer's Acquire load above.
         self.intent.commit.store(INTENT_NONE, Ordering::Release);
+        // An odd serial left by a writer that died applying (or by us).
+        self.end_applying();
         let s = SeqCount::from_raw(self.hdr.seq.load(Ordering::Relaxed));
         if s.is_writing() {
             // SYNC: Release as in Guard::close_seq (pairs with
@@ -87,7 +90,8 @@ impl SetView<'_> {
     }
 
     /// Rebuilds both FIFOs from the queued slots in ticket order, and frees
-    /// continuation slots that no queued operation reaches.
+    /// withdrawn slots and the continuation slots that no queued operation
+    /// reaches.
     fn relink(&self) {
         let mut reached = vec![false; self.queue.len()];
         let mut lists: [Vec<(u64, u32)>; 2] = [Vec::new(), Vec::new()];
@@ -110,7 +114,9 @@ impl SetView<'_> {
         }
         for (i, q) in self.queue.iter().enumerate() {
             let st = SlotStatus::from_raw(q.status.load(Ordering::Relaxed));
-            if st.is_cont() && !reached[i] {
+            // A withdrawn slot is left out of the FIFOs and the counts: its
+            // sleeper gave up (and already counted it out of `queued`).
+            if (st.is_cont() && !reached[i]) || st.is_withdrawn() {
                 // SYNC: Release as in SetView::collect (pairs with
                 // Guard::alloc_slot's Acquire load).
                 q.status.store(st.freed().raw(), Ordering::Release);

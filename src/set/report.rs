@@ -50,6 +50,9 @@ pub struct SlotUsage {
     pub done: u32,
     /// Continuation slots (and slots being filled).
     pub cont: u32,
+    /// Slots whose sleepers gave up while the lock was held, not yet
+    /// discarded by a lock holder.
+    pub withdrawn: u32,
 }
 
 /// A set as a diagnostic tool shows it (see [`Guard::report`]).
@@ -115,13 +118,17 @@ impl Guard<'_, '_> {
         }
     }
 
-    /// The queued operations of both FIFOs, in ticket (FIFO) order.
+    /// The queued operations of both FIFOs, in ticket (FIFO) order (slots
+    /// whose sleepers withdrew are not).
     fn pending(&self) -> Vec<PendingOp> {
         let v = self.v;
         let mut pending = Vec::new();
         let mut ops = Vec::new();
         for alter in [false, true] {
             for (i, q) in v.fifo(alter) {
+                if !SlotStatus::from_raw(q.status.load(Ordering::Relaxed)).is_queued() {
+                    continue; // withdrawn: nobody waits
+                }
                 let _ = v.read_ops(i, &mut ops);
                 pending.push(PendingOp {
                     slot: i,
@@ -173,6 +180,7 @@ impl Guard<'_, '_> {
                 SLOT_FREE => u.free += 1,
                 SLOT_QUEUED => u.queued += 1,
                 SLOT_DONE => u.done += 1,
+                SLOT_WITHDRAWN => u.withdrawn += 1,
                 _ => u.cont += 1,
             }
         }

@@ -9,12 +9,13 @@
 //! 2. A waker is whichever lock holder finds the operation runnable
 //!    ([`Guard::update_queue`]) or failed, or removes the set. It
 //!    completes the operation through an intent record: applying the
-//!    record writes the values, sempids and adjustments, then the
-//!    **waker's completion store**: a Release compare-and-swap of the
-//!    status from QUEUED to DONE (with an errno for a failure) in
-//!    [`SetView::apply_ops`] (an APPLY record), or to DONE with EIDRM for
-//!    every queued slot in [`SetView::apply_rmid`] (IPC_RMID). The result
-//!    is decided there; nothing of the slot is written after it.
+//!    record begins with the **waker's completion store**, a Release
+//!    compare-and-swap of the status from QUEUED to DONE (with an errno
+//!    for a failure) in [`SetView::complete`] (an APPLY record), or to DONE
+//!    with EIDRM for every queued slot in [`SetView::apply_rmid`]
+//!    (IPC_RMID); the values, sempids and adjustments are written after it,
+//!    and only if it won (a sleeper that withdrew first keeps its units).
+//!    The result is decided there; nothing of the slot is written after it.
 //! 3. The waker unlinks the slot ([`Guard::finish`]) and notes it in the
 //!    section's wake list. The futex wake comes after the lock is released
 //!    ([`Guard::wake_completed`], the last step of the guard's drop), as the
@@ -23,15 +24,23 @@
 //! 4. The **sleeper's load**: the Acquire load of its status
 //!    ([`SetView::spin`], [`SetView::sleep_loop`]) that sees it leave
 //!    QUEUED pairs with the completion store, so everything the waker wrote
-//!    before it is visible. The sleeper then collects the result
-//!    ([`SetView::collect`]) and frees the slot (a Release store of FREE,
-//!    for the next allocator's Acquire load in `Guard::alloc_slot`).
+//!    before it is visible: the committed record, the odd `seq` and the
+//!    GLOBAL marks of its section (the values may follow: whatever the
+//!    sleeper reads next waits for the section or reads its committed
+//!    state). The sleeper then collects the result ([`SetView::collect`])
+//!    and frees the slot (a Release store of FREE, for the next
+//!    allocator's Acquire load in `Guard::alloc_slot`).
 //! 5. A sleeper whose deadline passes, or which a signal interrupts (the
 //!    futex call's EINTR, or a handler that ran on its thread in user space
 //!    since the call began: [`crate::signal`]), cancels
-//!    ([`SetView::cancel`]): it takes the lock and re-checks its
-//!    status under it. A completion that won the race is reported, as the
-//!    kernel does; otherwise the slot leaves its FIFO and is freed.
+//!    ([`SetView::cancel`]) without waiting for the lock: the
+//!    **withdrawal**, a compare-and-swap of its status from QUEUED to
+//!    WITHDRAWN, races the completion store; a completion that won is
+//!    reported, as the kernel does. A withdrawn slot is unlinked and freed
+//!    under the lock: by the sleeper if it gets the lock within
+//!    `CANCEL_GRACE_NS`, else by the next holder that meets it
+//!    ([`Guard::discard`], [`Guard::tidy`]), so that a lock holder stopped
+//!    (SIGSTOP, a debugger) delays no deadline.
 //! 6. A waker that dies between its completion store and its wake leaves
 //!    a DONE slot: recovery wakes every DONE slot ([`SetView::repair`]).
 //!
@@ -40,7 +49,7 @@
 //! sleepers even if nobody else looks. A sleeper at the head of its FIFO
 //! whose partner is running on another processor spins briefly first.
 
-use super::{Guard, Host, Me, SetView, Sweep, SWEEP_SLICE_NS};
+use super::{Guard, Host, Me, SetView, Sweep, CANCEL_GRACE_NS, SWEEP_SLICE_NS};
 use crate::signal::HandlerMark;
 use crate::sync::{self, Ordering, Wake};
 use crate::sysv::Timespec;
@@ -150,7 +159,8 @@ impl SetView<'_> {
     /// pending), looked for just before each futex call: as in the kernel,
     /// a blocked call returns EINTR once a handler ran, with or without
     /// SA_RESTART, and a completion seen first wins (the status is read
-    /// first, and `cancel` reads it again under the lock). What is left:
+    /// first, and `cancel`'s withdrawal loses to a completion stored
+    /// before it). What is left:
     /// a handler that runs in the few instructions between that look and
     /// the system call is seen when the slice ends (up to a slice late);
     /// and a slice that times out at the deadline is EAGAIN even if a
@@ -197,7 +207,7 @@ impl SetView<'_> {
                 Wake::TimedOut if sync::monotonic_ns() >= deadline => {
                     return self.cancel(me, slot, expected, Error::WouldBlock, host)
                 }
-                Wake::TimedOut => self.slice_sweep(me, host),
+                Wake::TimedOut => self.slice_sweep(me, host, deadline),
                 Wake::Interrupted => {
                     return self.cancel(me, slot, expected, Error::Interrupted, host)
                 }
@@ -207,8 +217,9 @@ impl SetView<'_> {
 
     /// The slice sweep: one sleeper per slice sweeps for the whole set
     /// (with N sleepers each sweeping, the lock would do N^2 liveness
-    /// checks per slice).
-    fn slice_sweep(&self, me: &Me, host: &dyn Host) {
+    /// checks per slice). It waits for the lock no longer than the
+    /// sleeper's `deadline`.
+    fn slice_sweep(&self, me: &Me, host: &dyn Host, deadline: u64) {
         let now = sync::monotonic_ns();
         let last = self.hdr.last_sweep_ns.load(Ordering::Relaxed);
         if now.wrapping_sub(last) >= SWEEP_SLICE_NS
@@ -218,8 +229,9 @@ impl SetView<'_> {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let mut g = self.lock(me, host);
-            g.sweep_dead(me, host, Sweep::Holding);
+            if let Some(mut g) = self.lock_until(me, host, || deadline) {
+                g.sweep_dead(me, host, Sweep::Holding);
+            }
         }
     }
 
@@ -343,32 +355,58 @@ impl SetView<'_> {
     }
 
     /// Gives up waiting in slot `slot` with `why`, unless a completion won
-    /// the race (re-checked under the lock).
+    /// the race. The race is decided without the lock, by one
+    /// compare-and-swap against the waker's completion store
+    /// ([`SetView::complete`]): a lock holder that is stopped delays
+    /// nothing. The withdrawn slot is then discarded under the lock if the
+    /// lock comes within [`CANCEL_GRACE_NS`], else left to the next holder
+    /// (counted in the header's `withdrawn`).
     fn cancel(&self, me: &Me, slot: u32, expected: u32, why: Error, host: &dyn Host) -> Result<()> {
-        let mut g = self.lock(me, host);
+        if cfg!(shmsem_mutant = "cancel_waits_for_lock") {
+            // The protocol before: the decision under the lock.
+            drop(self.lock(me, host));
+        }
         let q = &self.queue[slot as usize];
-        // SYNC: Acquire pairs with the waker's Release completion store
-        // (SetView::apply_ops, SetView::apply_rmid), as the sleeper's load.
-        let st = q.status.load(Ordering::Acquire);
-        if !cfg!(shmsem_mutant = "cancel_no_recheck") && st != expected {
+        let gone = SlotStatus::from_raw(expected).withdrawn().raw();
+        if cfg!(shmsem_mutant = "cancel_no_recheck") {
+            q.status.store(gone, Ordering::Relaxed);
+        } else if let Err(st) =
+            // SYNC: Acquire (on failure: the one that matters) pairs with
+            // the waker's Release completion store (SetView::complete,
+            // SetView::apply_rmid), as the sleeper's load. Of this CAS and
+            // the completion store, the one first in the word's order wins.
+            q.status.compare_exchange(
+                expected,
+                gone,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            )
+        {
             // A completion (or removal) won the race with our timeout or
             // signal: report it, as the kernel does.
-            drop(g);
             return self.collect(me, slot, st);
         }
-        // Unlinking is derived state; the FREE status is the one write that
-        // cancels; the continuations are freed after it (recovery frees
-        // them too if we die in between).
-        if !cfg!(shmsem_mutant = "cancel_no_dequeue") {
-            g.unlink(slot);
-        }
-        // SYNC: Release as in SetView::collect.
-        q.status
-            .store(SlotStatus::from_raw(st).freed().raw(), Ordering::Release);
         sync::wrote();
-        self.free_conts(slot);
         if let Some(p) = self.proc(me.slot) {
-            super::dec(&p.queued);
+            let _ = p
+                .queued
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| x.checked_sub(1));
+        }
+        let grace = || sync::monotonic_ns().saturating_add(CANCEL_GRACE_NS);
+        match self.lock_until(me, host, grace) {
+            Some(mut g) => {
+                // Still ours and withdrawn, unless a holder discarded it
+                // meanwhile (and the slot may be another sleeper's now).
+                if q.status.load(Ordering::Relaxed) == gone {
+                    g.discard(slot);
+                }
+            }
+            None => {
+                // SYNC: Release pairs with the Acquire swap in Guard::tidy:
+                // our WITHDRAWN status is visible to the holder that sees
+                // the count.
+                self.hdr.withdrawn.fetch_add(1, Ordering::Release);
+            }
         }
         Err(why)
     }

@@ -35,8 +35,11 @@ impl SetView<'_> {
 impl Guard<'_, '_> {
     /// Looks for dead processes and reaps them: their undo adjustments are
     /// applied (clamped to [0, SEMVMX]), their queue slots and entries
-    /// freed. `what` says which entries are worth a liveness check.
+    /// freed. `what` says which entries are worth a liveness check. Slots
+    /// that sleepers withdrew while the lock was held are discarded first.
     pub fn sweep_dead(&mut self, me: &Me, host: &dyn Host, what: Sweep) {
+        // Slots withdrawn while the lock was held go too.
+        self.tidy(false);
         self.sweep(me, host, |pe, _| {
             let has_undo = pe.undo_count.load(Ordering::Relaxed) != 0;
             // A record with only zero adjustments matters for otime alone:
