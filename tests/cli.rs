@@ -872,6 +872,41 @@ fn cli_ns_rm_then_a_process_that_had_it_open_gets_eidrm() {
 }
 
 #[test]
+fn cli_ns_rm_then_a_process_that_never_took_its_lock_gets_eidrm() {
+    // Forked before the removal, idle until after it: such a process has
+    // no descriptor of the registry of its own yet, and its first call
+    // opens one by the name, which is gone (the first child) or names the
+    // fresh namespace's registry (the second): EIDRM both times, never a
+    // set made in either registry.
+    let env = TestEnv::new("cli_ns_idle", 60);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let _fresh = support::NsNameGuard(name.clone());
+    let gone = support::Signal1::new();
+    let again = support::Signal1::new();
+    let idle = |signal: &support::Signal1, what: &str| {
+        signal.wait(what);
+        match ns.semget(0x1d1e, 1, IPC_CREAT | 0o600) {
+            Err(Error::Removed) => OK,
+            Ok(_) => support::CHECK_FAILED + 1,
+            Err(e) => e.errno(),
+        }
+    };
+    let mut kids = Kids::new();
+    let first = kids.spawn(|| idle(&gone, "the removal"));
+    let second = kids.spawn(|| idle(&again, "the name made again"));
+    let r = run_env(&["ns", "rm", &name], &[]);
+    assert_eq!(r.code, 0, "ns rm: {}", r.stderr);
+    gone.notify();
+    kids.expect_exit(first, OK, "the idle process, the name gone");
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    let fresh = Namespace::open(&name).expect("the namespace made again");
+    again.notify();
+    kids.expect_exit(second, OK, "the idle process, the name made again");
+    assert_eq!(fresh.semget(0x1d1e, 0, 0), Err(Error::NotFound));
+}
+
+#[test]
 fn cli_ns_rm_force_removes_sets_and_wakes_sleepers_with_eidrm() {
     let env = TestEnv::new("cli_ns_force", 60);
     let ns = &env.ns;
