@@ -49,7 +49,9 @@ pub mod sysv;
 pub use api::{Op, SemaphoreSet, SetStatus};
 pub use error::{Error, Result};
 #[cfg(not(shmsem_loom))]
-pub use namespace::{GcReport, Limits, Namespace, DEFAULT_NAMESPACE};
+pub use namespace::{
+    GcReport, Limits, Namespace, NamespaceInfo, NamespaceRemoval, DEFAULT_NAMESPACE,
+};
 pub use set::{PendingOp, ProcessReport, SetReport, SlotUsage};
 pub use shm_layout as layout;
 

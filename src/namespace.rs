@@ -8,6 +8,14 @@
 //! (the kernel frees it if its holder dies), so `IPC_CREAT|IPC_EXCL` races
 //! have exactly one winner.
 //!
+//! The registry is as large as SEMMNI entries need, but sparse: only the
+//! pages of the entries that may be used are reserved (see
+//! [`Namespace::reserve_entries`]), so an idle namespace costs a few pages
+//! of /dev/shm, not SEMMNI × 64 bytes. A namespace is finished by
+//! [`Namespace::remove_namespace`] (`shmsem ns rm`), which unlinks the
+//! registry under its lock; a process that still has it mapped then gets
+//! EIDRM from every call that needs the lock (see [`keys`]).
+//!
 //! This file holds the namespace itself (open, attach, destroy, the
 //! registry's header and entries); its rooms:
 //!
@@ -19,7 +27,8 @@
 //! * [`semop`]: semop and semtimedop;
 //! * [`semctl`]: semctl, split as the kernel splits it (main, setval, stat,
 //!   info, down);
-//! * [`tools`]: the report and sweep of one set, for diagnostic tools.
+//! * [`tools`]: the report and sweep of one set, the survey of the
+//!   namespaces in /dev/shm and the removal of one, for diagnostic tools.
 
 mod cache;
 mod keys;
@@ -29,13 +38,14 @@ mod semop;
 mod tools;
 
 pub use keys::GcReport;
+pub use tools::{NamespaceInfo, NamespaceRemoval};
 
 use crate::sync::AtomicPtr;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::shm::{self, Mapping, Opened};
-use crate::sync::{self, Ordering};
+use crate::sync::{self, AtomicBool, Ordering};
 use crate::{Error, Result};
 use cache::SetHandle;
 use shm_layout::*;
@@ -102,6 +112,9 @@ pub struct Namespace {
     /// [`cache`].
     cache: Box<[AtomicPtr<SetHandle>]>,
     retired: Mutex<Vec<*mut SetHandle>>,
+    /// This process found the namespace removed (its registry unlinked):
+    /// the object is dead, and the next `open` of the name attaches afresh.
+    removed: AtomicBool,
 }
 
 // SAFETY: the raw pointers in `cache`/`retired` are owned boxes that are
@@ -218,9 +231,18 @@ impl Namespace {
 
     /// The process's default namespace: `SHMSEM_NAMESPACE`, or
     /// [`DEFAULT_NAMESPACE`].
+    ///
+    /// If the namespace was removed (`shmsem ns rm`) since this process
+    /// opened it, and the process noticed (a call failed with EIDRM), the
+    /// next call attaches to the namespace of that name as it is now.
     pub fn default_ns() -> Result<Arc<Namespace>> {
         if let Some(ns) = DEFAULT.get() {
-            return Ok(ns.clone());
+            // SYNC: Relaxed: the flag only chooses which object to use;
+            // `open` synchronises through its mutex.
+            if !ns.removed.load(Ordering::Relaxed) {
+                return Ok(ns.clone());
+            }
+            return Namespace::open(&ns.name);
         }
         let name =
             std::env::var("SHMSEM_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.to_string());
@@ -236,7 +258,14 @@ impl Namespace {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(ns) = open.get(name) {
-            return Ok(ns.clone());
+            if ns.still_named() {
+                return Ok(ns.clone());
+            }
+            // Removed (`shmsem ns rm`) since this process attached: the
+            // old object is dead, the name is attached afresh.
+            // SYNC: Relaxed, as in `mark_removed`.
+            ns.removed.store(true, Ordering::Relaxed);
+            open.remove(name);
         }
         let ns = Arc::new(Namespace::attach(name, limits)?);
         open.insert(name.to_string(), ns.clone());
@@ -321,6 +350,7 @@ impl Namespace {
             reg_lock: Mutex::new(()),
             cache,
             retired: Mutex::new(Vec::new()),
+            removed: AtomicBool::new(false),
         })
     }
 
@@ -334,8 +364,24 @@ impl Namespace {
         self.limits
     }
 
-    /// The registry's entries, one per set index.
+    /// The registry's entries that may be in use: those whose pages are
+    /// reserved (`RegistryHeader::reserved`). Every scan and every lookup
+    /// of an index that came from outside goes through this slice, so that
+    /// nobody touches the sparse rest of the file: a read fault there would
+    /// allocate a page (tmpfs allocates on any fault), and on a full
+    /// /dev/shm be a SIGBUS.
     fn entries(&self) -> &[RegistryEntry] {
+        // SYNC: Acquire pairs with the Release store of `reserved` in
+        // `reserve_entries`, made after the pages were reserved.
+        let n = self.header().reserved.load(Ordering::Acquire);
+        &self.slots()[..n.min(self.limits.semmni) as usize]
+    }
+
+    /// Every entry slot of the registry (SEMMNI), reserved or not. Only for
+    /// an index known to be reserved: a mapped set's, found through
+    /// [`Namespace::entries`] (reserved pages are never given back while
+    /// the registry lives, whatever `reserved` says later).
+    fn slots(&self) -> &[RegistryEntry] {
         // SAFETY: from_map checked that the mapping holds semmni entries
         // after REGISTRY_ENTRIES_OFF; entries are atomics, 4-aligned.
         unsafe {
@@ -344,6 +390,76 @@ impl Namespace {
                 REGISTRY_ENTRIES_OFF,
                 self.limits.semmni as usize,
             )
+        }
+    }
+
+    /// Makes entries `[0, want)` usable (the caller holds the registry
+    /// lock, `l`): reserves the pages that hold them, then publishes the
+    /// new bound. A full /dev/shm is therefore ENOSPC here, from the semget
+    /// that needs the entries, never a SIGBUS at a later write; and since
+    /// only reserved entries are ever read or written, nothing else of the
+    /// registry takes space.
+    ///
+    /// Reserved pages are never given back while the namespace lives:
+    /// other processes read entries without the lock (lookups by id,
+    /// IPC_INFO), and a page given back under such a reader would be
+    /// allocated again by its read, or be its SIGBUS on a full /dev/shm. So
+    /// a namespace costs, at rest, the pages of the most indices it ever
+    /// needed at once: as the kernel, new sets take indices below
+    /// `max(in use × 3/2, 64)` (see `free_index`), so 8 KiB for a namespace
+    /// that never held more than 42 sets at a time, the full SEMMNI × 64
+    /// bytes only for one that held about SEMMNI × 2/3. Removing the
+    /// namespace gives everything back.
+    fn reserve_entries(&self, l: &keys::RegLock<'_>, want: u32) -> Result<()> {
+        let want = want.min(self.limits.semmni);
+        if self.entries().len() >= want as usize {
+            return Ok(());
+        }
+        let bytes = registry_bytes_for(want).min(self.reg.len());
+        l.with_fd(|fd| {
+            rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, bytes as u64)
+                .map_err(Error::from)
+        })?;
+        let n = registry_entries_in(bytes).min(self.limits.semmni);
+        let h = self.header();
+        // A forged value above ours stays (the pages under it may be
+        // sparse: what a forger can do to the registry anyway).
+        // SYNC: Release publishes the reservation (made by fallocate above,
+        // in program order before this store) to the Acquire load in
+        // `entries`; fetch_max, as the pages below any published value are
+        // reserved.
+        h.reserved.fetch_max(n, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the registry this process mapped still has its name (one
+    /// stat; `open` of a name already open asks it, so that opening a
+    /// removed namespace's name gives the namespace there is now).
+    fn still_named(&self) -> bool {
+        // SYNC: Relaxed, as in `mark_removed`.
+        if self.removed.load(Ordering::Relaxed) {
+            return false;
+        }
+        match shm::FileId::of_path(&format!("/dev/shm{}", registry_name(&self.name))) {
+            Ok(id) => id == self.reg.file_id(),
+            // Not gone, only unreadable (EACCES on /dev/shm, ...): keep it.
+            Err(e) => e != rustix::io::Errno::NOENT,
+        }
+    }
+
+    /// Marks this object dead: its namespace was removed. The name is
+    /// dropped from the process's table (only if it still maps to this
+    /// object), so the next `Namespace::open` attaches afresh.
+    fn mark_removed(&self) {
+        // SYNC: Relaxed, as its load in `default_ns`.
+        self.removed.store(true, Ordering::Relaxed);
+        if let Some(m) = OPEN.get() {
+            let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+            if m.get(&self.name)
+                .is_some_and(|ns| std::ptr::eq(Arc::as_ptr(ns), self))
+            {
+                m.remove(&self.name);
+            }
         }
     }
 
@@ -356,8 +472,13 @@ impl Namespace {
     /// namespace itself, leaving nothing in /dev/shm. Meant for tests and
     /// tear-down; other processes' later calls fail or recreate it.
     pub fn destroy(&self) -> Result<()> {
-        for idx in 0..self.limits.semmni {
-            if live_seq(&self.entries()[idx as usize]).is_none() {
+        for idx in 0..self.entries().len() as u32 {
+            if self
+                .entries()
+                .get(idx as usize)
+                .and_then(live_seq)
+                .is_none()
+            {
                 continue;
             }
             // A set this process cannot map stays; its name goes below.
@@ -380,10 +501,41 @@ impl Namespace {
 
 /// Creates registry `rname` exclusively for `limits` and publishes it
 /// (`Exists` if another process was first).
+///
+/// The file has its full size (every process maps all SEMMNI entries) but
+/// only the pages of the header and the first index cycle (64 entries)
+/// stay reserved; the rest is a hole until `reserve_entries` needs it.
+/// (`create_exclusive` reserves the whole file, which is given back here
+/// before anyone can use it: the registry is unpublished, version 0.)
 fn create_registry(rname: &str, limits: Limits) -> Result<Mapping> {
     let size = registry_size(limits.semmni);
     let map = Mapping::create_exclusive(rname, size)?;
+    let keep = registry_bytes_for(IPC_MIN_CYCLE.min(limits.semmni)).min(size);
+    if keep < size {
+        // The mapping keeps no descriptor: one of the name, checked to be
+        // the file mapped, closed (close-on-exec meanwhile) at once.
+        let fd = shm::open_for_locks(rname)?;
+        if shm::FileId::of(&fd)? != map.file_id() {
+            // Not ours any more (unlinked and made again meanwhile): leave
+            // it alone.
+            return Err(Error::Corrupt);
+        }
+        let punched = rustix::fs::fallocate(
+            &fd,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            keep as u64,
+            (size - keep) as u64,
+        );
+        if let Err(e) = punched {
+            let _ = shm::unlink(rname);
+            return Err(e.into());
+        }
+    }
     let h = reg_header(&map);
+    h.reserved.store(
+        registry_entries_in(keep).min(limits.semmni),
+        Ordering::Relaxed,
+    );
     h.magic.store(REGISTRY_MAGIC, Ordering::Relaxed);
     h.semmsl.store(limits.semmsl, Ordering::Relaxed);
     h.semmns.store(limits.semmns, Ordering::Relaxed);

@@ -45,6 +45,16 @@ impl FileId {
         })
     }
 
+    /// The file `path` names (a symbolic link followed); the OS's error
+    /// as it is, so that a caller can tell a name that is gone (ENOENT).
+    pub fn of_path(path: &str) -> rustix::io::Result<FileId> {
+        let st = rustix::fs::stat(path)?;
+        Ok(FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
     /// The file `fd` refers to.
     pub fn of(fd: impl AsFd) -> Result<FileId> {
         let st = rustix::fs::fstat(fd).map_err(Error::from)?;

@@ -18,9 +18,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use serde_json::Value;
-use shmsem::sysv::{SemctlArg, SemidDs, IPC_CREAT, IPC_STAT};
+use shmsem::sysv::{SemctlArg, SemidDs, IPC_CREAT, IPC_PRIVATE, IPC_STAT};
 use shmsem::{Error, Namespace, Op, SemaphoreSet};
-use support::{output_within, poll_until, vals, wait_ncnt, wait_zcnt, Kids, NsGuard, TestEnv, OK};
+use support::{
+    ncnt, output_within, poll_until, vals, wait_ncnt, wait_zcnt, Kids, NsGuard, TestEnv, OK,
+};
 
 /// How long one run of the command may take before the test fails.
 const CLI_DEADLINE: Duration = Duration::from_secs(20);
@@ -634,4 +636,732 @@ fn cli_namespace_from_env_and_all_namespaces() {
         "{}",
         text.stdout
     );
+}
+
+// ---------------------------------------------------------------------
+// Namespaces: `shmsem ns ls`, `shmsem ns rm`
+// ---------------------------------------------------------------------
+
+/// `shmsem ns ls --json`, parsed. Namespaces of other tests and other
+/// programs on this machine are listed too, and some may be unreadable
+/// (hostile tests corrupt theirs; other builds use another layout): then
+/// the status is 1 with one line each on stderr, none of which may name a
+/// namespace in `readable`.
+fn ns_list(readable: &[&str]) -> Value {
+    ns_list_as(None, readable)
+}
+
+/// [`ns_list`], run as user `uid` (group `uid`) if given.
+fn ns_list_as(uid: Option<u32>, readable: &[&str]) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem"));
+    cmd.args(["ns", "ls", "--json"])
+        .env_remove("SHMSEM_NAMESPACE");
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(uid);
+    }
+    let out = output_within(&mut cmd, CLI_DEADLINE, "shmsem ns ls")
+        .unwrap_or_else(|_| panic!("`shmsem ns ls` still running after {CLI_DEADLINE:?}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || code == Some(1),
+        "`shmsem ns ls`: {:?}: {stderr}",
+        out.status
+    );
+    assert_eq!(code == Some(1), !stderr.is_empty(), "{stderr}");
+    for line in stderr.lines() {
+        assert!(line.starts_with("shmsem: namespace "), "{line}");
+        for name in readable {
+            assert!(
+                !line.starts_with(&format!("shmsem: namespace {name}: ")),
+                "{name} must be readable: {line}"
+            );
+        }
+    }
+    let j: Value = serde_json::from_slice(&out.stdout).expect("ns ls --json prints JSON");
+    assert_eq!(
+        j["errors"].as_array().map(Vec::len),
+        Some(stderr.lines().count()),
+        "{j}"
+    );
+    j
+}
+
+/// The entry of namespace `name` in a `ns ls --json` document.
+fn ns_entry<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["namespace"] == name)
+}
+
+/// st_blocks × 512 of a file: what it takes in /dev/shm.
+fn bytes_used(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+        .blocks()
+        * 512
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+fn round_to_pages(bytes: usize) -> usize {
+    bytes.div_ceil(page_size()) * page_size()
+}
+
+#[test]
+fn cli_ns_ls_counts_sets_and_rm_refuses_until_empty() {
+    let env = TestEnv::new("cli_ns_rm", 60);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let reg = support::registry_path(&name);
+    let a = env.set_with(&[1]);
+    let key = 0x5e10_0000 | (std::process::id() as i32 & 0xffff);
+    let b = ns.semget(key, 2, IPC_CREAT | 0o600).expect("a keyed set");
+
+    // Listed, with its two sets and what its registry takes.
+    let list = ns_list(&[&name]);
+    let me = ns_entry(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
+    assert_eq!(me["sets"], 2, "{me}");
+    assert_eq!(me["segments"], 2, "{me}");
+    assert_eq!(me["registry_bytes"], bytes_used(&reg), "{me}");
+    assert_eq!(
+        me["registry_size"],
+        std::fs::metadata(&reg).unwrap().len(),
+        "{me}"
+    );
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(me["uid"], unsafe { libc::geteuid() }, "{me}");
+    assert_eq!(me["mode"], 0o666, "{me}");
+    assert_eq!(me["problem"], Value::Null, "{me}");
+    let text = run_env(&["ns", "ls"], &[]);
+    let line = row(&text.stdout, &name);
+    assert_eq!(
+        line[1..5],
+        [
+            "2",
+            &bytes_used(&reg).to_string(),
+            "2",
+            &me["segment_bytes"].to_string()
+        ],
+        "{}",
+        text.stdout
+    );
+    assert_eq!(line[6], "666", "{}", text.stdout);
+
+    // Refused while sets remain: status 1, one line, nothing changed.
+    let r = run_env(&["ns", "rm", &name], &[]);
+    let msg = check_failure(
+        &r,
+        &["ns", "rm"],
+        &format!("shmsem: namespace {name}: ENOTEMPTY: "),
+    );
+    assert!(msg.contains("2 sets remain"), "{msg}");
+    assert!(msg.contains("--force"), "{msg}");
+    assert_eq!(a.value(0), Ok(1), "the sets are untouched");
+    assert_eq!(ns.semget(key, 0, 0), Ok(b));
+    assert_eq!(support::ns_files(&name).len(), 3, "registry and two sets");
+
+    // One set removed by IPC_RMID here, one by the command: still refused
+    // after the first.
+    a.remove().expect("IPC_RMID");
+    let r = run_env(&["ns", "rm", &name], &[]);
+    let msg = check_failure(
+        &r,
+        &["ns", "rm"],
+        &format!("shmsem: namespace {name}: ENOTEMPTY: "),
+    );
+    assert!(msg.contains("1 set remains"), "{msg}");
+    ok(ns, &["rm", &b.to_string()]);
+    assert_eq!(ns_entry(&ns_list(&[&name]), &name).unwrap()["sets"], 0);
+
+    // Empty: removed, and nothing of it is left in /dev/shm.
+    let r = run_env(&["ns", "rm", &name, "--json"], &[]);
+    assert_eq!(r.code, 0, "ns rm of an empty namespace: {}", r.stderr);
+    let done: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(done["removed"], true, "{done}");
+    assert_eq!(done["sets_removed"], 0, "{done}");
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    assert!(ns_entry(&ns_list(&[]), &name).is_none(), "still listed");
+    check_failure(
+        &run_env(&["ns", "rm", &name], &[]),
+        &["ns", "rm"],
+        &format!("shmsem: namespace {name}: ENOENT: "),
+    );
+    // This process had it open: the namespace is gone for it too.
+    assert_eq!(
+        ns.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600),
+        Err(Error::Removed)
+    );
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    assert_eq!(
+        run_env(&["ns", "rm"], &[]).code,
+        2,
+        "ns rm without a name is a usage error"
+    );
+}
+
+/// A process that has the namespace mapped (and has used its registry
+/// lock) when the namespace is removed by another: its next semget is
+/// EIDRM, keyed or private, and creates nothing (no segment file, no set
+/// anyone could find); opening the name again gives it a fresh namespace.
+#[test]
+fn cli_ns_rm_then_a_process_that_had_it_open_gets_eidrm() {
+    let env = TestEnv::new("cli_ns_stale", 60);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let _fresh = support::NsNameGuard(name.clone());
+    let ready = support::Signal1::new();
+    let go = support::Signal1::new();
+    let mut kids = Kids::new();
+    let child = kids.spawn(|| {
+        // The registry lock, taken once: its descriptor is open here.
+        let Ok(id) = ns.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600) else {
+            return support::CHECK_FAILED + 1;
+        };
+        if SemaphoreSet::from_id(ns, id).remove().is_err() {
+            return support::CHECK_FAILED + 2;
+        }
+        ready.notify();
+        go.wait("the removal");
+        if ns.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o600) != Err(Error::Removed) {
+            return support::CHECK_FAILED + 3;
+        }
+        if ns.semget(0x77, 1, IPC_CREAT | 0o600) != Err(Error::Removed) {
+            return support::CHECK_FAILED + 4;
+        }
+        if !support::ns_files(&name).is_empty() {
+            return support::CHECK_FAILED + 5;
+        }
+        let Ok(fresh) = Namespace::open(&name) else {
+            return support::CHECK_FAILED + 6;
+        };
+        if std::sync::Arc::ptr_eq(&fresh, ns) {
+            return support::CHECK_FAILED + 7;
+        }
+        match fresh.semget(0x77, 1, IPC_CREAT | 0o600) {
+            Ok(_) => OK,
+            Err(e) => e.errno(),
+        }
+    });
+    ready.wait("the child's first semget");
+    let r = run_env(&["ns", "rm", &name], &[]);
+    assert_eq!(r.code, 0, "ns rm: {}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with(&format!("namespace {name} removed; 0 sets removed")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    go.notify();
+    kids.expect_exit(child, OK, "the process that had the namespace open");
+    // The child's set is in the fresh namespace, where everyone sees it.
+    let list = ns_list(&[&name]);
+    assert_eq!(ns_entry(&list, &name).expect("fresh")["sets"], 1, "{list}");
+    let fresh = Namespace::open_existing(&name).expect("the fresh namespace");
+    assert!(fresh.semget(0x77, 0, 0).is_ok(), "the child's keyed set");
+    // This process had the old one open: EIDRM for it too.
+    assert_eq!(ns.semget(0x77, 0, 0), Err(Error::Removed));
+}
+
+#[test]
+fn cli_ns_rm_then_a_process_that_never_took_its_lock_gets_eidrm() {
+    // Forked before the removal, idle until after it: such a process has
+    // no descriptor of the registry of its own yet, and its first call
+    // opens one by the name, which is gone (the first child) or names the
+    // fresh namespace's registry (the second): EIDRM both times, never a
+    // set made in either registry.
+    let env = TestEnv::new("cli_ns_idle", 60);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let _fresh = support::NsNameGuard(name.clone());
+    let gone = support::Signal1::new();
+    let again = support::Signal1::new();
+    let idle = |signal: &support::Signal1, what: &str| {
+        signal.wait(what);
+        match ns.semget(0x1d1e, 1, IPC_CREAT | 0o600) {
+            Err(Error::Removed) => OK,
+            Ok(_) => support::CHECK_FAILED + 1,
+            Err(e) => e.errno(),
+        }
+    };
+    let mut kids = Kids::new();
+    let first = kids.spawn(|| idle(&gone, "the removal"));
+    let second = kids.spawn(|| idle(&again, "the name made again"));
+    let r = run_env(&["ns", "rm", &name], &[]);
+    assert_eq!(r.code, 0, "ns rm: {}", r.stderr);
+    gone.notify();
+    kids.expect_exit(first, OK, "the idle process, the name gone");
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    let fresh = Namespace::open(&name).expect("the namespace made again");
+    again.notify();
+    kids.expect_exit(second, OK, "the idle process, the name made again");
+    assert_eq!(fresh.semget(0x1d1e, 0, 0), Err(Error::NotFound));
+}
+
+#[test]
+fn cli_ns_rm_force_removes_sets_and_wakes_sleepers_with_eidrm() {
+    let env = TestEnv::new("cli_ns_force", 60);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let set = env.set_with(&[0, 1]);
+    ns.semget(0x5e11, 3, IPC_CREAT | 0o600)
+        .expect("a keyed set");
+    let mut kids = Kids::new();
+    let sleeper = kids.spawn(|| support::rc(set.op(&[Op::wait(0, 1).undo()])));
+    wait_ncnt(&set, 0, 1);
+    let zero = kids.spawn(|| support::rc(set.op(&[Op::zero(1)])));
+    wait_zcnt(&set, 1, 1);
+
+    // Not the registry's owner (it is this process's euid): refused, and
+    // nothing is removed.
+    if support::is_root() {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem"));
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.args(["ns", "rm", &name, "--force"])
+                .uid(65534)
+                .gid(65534);
+        }
+        let out = output_within(&mut cmd, CLI_DEADLINE, "ns rm as nobody").expect("ran");
+        let r = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        check_failure(
+            &r,
+            &["ns", "rm", "--force"],
+            &format!("shmsem: namespace {name}: EPERM: "),
+        );
+        assert_eq!(ncnt(&set, 0), 1, "the sleeper still sleeps");
+        assert_eq!(support::ns_files(&name).len(), 3);
+    }
+
+    let out = ok(ns, &["ns", "rm", &name, "--force"]);
+    assert!(
+        out.starts_with(&format!("namespace {name} removed; 2 sets removed")),
+        "{out}"
+    );
+    kids.expect_exit(sleeper, libc::EIDRM, "the sleeper, woken by the removal");
+    kids.expect_exit(zero, libc::EIDRM, "the zero-waiter, woken by the removal");
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+    assert!(ns_entry(&ns_list(&[]), &name).is_none());
+    assert_eq!(set.value(0), Err(Error::Invalid), "the set is gone");
+}
+
+/// An idle namespace costs two pages of /dev/shm, not SEMMNI × 64 bytes
+/// (2,052,096 bytes with the default SEMMNI of 32000, before): its header
+/// (64 bytes) and the entries of the kernel's smallest index cycle (64 ×
+/// 64 bytes), 4160 bytes in whole pages. New sets take indices in that
+/// cycle while few are in use, so create/remove cycles never reach
+/// further. More sets at once reserve more, and every live set's entry is
+/// in reserved pages.
+#[test]
+fn cli_ns_registry_at_rest_costs_two_pages() {
+    let env = TestEnv::new("cli_ns_rest", 90);
+    let ns = &env.ns;
+    let name = ns.name().to_string();
+    let reg = support::registry_path(&name);
+    let entries = |n: usize| 64 + n * 64;
+    let bound = round_to_pages(entries(64)) as u64;
+
+    assert!(
+        bytes_used(&reg) <= bound,
+        "a new namespace takes {} bytes",
+        bytes_used(&reg)
+    );
+    // A peak of 40 sets at once, then 150 create/remove cycles (the cycle
+    // of 64 indices wraps twice).
+    let sets: Vec<SemaphoreSet> = (0..40).map(|_| env.set_with(&[0])).collect();
+    for s in sets {
+        s.remove().expect("IPC_RMID");
+    }
+    for _ in 0..150 {
+        env.set_with(&[0]).remove().expect("IPC_RMID");
+    }
+    let at_rest = bytes_used(&reg);
+    assert!(
+        at_rest <= bound,
+        "at rest the registry takes {at_rest} bytes in /dev/shm (bound {bound})"
+    );
+    let me = ns_entry(&ns_list(&[&name]), &name)
+        .cloned()
+        .expect("listed");
+    assert_eq!(me["registry_bytes"], at_rest, "{me}");
+    assert_eq!(me["sets"], 0, "{me}");
+    assert_eq!(
+        me["registry_size"],
+        shmsem::layout::registry_size(shmsem::Limits::default().semmni) as u64,
+        "{me}"
+    );
+
+    // 100 at once: the 100th took an index below 99 × 3/2 = 148, whose
+    // pages were reserved first.
+    let sets: Vec<SemaphoreSet> = (0..100).map(|_| env.set_with(&[0])).collect();
+    let busy = bytes_used(&reg);
+    let highest = sets.iter().map(|s| s.id() & 0x7fff).max().unwrap() as usize;
+    assert!(highest < 148, "index {highest}");
+    assert!(
+        busy >= round_to_pages(entries(highest + 1)) as u64,
+        "{busy} bytes reserved for an entry at index {highest}"
+    );
+    assert!(
+        busy <= round_to_pages(entries(148)) as u64,
+        "{busy} bytes for 100 sets"
+    );
+    for s in sets {
+        s.remove().expect("IPC_RMID");
+    }
+    // Reserved pages stay while the namespace lives (readers without the
+    // lock may be on them); removing the namespace gives them back.
+    assert_eq!(bytes_used(&reg), busy);
+    ok(ns, &["ns", "rm", &name]);
+    assert_eq!(support::ns_files(&name), Vec::<String>::new());
+}
+
+/// Files removed on drop.
+struct ShmFiles(Vec<String>);
+
+impl Drop for ShmFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+        }
+    }
+}
+
+/// A registry header: magic, version, semmni, reserved, size (the rest 0).
+fn registry_bytes(version: u32, semmni: u32, reserved: u32, size: u64, len: usize) -> Vec<u8> {
+    use shmsem::layout::{RegistryHeader, REGISTRY_MAGIC};
+    use std::mem::offset_of;
+    let mut b = vec![0u8; len.max(64)];
+    let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+    put(
+        offset_of!(RegistryHeader, magic),
+        &REGISTRY_MAGIC.to_le_bytes(),
+    );
+    put(offset_of!(RegistryHeader, version), &version.to_le_bytes());
+    put(offset_of!(RegistryHeader, semmni), &semmni.to_le_bytes());
+    put(
+        offset_of!(RegistryHeader, reserved),
+        &reserved.to_le_bytes(),
+    );
+    put(offset_of!(RegistryHeader, size), &size.to_le_bytes());
+    b.truncate(len);
+    b
+}
+
+/// Garbage in /dev/shm under names a namespace could have, and files this
+/// user may not read: `ns ls` lists each with what it could read and the
+/// reason, one line each on stderr, status 1; it never crashes, blocks or
+/// follows a link, and the real namespaces are still listed right.
+#[test]
+fn cli_ns_ls_survives_garbage_and_unreadable_files() {
+    use shmsem::layout::{
+        registry_size, EntryState, RegistryEntry, ENTRY_LIVE, LAYOUT_VERSION, REGISTRY_ENTRIES_OFF,
+    };
+    let env = TestEnv::new("cli_ns_garbage", 60);
+    let name = env.ns.name().to_string();
+    env.set_with(&[0]);
+    let g = |what: &str| format!("{name}-{what}");
+    let path = |what: &str| support::registry_path(&g(what));
+    let mut files = ShmFiles(Vec::new());
+    let mut write = |what: &str, bytes: &[u8]| {
+        files.0.push(path(what));
+        std::fs::write(path(what), bytes).expect("write a garbage file");
+    };
+    write("magic", &[0xa5; 100]);
+    write("empty", &[]);
+    write("v4", &registry_bytes(4, 64, 64, 8192, 8192));
+    write(
+        "sizes",
+        &registry_bytes(LAYOUT_VERSION, u32::MAX, 0, 8192, 8192),
+    );
+    write("short", &registry_bytes(LAYOUT_VERSION, 64, 64, 8192, 100));
+    // A registry that looks right, with `reserved` past SEMMNI and three
+    // LIVE entries of which only one has its segment file.
+    let size = registry_size(64);
+    let mut hostile = registry_bytes(LAYOUT_VERSION, 64, u32::MAX, size as u64, size);
+    for (idx, seq) in [(3usize, 7u32), (9, 1), (63, 2)] {
+        let off = REGISTRY_ENTRIES_OFF
+            + idx * std::mem::size_of::<RegistryEntry>()
+            + std::mem::offset_of!(RegistryEntry, state_seq);
+        hostile[off..off + 4]
+            .copy_from_slice(&EntryState::new(seq, ENTRY_LIVE).raw().to_le_bytes());
+    }
+    write("hostile", &hostile);
+    write("hostile.3.7", &[0; 10]);
+    // A private registry (root's, 0600; only a check as another user).
+    write(
+        "private",
+        &registry_bytes(LAYOUT_VERSION, 64, 64, size as u64, size),
+    );
+    std::fs::set_permissions(
+        path("private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // Not regular files.
+    files.0.push(path("dir"));
+    std::fs::create_dir(path("dir")).unwrap();
+    files.0.push(path("fifo"));
+    nix::unistd::mkfifo(
+        path("fifo").as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+    )
+    .unwrap();
+    files.0.push(path("link"));
+    std::os::unix::fs::symlink("/etc/passwd", path("link")).unwrap();
+    // Not a namespace's name at all.
+    files.0.push(format!("/dev/shm/shmsem.{name} bad!"));
+    std::fs::write(format!("/dev/shm/shmsem.{name} bad!"), b"x").unwrap();
+
+    let expect: &[(&str, Option<u64>, Option<&str>)] = &[
+        ("magic", None, Some("bad magic")),
+        ("empty", None, Some("header cannot be read")),
+        ("v4", None, Some("layout version 4")),
+        ("sizes", None, Some("bad sizes")),
+        ("short", None, Some("bad sizes")),
+        ("hostile", Some(1), None),
+        ("private", Some(0), None),
+        ("dir", None, Some("not a regular file")),
+        ("fifo", None, Some("not a regular file")),
+        ("link", None, Some("not a regular file")),
+    ];
+    let list = ns_list(&[&name, &g("hostile"), &g("private")]);
+    assert_eq!(ns_entry(&list, &name).expect("ours")["sets"], 1, "{list}");
+    let errors = list["errors"].as_array().unwrap();
+    for &(what, sets, why) in expect {
+        let e = ns_entry(&list, &g(what)).unwrap_or_else(|| panic!("{what} not listed: {list}"));
+        assert_eq!(e["sets"].as_u64(), sets, "{what}: {e}");
+        match why {
+            None => assert_eq!(e["problem"], Value::Null, "{what}: {e}"),
+            Some(why) => {
+                assert_eq!(e["problem"]["errno"], "EUCLEAN", "{what}: {e}");
+                let msg = e["problem"]["message"].as_str().unwrap();
+                assert!(msg.contains(why), "{what}: {msg}");
+                let line = format!("namespace {}: EUCLEAN: ", g(what));
+                assert!(
+                    errors
+                        .iter()
+                        .any(|x| x["message"].as_str().unwrap().starts_with(&line)),
+                    "{what}: no error {line:?} in {list}"
+                );
+            }
+        }
+    }
+    assert!(
+        ns_entry(&list, &format!("{name} bad!")).is_none(),
+        "not a namespace's name"
+    );
+    let text = run_env(&["ns", "ls"], &[]);
+    assert_eq!(row(&text.stdout, &g("magic"))[1], "-", "{}", text.stdout);
+    assert_eq!(row(&text.stdout, &g("hostile"))[1], "1", "{}", text.stdout);
+    assert!(
+        text.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("shmsem: namespace {}: EUCLEAN: ", g("fifo")))),
+        "{}",
+        text.stderr
+    );
+
+    // Another user cannot read root's 0600 file: EACCES for it, and the
+    // rest as before.
+    if support::is_root() {
+        let list = ns_list_as(Some(65534), &[&name, &g("hostile")]);
+        assert_eq!(ns_entry(&list, &name).expect("ours")["sets"], 1, "{list}");
+        let p = ns_entry(&list, &g("private")).expect("private");
+        assert_eq!(p["sets"], Value::Null, "{p}");
+        assert_eq!(p["problem"]["errno"], "EACCES", "{p}");
+        assert_eq!(p["uid"], 0, "{p}");
+        assert_eq!(p["mode"], 0o600, "{p}");
+    }
+}
+
+/// Exit code of the /dev/shm child when it cannot set up its tmpfs.
+const SKIPPED: i32 = 77;
+
+/// On a full /dev/shm the registry's growth is part of the semget that
+/// needs it: ENOSPC then, and never a SIGBUS, or a set written where no
+/// other process sees it, at a later write. In a private mount namespace
+/// (the machine's /dev/shm is untouched) a 1 MiB tmpfs is mounted on
+/// /dev/shm. Needs CAP_SYS_ADMIN; without it the test says so and checks
+/// nothing.
+#[test]
+fn cli_ns_registry_growth_on_a_full_dev_shm_is_enospc() {
+    let env = TestEnv::new("cli_ns_full", 120);
+    let mut kids = Kids::long();
+    let child = kids.spawn(registry_growth_on_a_full_dev_shm);
+    match kids.wait(child, "the /dev/shm child") {
+        WaitStatus::Exited(_, OK) => {}
+        WaitStatus::Exited(_, SKIPPED) => {
+            eprintln!("cli_ns_full: SKIPPED: cannot unshare the mount namespace (not root?)")
+        }
+        WaitStatus::Exited(_, c) => panic!("the /dev/shm child: {}", support::describe(c)),
+        other => panic!("the /dev/shm child: {other:?}"),
+    }
+    drop(env);
+}
+
+/// Allocates all that is left of /dev/shm to `file`, to the page.
+fn fill_dev_shm(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let st = nix::sys::statvfs::statvfs("/dev/shm").expect("statvfs");
+    let free = st.blocks_available() as i64 * st.fragment_size() as i64;
+    let len = file.metadata().unwrap().len() as i64;
+    let alloc = |off: i64, n: i64| {
+        // SAFETY: fallocate on a descriptor we own, no pointers.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, off, n) } == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        }
+    };
+    if free > 0 {
+        assert_eq!(alloc(len, free), 0, "filling /dev/shm with {free} bytes");
+    }
+    assert_eq!(
+        alloc(len + free, page_size() as i64),
+        libc::ENOSPC,
+        "/dev/shm is full to the page"
+    );
+}
+
+/// Gives one page of `file` (see [`fill_dev_shm`]) back to /dev/shm.
+fn free_one_page(file: &std::fs::File) {
+    let len = file.metadata().unwrap().len();
+    file.set_len(len - page_size() as u64)
+        .expect("truncate the filler");
+}
+
+/// Panics (exit code PANICKED, message on stderr) on a failed check.
+fn registry_growth_on_a_full_dev_shm() -> i32 {
+    use shmsem::layout::IPC_EXCL;
+    use shmsem::Limits;
+    // SAFETY: unshare(CLONE_NEWNS) only changes this (single-threaded,
+    // forked) process's mount namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return SKIPPED;
+    }
+    let none = c"none";
+    // SAFETY: valid NUL-terminated strings; makes every mount of this new
+    // namespace private, so nothing below propagates to the host.
+    let r = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            c"/".as_ptr(),
+            core::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            core::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "make / private: {}", std::io::Error::last_os_error());
+    // SAFETY: valid NUL-terminated strings; mounts a tmpfs over /dev/shm in
+    // this private mount namespace only.
+    let r = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=1m,mode=1777".as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+
+    // One-page sets, so that a page of /dev/shm is a set.
+    let limits = Limits {
+        semmni: 256,
+        queue_slots: 1,
+        proc_slots: 1,
+        ..Limits::default()
+    };
+    let name = format!("full-{}", std::process::id());
+    let ns = Namespace::open_with_limits(&name, limits).unwrap();
+    let reg = support::registry_path(&name);
+    let two_pages = round_to_pages(64 + 64 * 64) as u64;
+    assert_eq!(bytes_used(&reg), two_pages, "a new registry");
+    let key = |i: i32| 0x8600 + i;
+    let mk = |i: i32| ns.semget(key(i), 1, IPC_CREAT | IPC_EXCL | 0o600);
+    let filler = std::fs::File::create("/dev/shm/filler").unwrap();
+
+    // 86 sets (indices 0..85) fit the first two pages (127 entries). With
+    // 86 in use the next takes an index below 86 × 3/2 = 129: the window's
+    // third page is reserved first. On a full /dev/shm, and with one page
+    // free (the registry's, but not the segment's), that semget is ENOSPC
+    // and makes nothing; with two it works. (Were the page not reserved
+    // first, a scan of the window on the full /dev/shm would fault on it:
+    // a SIGBUS, after which this process's writes there would be its own,
+    // and the set at index 127 below one nobody else sees.)
+    for i in 0..86 {
+        mk(i).unwrap_or_else(|e| panic!("set {i}: {e}"));
+    }
+    assert_eq!(bytes_used(&reg), two_pages, "86 sets in two pages");
+    fill_dev_shm(&filler);
+    // Twice: a retry scans the entries the first one would have added.
+    for attempt in 1..=2 {
+        assert_eq!(
+            mk(86),
+            Err(Error::NoSpace),
+            "a full /dev/shm, try {attempt}"
+        );
+    }
+    free_one_page(&filler);
+    assert_eq!(mk(86), Err(Error::NoSpace), "one page free");
+    assert_eq!(ns.semget(key(86), 0, 0), Err(Error::NotFound));
+    free_one_page(&filler);
+    mk(86).expect("two pages free: the registry's and the segment's");
+    let three_pages = bytes_used(&reg);
+    assert!(three_pages > two_pages, "the registry grew: {three_pages}");
+
+    // Up to index 126, then full again: the set at index 127, in the third
+    // page, needs only its segment's page (the registry's was reserved).
+    filler.set_len(0).unwrap();
+    for i in 87..127 {
+        mk(i).unwrap_or_else(|e| panic!("set {i}: {e}"));
+    }
+    fill_dev_shm(&filler);
+    assert_eq!(mk(127), Err(Error::NoSpace), "a full /dev/shm, again");
+    free_one_page(&filler);
+    let id = mk(127).expect("one page free: the segment's");
+    assert_eq!(id & 0x7fff, 127, "the index in the third page");
+    assert_eq!(bytes_used(&reg), three_pages);
+
+    // Other processes (run afresh: nothing of this one's memory) see all
+    // 128 sets, the last one included.
+    let list = ns_list(&[&name]);
+    assert_eq!(
+        ns_entry(&list, &name).expect("listed")["sets"],
+        128,
+        "{list}"
+    );
+    let r = run_env(
+        &[
+            "--namespace",
+            &name,
+            "stat",
+            "--key",
+            &key(127).to_string(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "stat of the last set: {}", r.stderr);
+    let stat: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(stat["id"], id, "{stat}");
+
+    drop(filler);
+    std::fs::remove_file("/dev/shm/filler").unwrap();
+    ns.remove_namespace(true).expect("remove the namespace");
+    let left: Vec<_> = std::fs::read_dir("/dev/shm").unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in the private /dev/shm: {left:?}");
+    OK
 }

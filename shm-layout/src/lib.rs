@@ -89,8 +89,11 @@ pub use loom::sync::atomic::{
 };
 
 /// Version of this layout. Openers refuse any other value (and 0, which
-/// means "still being initialised").
-pub const LAYOUT_VERSION: u32 = 6;
+/// means "still being initialised"). 6: a queue slot can be WITHDRAWN by
+/// its sleeper, the intent record has a serial over its application. 7: the
+/// registry reserves its pages as entries are needed
+/// ([`RegistryHeader::reserved`]).
+pub const LAYOUT_VERSION: u32 = 7;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -275,8 +278,11 @@ pub struct RegistryHeader {
     pub used_sets: AtomicU32,
     /// Semaphores in use.
     pub used_sems: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
+    /// Entries `[0, reserved)` lie in pages reserved with `fallocate`, so
+    /// that writing them can never fault for want of space; nobody reads or
+    /// writes an entry at or past it (the file is sparse there). Only
+    /// grows, under the registry lock, after the pages are reserved.
+    pub reserved: AtomicU32,
     /// Total size of the segment in bytes.
     pub size: AtomicU64,
 }
@@ -548,6 +554,29 @@ pub struct RegistryEntryLayout {
 
 /// Offset of entry 0 in the registry.
 pub const REGISTRY_ENTRIES_OFF: usize = 64;
+
+/// The bytes at the start of a registry that hold its header and entries
+/// `[0, entries)`, in whole 4 KiB pages: what must be reserved before those
+/// entries are used.
+pub const fn registry_bytes_for(entries: u32) -> usize {
+    align_up(
+        REGISTRY_ENTRIES_OFF + entries as usize * core::mem::size_of::<RegistryEntryLayout>(),
+        4096,
+    )
+}
+
+/// The entries that `bytes` reserved bytes at the start of a registry hold.
+pub const fn registry_entries_in(bytes: usize) -> u32 {
+    if bytes <= REGISTRY_ENTRIES_OFF {
+        return 0;
+    }
+    ((bytes - REGISTRY_ENTRIES_OFF) / core::mem::size_of::<RegistryEntryLayout>()) as u32
+}
+
+/// The kernel's smallest index cycle (`ipc_min_cycle`, RADIX_TREE_MAP_SIZE):
+/// new sets take indices below `max(sets in use * 3 / 2, IPC_MIN_CYCLE)`
+/// (at most SEMMNI), cyclically.
+pub const IPC_MIN_CYCLE: u32 = 64;
 
 // What the encodings assume of the ceilings (they hold in every build).
 const _: () = {

@@ -124,6 +124,9 @@ enum Cmd {
         #[arg(long, short = 'a')]
         all_namespaces: bool,
     },
+    /// Namespaces: list those in /dev/shm, remove one.
+    #[command(visible_alias = "namespace", subcommand)]
+    Ns(NsCmd),
     /// Show a set again and again (as `stat`), for debugging a stuck system.
     ///
     /// With --json, one JSON document per line and frame.
@@ -136,6 +139,36 @@ enum Cmd {
         /// Stop after this many frames.
         #[arg(long, short = 'c')]
         count: Option<u64>,
+    },
+}
+
+/// `shmsem ns ...`.
+#[derive(Subcommand)]
+enum NsCmd {
+    /// List every namespace in /dev/shm.
+    ///
+    /// Per namespace: its live sets, the bytes its registry takes in
+    /// /dev/shm (st_blocks × 512), the set segment files named after it and
+    /// their bytes, the registry's owner and mode. Reads the files without
+    /// opening, locking or changing any namespace; a file that cannot be
+    /// read (another user's, garbage, another layout version) is listed
+    /// with `-` and reported on stderr (status 1).
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove a namespace: its registry (and crash leftovers, as gc).
+    ///
+    /// Refused (ENOTEMPTY) while sets remain, unless --force: then every
+    /// set is removed first, as by IPC_RMID (its sleepers get EIDRM), which
+    /// needs the right to remove each one. A process that still has the
+    /// namespace open gets EIDRM from its next semget or IPC_RMID in it;
+    /// opening the name again makes a fresh namespace.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// The namespace's name.
+        name: String,
+        /// Remove its sets too.
+        #[arg(long, short = 'f')]
+        force: bool,
     },
 }
 
@@ -265,6 +298,8 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Res<()> {
             timeout,
         } => op(cli, *id, ops, *undo, *nowait, *timeout),
         Cmd::Gc { all_namespaces } => gc(cli, *all_namespaces, out),
+        Cmd::Ns(NsCmd::Ls) => ns_ls(cli, out),
+        Cmd::Ns(NsCmd::Rm { name, force }) => ns_rm(cli, name, *force, out),
         Cmd::Watch {
             target,
             interval,
@@ -539,6 +574,70 @@ fn gc(cli: &Cli, all: bool, out: &mut dyn Write) -> Res<()> {
         || show::gc_human(&done),
     )?;
     partial(bad)
+}
+
+/// `ns ls`: the survey; each namespace that could not be read is also a
+/// line on stderr.
+fn ns_ls(cli: &Cli, out: &mut dyn Write) -> Res<()> {
+    let found = Namespace::survey();
+    let bad: Vec<Failure> = found
+        .iter()
+        .filter_map(|n| {
+            let (err, why) = n.problem.as_ref()?;
+            Some(Failure::new(format!("namespace {}", n.name), *err).detail(why.clone()))
+        })
+        .collect();
+    print(
+        out,
+        cli.json,
+        || {
+            let mut j = show::namespaces_json(&found);
+            j["errors"] = failures_json(&bad);
+            j
+        },
+        || show::namespaces_human(&found),
+    )?;
+    partial(bad)
+}
+
+/// `ns rm NAME [--force]`.
+fn ns_rm(cli: &Cli, name: &str, force: bool, out: &mut dyn Write) -> Res<()> {
+    let ns = existing(name).map_err(|f| match f.err {
+        // Without a registry it can read, the command cannot take its
+        // lock or know its sets: a person decides.
+        Error::Corrupt => f.detail(format!(
+            "not a registry this shmsem can read (see `shmsem ns ls`); \
+             if no process uses it, remove /dev/shm/shmsem.{name} and its sets' files by hand"
+        )),
+        _ => f,
+    })?;
+    let what = format!("namespace {name}");
+    let r = ns.remove_namespace(force).map_err(|e| {
+        let f = Failure::new(what.clone(), e);
+        match e {
+            Error::Os(libc::ENOTEMPTY) => {
+                let n = sets_of(&ns, &mut Vec::new()).len();
+                f.detail(if n == 1 {
+                    "1 set remains (remove it with `shmsem rm`, or use --force)".to_string()
+                } else {
+                    format!("{n} sets remain (remove them with `shmsem rm`, or use --force)")
+                })
+            }
+            Error::NotPermitted => f.detail(
+                "only the registry's owner or root may remove a namespace, \
+                 and --force needs the right to IPC_RMID every set",
+            ),
+            Error::PermissionDenied => f.detail("a set of it is one this process cannot open"),
+            Error::Removed => f.detail("the namespace was removed meanwhile"),
+            _ => f,
+        }
+    })?;
+    print(
+        out,
+        cli.json,
+        || show::removal_json(name, &r),
+        || show::removal_human(name, &r),
+    )
 }
 
 fn watch(cli: &Cli, t: &Target, interval: u64, count: Option<u64>, out: &mut dyn Write) -> Res<()> {

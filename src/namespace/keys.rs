@@ -3,8 +3,17 @@
 //! key, and a copy of the set's ownership, mode and times), changed under
 //! the registry's lock; and gc, which cleans the registry and the sets up
 //! after crashes.
+//!
+//! The registry lock is taken only through the namespace's presence
+//! descriptor, which is checked to be of the very file this process mapped
+//! (see [`crate::liveness::Presence`]), and after it is taken the file must
+//! still have its name (a link count above 0): a namespace removed by `shmsem ns rm`
+//! (its registry unlinked under the lock) is EIDRM for every process that
+//! still has it mapped, at its next call that needs the lock. Such a
+//! process can therefore never create a set in a registry nobody else can
+//! find; `Namespace::open` of the name afterwards gives a fresh namespace.
 
-use crate::set::{SetView, Sweep};
+use crate::set::{Guard, SetView, Sweep};
 use crate::shm::{self, Mapping};
 use crate::sync::{self, AtomicU64, Ordering};
 use crate::sysv::SetId;
@@ -47,6 +56,17 @@ pub(super) struct RegLock<'a> {
     _g: std::sync::MutexGuard<'a, ()>,
 }
 
+impl RegLock<'_> {
+    /// Runs `f` with this process's descriptor of the registry, the one
+    /// the lock is held through (see [`crate::liveness::Presence`]).
+    pub(super) fn with_fd<T>(
+        &self,
+        f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.ns.presence.checked(f)
+    }
+}
+
 impl Drop for RegLock<'_> {
     fn drop(&mut self) {
         // Through the descriptor the lock was taken with (if the program
@@ -63,19 +83,50 @@ impl Namespace {
     /// on the registry's lock byte (which the kernel frees if we die),
     /// through this process's own descriptor of the registry (a forked
     /// child gets its own at once: OFD locks of one open file description
-    /// do not exclude each other).
+    /// do not exclude each other). `Removed` (EIDRM) if the namespace was
+    /// removed: the registry this process mapped has lost its name (see
+    /// the module's notes).
     pub(super) fn lock_registry(&self) -> Result<RegLock<'_>> {
+        // SYNC: Relaxed: our own flag, set by this process's `mark_removed`.
+        if self.removed.load(Ordering::Relaxed) {
+            return Err(Error::Removed);
+        }
         let g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.presence
-            .checked(|fd| shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE))
-            .map_err(|e| match e {
-                // The registry's name is gone (destroyed under us): the
-                // namespace is unusable.
-                Error::Removed => Error::Corrupt,
-                // EMFILE, ENFILE, ...: as themselves.
-                e => e,
-            })?;
-        Ok(RegLock { ns: self, _g: g })
+        // Whether `checked` got as far as a descriptor of the mapped
+        // registry: an error before that is its name gone (`Removed`) or
+        // naming another file (`Corrupt`), both the namespace removed.
+        let mut reached = false;
+        let linked = self.presence.checked(|fd| {
+            reached = true;
+            shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE)?;
+            // Removed while we waited, or since we last held it: the
+            // remover unlinks the name while it holds the lock, so a link
+            // count read under the lock is the truth.
+            match rustix::fs::fstat(fd) {
+                Ok(st) if st.st_nlink > 0 => Ok(true),
+                Ok(_) => {
+                    shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
+                    Ok(false)
+                }
+                Err(e) => {
+                    shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
+                    Err(e.into())
+                }
+            }
+        });
+        match linked {
+            Ok(true) => Ok(RegLock { ns: self, _g: g }),
+            Ok(false) => Err(self.removed_now()),
+            Err(Error::Removed | Error::Corrupt) if !reached => Err(self.removed_now()),
+            // EMFILE, ENFILE, ...: as themselves.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records that the namespace was removed; the error to return.
+    fn removed_now(&self) -> Error {
+        self.mark_removed();
+        Error::Removed
     }
 
     /// `semget(2)`.
@@ -83,7 +134,7 @@ impl Namespace {
         if nsems < 0 || nsems as u32 > self.limits.semmsl {
             return Err(Error::Invalid);
         }
-        let _l = self.lock_registry()?;
+        let l = self.lock_registry()?;
         self.clean_creating();
         if key != IPC_PRIVATE {
             let found = self.find_key(key).filter(|&idx| !self.free_if_zombie(idx));
@@ -91,7 +142,7 @@ impl Namespace {
                 if semflg & IPC_CREAT != 0 && semflg & IPC_EXCL != 0 {
                     return Err(Error::Exists);
                 }
-                let e = &self.entries()[idx as usize];
+                let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
                 if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
                     return Err(Error::Invalid);
                 }
@@ -110,7 +161,7 @@ impl Namespace {
                 return Err(Error::NotFound);
             }
         }
-        self.create(key, nsems as u32, (semflg & 0o777) as u32)
+        self.create(&l, key, nsems as u32, (semflg & 0o777) as u32)
     }
 
     /// The index of the live set with key `key`.
@@ -131,7 +182,9 @@ impl Namespace {
         if !matches!(self.lookup_slow(idx, None), Err(Error::Invalid)) {
             return false;
         }
-        let e = &self.entries()[idx as usize];
+        let Some(e) = self.entries().get(idx as usize) else {
+            return false;
+        };
         let Some(seq) = live_seq(e) else {
             return false;
         };
@@ -157,7 +210,7 @@ impl Namespace {
     }
 
     /// Creates a set: an index, its segment, then its entry goes LIVE.
-    fn create(&self, key: i32, nsems: u32, mode: u32) -> Result<i32> {
+    fn create(&self, l: &RegLock<'_>, key: i32, nsems: u32, mode: u32) -> Result<i32> {
         if nsems == 0 {
             return Err(Error::Invalid);
         }
@@ -168,8 +221,11 @@ impl Namespace {
         if h.used_sets.load(Ordering::Relaxed) >= self.limits.semmni {
             return Err(Error::NoSpace);
         }
-        let id = self.free_index()?;
-        let e = &self.entries()[id.index as usize];
+        let id = self.free_index(l)?;
+        let e = self
+            .entries()
+            .get(id.index as usize)
+            .ok_or(Error::Corrupt)?;
         // SYNC: Release pairs with the Acquire load in `clean_creating`.
         e.state_seq.store(
             EntryState::new(id.seq, ENTRY_CREATING).raw(),
@@ -193,32 +249,35 @@ impl Namespace {
         Ok(id.raw())
     }
 
-    /// The next free index, allocated cyclically from `next_idx`, and its
-    /// sequence number, which advances each time the allocation wraps.
-    fn free_index(&self) -> Result<SetId> {
+    /// The next free index and its sequence number, as the kernel's
+    /// `ipc_idr_alloc`: cyclically from `next_idx` within the first
+    /// `max(in use × 3/2, 64)` indices (at most SEMMNI), the sequence
+    /// advancing when the allocation wraps (an index below `next_idx`).
+    /// The caller holds the registry lock, `l`; the window's pages are
+    /// reserved first (ENOSPC on a full /dev/shm).
+    fn free_index(&self, l: &RegLock<'_>) -> Result<SetId> {
         let h = self.header();
         let n = self.limits.semmni;
-        let start = h.next_idx.load(Ordering::Relaxed) % n;
-        let mut seq = h.seq.load(Ordering::Relaxed) % (IPC_SEQ_MAX + 1);
-        for k in 0..n {
-            let idx = start + k;
-            let idx = if idx >= n {
-                if idx == n {
-                    seq = (seq + 1) % (IPC_SEQ_MAX + 1);
-                }
-                idx - n
-            } else {
-                idx
-            };
-            // SYNC: Acquire pairs with the Release stores that free an
-            // entry (`free_entry`, `clean_creating`).
-            if EntryState::from_raw(
-                self.entries()[idx as usize]
-                    .state_seq
-                    .load(Ordering::Acquire),
-            )
-            .is_free()
-            {
+        // SYNC: Acquire pairs with the Release stores that free an entry
+        // (`free_entry`, `clean_creating`).
+        let is_free =
+            |e: &RegistryEntry| EntryState::from_raw(e.state_seq.load(Ordering::Acquire)).is_free();
+        // Counted, not `used_sets` (a counter anyone may scribble on): a
+        // window too small for the sets in it would be a false ENOSPC.
+        let in_use = self.entries().iter().filter(|e| !is_free(e)).count() as u32;
+        let window = (in_use.saturating_mul(3) / 2).max(IPC_MIN_CYCLE).min(n);
+        self.reserve_entries(l, window)?;
+        let entries = self.entries();
+        let window = window.min(entries.len() as u32);
+        let next = h.next_idx.load(Ordering::Relaxed) % n;
+        let seq = h.seq.load(Ordering::Relaxed) % (IPC_SEQ_MAX + 1);
+        for idx in (next..window).chain(0..next.min(window)) {
+            if is_free(&entries[idx as usize]) {
+                let seq = if idx < next {
+                    (seq + 1) % (IPC_SEQ_MAX + 1)
+                } else {
+                    seq
+                };
                 return Ok(SetId::new(idx, seq));
             }
         }
@@ -264,8 +323,14 @@ impl Namespace {
         // lock holding the registry's: semget's reads of a set never wait.
         let me = self.me(h)?;
         let host = self.host(h);
-        let mut g = h.view.lock(&me, &host);
+        let g = h.view.lock(&me, &host);
         let _l = self.lock_registry()?;
+        self.remove_locked(h, g)
+    }
+
+    /// [`Namespace::remove`], the caller holding the set's lock (`g`) and
+    /// then the registry's.
+    pub(super) fn remove_locked(&self, h: &SetHandle, mut g: Guard<'_, '_>) -> Result<()> {
         // SYNC: Acquire pairs with the Release store of `removed` (INTENT_RMID
         // in `SetView::redo`).
         if h.view.hdr.removed.load(Ordering::Acquire) != 0 {
@@ -305,7 +370,8 @@ impl Namespace {
 
     /// The registry entry of a mapped set.
     pub(super) fn entry_of(&self, h: &SetHandle) -> &RegistryEntry {
-        &self.entries()[h.idx as usize]
+        // A mapped set's index was found reserved, and stays so.
+        &self.slots()[h.idx as usize]
     }
 
     /// Copies the set's ctime to the registry (call under the set's lock).
@@ -357,16 +423,10 @@ impl Namespace {
         let mut r = GcReport::default();
         let live: Vec<u32> = {
             let _l = self.lock_registry()?;
-            self.clean_creating();
-            for idx in 0..self.limits.semmni {
-                if live_seq(&self.entries()[idx as usize]).is_some() && self.free_if_zombie(idx) {
-                    r.stale_entries += 1;
-                }
-            }
-            r.orphan_segments = self.unlink_orphans();
-            (0..self.limits.semmni)
-                .filter(|&idx| live_seq(&self.entries()[idx as usize]).is_some())
-                .collect()
+            let (stale, orphans) = self.clean_up_locked();
+            r.stale_entries = stale;
+            r.orphan_segments = orphans;
+            self.live_indices()
         };
         for idx in live {
             // A set this process cannot map is left to those who can.
@@ -379,13 +439,37 @@ impl Namespace {
         Ok(r)
     }
 
+    /// Crash leftovers, the caller holding the registry lock: entries left
+    /// CREATING, LIVE entries of sets that are gone, segment files no entry
+    /// names. Returns (stale entries freed, orphan segments unlinked).
+    pub(super) fn clean_up_locked(&self) -> (usize, usize) {
+        self.clean_creating();
+        let stale = self
+            .live_indices()
+            .into_iter()
+            .filter(|&idx| self.free_if_zombie(idx))
+            .count();
+        (stale, self.unlink_orphans())
+    }
+
+    /// The indices of the LIVE entries.
+    pub(super) fn live_indices(&self) -> Vec<u32> {
+        self.entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| live_seq(e).is_some())
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
     /// Unlinks this namespace's set segments that no LIVE entry names (the
     /// caller holds the registry lock); returns how many.
     fn unlink_orphans(&self) -> usize {
-        let named: std::collections::HashSet<String> = (0..self.limits.semmni)
-            .filter_map(|idx| {
-                live_seq(&self.entries()[idx as usize]).map(|seq| set_name(&self.name, idx, seq))
-            })
+        let named: std::collections::HashSet<String> = self
+            .entries()
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, e)| live_seq(e).map(|seq| set_name(&self.name, idx as u32, seq)))
             .collect();
         let prefix = format!("/shmsem.{}.", self.name);
         let mut n = 0;

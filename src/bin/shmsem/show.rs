@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use shmsem::sysv::{Sembuf, SemidDs, IPC_NOWAIT, SEM_UNDO};
-use shmsem::{GcReport, PendingOp, ProcessReport, SetReport};
+use shmsem::{GcReport, NamespaceInfo, NamespaceRemoval, PendingOp, ProcessReport, SetReport};
 
 /// The name of an errno (`EAGAIN`), or `errno N` for an unknown one.
 pub fn errno_name(e: i32) -> String {
@@ -525,4 +525,73 @@ pub fn gc_json(done: &[(String, GcReport)], all: bool) -> Value {
     } else {
         one(&done[0])
     }
+}
+
+/// `ns ls`: one line per namespace; `-` for what could not be read.
+pub fn namespaces_human(found: &[NamespaceInfo]) -> String {
+    let head = [
+        "namespace",
+        "sets",
+        "registry",
+        "segments",
+        "seg_bytes",
+        "owner",
+        "perms",
+    ];
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.sets.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                n.bytes.to_string(),
+                n.segments.to_string(),
+                n.segment_bytes.to_string(),
+                user(n.uid),
+                format!("{:o}", n.mode),
+            ]
+        })
+        .collect();
+    table(&head, &rows, "")
+}
+
+pub fn namespaces_json(found: &[NamespaceInfo]) -> Value {
+    let one = |n: &NamespaceInfo| {
+        json!({
+            "namespace": n.name,
+            "sets": n.sets,
+            "registry_bytes": n.bytes,
+            "registry_size": n.size,
+            "segments": n.segments,
+            "segment_bytes": n.segment_bytes,
+            "uid": n.uid,
+            "owner": user(n.uid),
+            "mode": n.mode,
+            "problem": n.problem.as_ref().map(|(e, why)| json!({
+                "errno": errno_name(e.errno()),
+                "message": why,
+            })),
+        })
+    };
+    json!({ "namespaces": found.iter().map(one).collect::<Vec<_>>() })
+}
+
+/// `ns rm`: what was removed.
+pub fn removal_human(name: &str, r: &NamespaceRemoval) -> String {
+    format!(
+        "namespace {name} removed; {} removed (sleepers get EIDRM); {} and {} removed\n",
+        plural(r.sets_removed, "set", "sets"),
+        plural(r.stale_entries, "stale entry", "stale entries"),
+        plural(r.orphan_segments, "orphan segment", "orphan segments"),
+    )
+}
+
+pub fn removal_json(name: &str, r: &NamespaceRemoval) -> Value {
+    json!({
+        "namespace": name,
+        "removed": true,
+        "sets_removed": r.sets_removed,
+        "stale_entries": r.stale_entries,
+        "orphan_segments": r.orphan_segments,
+    })
 }
