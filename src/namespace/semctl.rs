@@ -13,7 +13,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{allows, file_mode, ALTER, READ};
-use super::{live_seq, Namespace};
+use super::{live_seq, reclaim, Namespace};
 
 impl Namespace {
     /// `semctl(2)`. Returns what the kernel's call returns on success.
@@ -66,7 +66,8 @@ impl Namespace {
     /// which checks again and gives the kernel's error.
     #[inline]
     fn getval_fast(&self, semid: i32, semnum: i32) -> Option<i32> {
-        let Found::Mapped(h) = self.find(semid).ok()? else {
+        let mut pin = reclaim::pin();
+        let Found::Mapped(h) = self.find(&mut pin, semid).ok()? else {
             return None;
         };
         if semnum < 0 || semnum as usize >= h.view.nsems() {
@@ -122,8 +123,9 @@ impl Namespace {
     /// IPC_STAT (by id; returns 0), SEM_STAT and SEM_STAT_ANY (by index;
     /// return the id). SEM_STAT_ANY needs no permission.
     fn semctl_stat(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
+        let mut pin = reclaim::pin();
         let h = if cmd == IPC_STAT {
-            match self.find(semid)? {
+            match self.find(&mut pin, semid)? {
                 Found::Mapped(h) => h,
                 Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
             }
@@ -132,7 +134,7 @@ impl Namespace {
             if idx >= self.limits.semmni {
                 return Err(Error::Invalid);
             }
-            match self.lookup_slow(idx, None)? {
+            match self.lookup_slow(&mut pin, idx, None)? {
                 Found::Mapped(h) => h,
                 Found::Unmappable => return self.semctl_denied(idx, None, semnum, cmd, arg),
             }
@@ -187,7 +189,8 @@ impl Namespace {
     /// GETALL, GETVAL, GETPID, GETNCNT, GETZCNT and SETALL: the lookup,
     /// then read permission (write for SETALL), then the command.
     fn semctl_main(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
-        let h = match self.find(semid)? {
+        let mut pin = reclaim::pin();
+        let h = match self.find(&mut pin, semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
         };
@@ -271,7 +274,8 @@ impl Namespace {
         if !(0..=SEMVMX).contains(&val) {
             return Err(Error::OutOfRange);
         }
-        let h = match self.find(semid)? {
+        let mut pin = reclaim::pin();
+        let h = match self.find(&mut pin, semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, SETVAL, arg),
         };
@@ -294,7 +298,8 @@ impl Namespace {
         if cmd == IPC_SET && !matches!(arg, SemctlArg::Set(_)) {
             return Err(Error::BadAddress);
         }
-        let h = match self.find(semid)? {
+        let mut pin = reclaim::pin();
+        let h = match self.find(&mut pin, semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
         };
@@ -302,7 +307,10 @@ impl Namespace {
             return Err(Error::NotPermitted);
         }
         if cmd == IPC_RMID {
+            let idx = h.idx;
             self.remove(h)?;
+            // The remover unmaps it at once if no other thread uses it.
+            self.forget_removed(&mut pin, idx);
             return Ok(0);
         }
         let SemctlArg::Set(ds) = arg else {

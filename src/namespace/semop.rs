@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 use super::cache::{Found, SetHandle};
 use super::perm::allows;
-use super::Namespace;
+use super::{reclaim, Namespace};
 
 /// What the operation ([`crate::set::op::semtimedop`]) needs of this
 /// layer, for one call on `h`.
@@ -63,11 +63,18 @@ impl Namespace {
                 return Err(Error::Invalid);
             }
         }
-        let h = match self.find(semid)? {
+        let mut pin = reclaim::pin();
+        let h = match self.find(&mut pin, semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semop_denied(semid, sops),
         };
-        crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h })
+        let r = crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h });
+        if let Err(Error::Removed) = r {
+            // EIDRM: the set is gone, and this call (perhaps the last to
+            // sleep in it) needs it no more.
+            self.forget_removed(&mut pin, SetId::from_raw(semid).index);
+        }
+        r
     }
 
     /// The checks semtimedop makes on the number of operations before it

@@ -6,6 +6,7 @@ use crate::{Error, Result};
 
 use super::cache::{Found, SetHandle};
 use super::perm::READ;
+use super::reclaim::{self, Pin};
 use super::Namespace;
 
 impl Namespace {
@@ -13,7 +14,8 @@ impl Namespace {
     /// queue, the processes in its table and their adjustments (see
     /// [`SetReport`]). Needs read permission.
     pub fn report(&self, semid: i32) -> Result<SetReport> {
-        let h = self.mapped(semid)?;
+        let mut pin = reclaim::pin();
+        let h = self.mapped(&mut pin, semid)?;
         self.require(h, READ)?;
         self.locked(h, |g, me, host| g.report(me, host))
     }
@@ -21,14 +23,15 @@ impl Namespace {
     /// Sweeps set `semid` now: every dead process in its table is reaped
     /// (its undo applied, its queue slots and entry freed), idle ones too.
     pub fn sweep(&self, semid: i32) -> Result<()> {
-        let h = self.mapped(semid)?;
+        let mut pin = reclaim::pin();
+        let h = self.mapped(&mut pin, semid)?;
         self.locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
     }
 
     /// Set `semid`, which these calls need mapped: one this process cannot
     /// map is EACCES (its mode grants our class nothing).
-    fn mapped(&self, semid: i32) -> Result<&SetHandle> {
-        match self.find(semid)? {
+    fn mapped<'a>(&'a self, pin: &'a mut Pin<'_>, semid: i32) -> Result<&'a SetHandle> {
+        match self.find(pin, semid)? {
             Found::Mapped(h) => Ok(h),
             Found::Unmappable => Err(Error::PermissionDenied),
         }

@@ -21,7 +21,8 @@
 //! `AtomicI8`..`AtomicI64`, `AtomicIsize`, `AtomicU8`..`AtomicU64`,
 //! `AtomicUsize`, `AtomicPtr`), `monotonic_ns`, `realtime_secs`,
 //! `futex_wait`, `futex_wake`, `spin_hint`, `current_cpu`, `online_cpus`,
-//! `lone_thread`. Under loom only the engine and the set are built, so the
+//! `lone_thread`, `Mutex` (and `MutexGuard`), and the asymmetric fence pair `light_fence` /
+//! `heavy_fence` (with `register_heavy_fence`). Under loom only the engine and the set are built, so the
 //! items only the registry, liveness and shm modules use go unused there.
 //!
 //! No other module issues a futex system call or names a `core`/`std`
@@ -140,6 +141,50 @@ mod primitive {
     /// A spin-wait hint.
     pub fn spin_hint() {
         core::hint::spin_loop();
+    }
+
+    /// A process-local mutex and its guard (std's).
+    pub use std::sync::{Mutex, MutexGuard};
+
+    /// The light half of an asymmetric fence pair: a compiler fence only.
+    /// Together with a [`heavy_fence`] on another thread it orders as a
+    /// SeqCst fence on both sides would: `membarrier(2)` makes every running
+    /// thread of the process execute a full barrier before it returns, and a
+    /// thread not running passed one when it was switched out, so each
+    /// thread's program is split at some point into what the heavy side's
+    /// later reads see and what sees the heavy side's earlier writes. The
+    /// compiler fence keeps the compiler from moving accesses across the
+    /// point the hardware would. Valid only after [`register_heavy_fence`]
+    /// returned true in this process.
+    #[inline(always)]
+    pub fn light_fence() {
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+
+    /// Registers this process for [`heavy_fence`]
+    /// (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`); false if the kernel has
+    /// no private expedited membarrier (before Linux 4.14, or a seccomp
+    /// filter refuses it): then no thread may rely on [`light_fence`].
+    pub fn register_heavy_fence() -> bool {
+        use rustix::thread::{membarrier, membarrier_query, MembarrierCommand as C};
+        membarrier_query().contains_command(C::PrivateExpedited)
+            && membarrier(C::RegisterPrivateExpedited).is_ok()
+    }
+
+    /// The heavy half (see [`light_fence`]):
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, a few microseconds.
+    /// False if it failed (then nothing may be concluded from it). A process
+    /// that is not registered (EPERM: after an exec, or a fork on a kernel
+    /// that does not pass the registration on) registers and tries again.
+    pub fn heavy_fence() -> bool {
+        use rustix::thread::{membarrier, MembarrierCommand as C};
+        match membarrier(C::PrivateExpedited) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::PERM) => {
+                register_heavy_fence() && membarrier(C::PrivateExpedited).is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     /// The CPU this thread runs on now.
@@ -294,6 +339,24 @@ mod primitive {
     /// Spinning is a yield under loom.
     pub fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// Loom's mutex and its guard.
+    pub use loom::sync::{Mutex, MutexGuard};
+
+    /// What the pair [`light_fence`] / [`heavy_fence`] guarantees in
+    /// production (a SeqCst fence on each side), as loom models it.
+    pub fn light_fence() {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+    }
+    /// Nothing to register under loom.
+    pub fn register_heavy_fence() -> bool {
+        true
+    }
+    /// The heavy side: a SeqCst fence (see [`light_fence`]).
+    pub fn heavy_fence() -> bool {
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        true
     }
     /// Loom models one processor: sleepers never spin.
     pub fn current_cpu() -> u32 {
