@@ -352,10 +352,11 @@ impl Namespace {
                 continue;
             }
             // A set this process cannot map stays; its name goes below.
-            let mut pin = reclaim::pin();
-            if let Ok(cache::Found::Mapped(h)) = self.lookup_slow(&mut pin, idx, None) {
-                if self.remove(h).is_ok() {
-                    self.forget_removed(&mut pin, idx);
+            if let Ok(cache::Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) {
+                let removed = self.remove(&h).is_ok();
+                h.end();
+                if removed {
+                    self.forget_removed(idx);
                 }
             }
         }

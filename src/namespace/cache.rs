@@ -9,7 +9,7 @@ use crate::sysv::SetId;
 use crate::{Error, Result};
 use shm_layout::RegistryEntry;
 
-use super::reclaim::Pin;
+use super::reclaim::{Held, Pin};
 use super::{live_seq, set_name, Namespace};
 
 /// A set mapped into this process.
@@ -40,8 +40,9 @@ impl SetHandle {
 /// What a lookup found: a live set, mapped here, or one this process may
 /// not map.
 pub(super) enum Found<'a> {
-    /// The set, mapped into this process.
-    Mapped(&'a SetHandle),
+    /// The set, mapped into this process, and the call's pin that keeps it
+    /// mapped until this is dropped (see [`reclaim`](super::reclaim)).
+    Mapped(Held<'a, SetHandle>),
     /// A live set whose segment the OS will not open for this process (the
     /// set's mode grants its class nothing; README difference 8): only the
     /// registry's copy can answer for it (see [`Namespace::meta_locked`]).
@@ -49,11 +50,10 @@ pub(super) enum Found<'a> {
 }
 
 impl Namespace {
-    /// The set `id` names: EINVAL for an unknown or stale id. The handle
-    /// stays mapped while `pin` protects it (until its next lookup or its
-    /// drop: the borrow says so).
+    /// The set `id` names: EINVAL for an unknown or stale id. `pin` is
+    /// the call's ([`reclaim::pin`](super::reclaim::pin)).
     #[inline]
-    pub(super) fn find<'a>(&'a self, pin: &'a mut Pin<'_>, id: i32) -> Result<Found<'a>> {
+    pub(super) fn find<'a>(&'a self, pin: Pin<'a>, id: i32) -> Result<Found<'a>> {
         if id < 0 {
             return Err(Error::Invalid);
         }
@@ -63,13 +63,13 @@ impl Namespace {
         // installed it (`Domain::install`, from `Namespace::lookup_slow`).
         let p = pin.protect(cell);
         if !p.is_null() {
-            // SAFETY: `pin` protects it (see `reclaim`), and the returned
-            // borrow of `pin` ends before anything else can replace that.
+            // SAFETY: `pin` protects it (see `reclaim`).
             let h = unsafe { &*p };
             // SYNC: Acquire pairs with the Release store of `removed` by
             // IPC_RMID (INTENT_RMID in `SetView::redo`).
             if h.seq == seq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
-                return Ok(Found::Mapped(h));
+                // SAFETY: as above.
+                return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
         }
         self.lookup_slow(pin, idx, Some(seq))
@@ -81,7 +81,7 @@ impl Namespace {
     #[cold]
     pub(super) fn lookup_slow<'a>(
         &'a self,
-        pin: &'a mut Pin<'_>,
+        pin: Pin<'a>,
         idx: u32,
         seq: Option<u32>,
     ) -> Result<Found<'a>> {
@@ -91,7 +91,8 @@ impl Namespace {
         let mut cur = pin.protect(cell);
         // SAFETY: as in find. SYNC: as in `Namespace::find`.
         if !cur.is_null() && unsafe { &*cur }.view.hdr.removed.load(Ordering::Acquire) != 0 {
-            self.forget_removed(pin, idx);
+            pin.release();
+            self.forget_removed(idx);
             cur = pin.protect(cell);
         }
         let eseq = live_seq(e).ok_or(Error::Invalid)?;
@@ -103,7 +104,8 @@ impl Namespace {
             let h = unsafe { &*cur };
             // SYNC: as in `Namespace::find`.
             if h.seq == eseq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
-                return Ok(Found::Mapped(h));
+                // SAFETY: as in find.
+                return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
         }
         // About to map one: first unmap what other processes removed.
@@ -112,9 +114,9 @@ impl Namespace {
             Some(h) => Box::new(h),
             None => return Ok(Found::Unmappable),
         };
-        match self.sets.install(pin, cell, cur, h) {
-            // SAFETY: just installed, and held by `pin`.
-            Ok(h) => Ok(Found::Mapped(unsafe { &*h })),
+        match self.sets.install(&pin, cell, cur, h) {
+            // SAFETY: just installed in the cell `pin` announces.
+            Ok(h) => Ok(Found::Mapped(unsafe { Held::new(pin, h) })),
             // Another thread installed one first: use it.
             Err(h) => {
                 drop(h);

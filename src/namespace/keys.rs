@@ -98,9 +98,8 @@ impl Namespace {
                 if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
                     return Err(Error::Invalid);
                 }
-                let mut pin = reclaim::pin();
-                let perm = match self.lookup_slow(&mut pin, idx, None)? {
-                    Found::Mapped(h) => self.perm(h)?,
+                let perm = match self.lookup_slow(reclaim::pin(), idx, None)? {
+                    Found::Mapped(h) => self.perm(&h)?,
                     // Not ours to open: the registry's copy decides, as
                     // the kernel lets any class through with no flags.
                     Found::Unmappable => self.meta_locked(idx, None)?.perm,
@@ -133,7 +132,7 @@ impl Namespace {
         // gives another error, an inaccessible one Unmappable: both are
         // left alone).
         if !matches!(
-            self.lookup_slow(&mut reclaim::pin(), idx, None),
+            self.lookup_slow(reclaim::pin(), idx, None),
             Err(Error::Invalid)
         ) {
             return false;
@@ -366,13 +365,12 @@ impl Namespace {
                 .filter(|&idx| live_seq(&self.entries()[idx as usize]).is_some())
                 .collect()
         };
-        let mut pin = reclaim::pin();
         for idx in live {
             // A set this process cannot map is left to those who can.
-            let Ok(Found::Mapped(h)) = self.lookup_slow(&mut pin, idx, None) else {
+            let Ok(Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) else {
                 continue;
             };
-            r.dead_processes += self.reap_dead(h);
+            r.dead_processes += self.reap_dead(&h);
             r.sets += 1;
         }
         Ok(r)

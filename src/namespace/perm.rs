@@ -189,8 +189,8 @@ impl Namespace {
     /// checks permission first) and so asks before it gives up.
     #[doc(hidden)]
     pub fn check_access(&self, semid: i32, alter: bool) -> Result<()> {
-        match self.find(&mut super::reclaim::pin(), semid)? {
-            Found::Mapped(h) => self.require(h, if alter { ALTER } else { READ }),
+        match self.find(super::reclaim::pin(), semid)? {
+            Found::Mapped(h) => self.require(&h, if alter { ALTER } else { READ }),
             // Its mode grants this process's class nothing.
             Found::Unmappable => Err(Error::PermissionDenied),
         }

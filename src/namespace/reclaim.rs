@@ -180,7 +180,8 @@ unsafe impl Sync for Registry {}
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let mut c = *self.head.get_mut();
+        // Relaxed: `&mut self`, no other thread.
+        let mut c = self.head.load(Ordering::Relaxed);
         while !c.is_null() {
             // SAFETY: every block was leaked from a Box by `new_slot` and
             // is freed only here, once.
@@ -386,6 +387,7 @@ impl Registry {
     /// In a child after fork: every thread slot but `keep` (the forking
     /// thread's) is free, its words cleared. Atomic stores only:
     /// async-signal-safe.
+    #[cfg_attr(shmsem_loom, allow(dead_code))]
     fn after_fork(&self, keep: *const Slot) {
         self.for_each_slot(|s| {
             if !core::ptr::eq(s, keep) && s.owned.load(Ordering::Relaxed) == SLOT_THREAD {
@@ -469,6 +471,46 @@ impl Drop for Pin<'_> {
     }
 }
 
+/// An object and the pin that protects it, in one guard: it derefs to
+/// the object, and dropping it ends the protection, so the object cannot
+/// outlive its pin. Passed by value, it stays in registers.
+pub struct Held<'a, T> {
+    obj: &'a T,
+    pin: Pin<'a>,
+}
+
+impl<'a, T> Held<'a, T> {
+    /// `obj` under `pin`.
+    ///
+    /// # Safety
+    /// `pin` protects `obj` (it announces the cell `obj` was loaded from
+    /// or installed in, and will until dropped), and `obj` is valid.
+    #[inline]
+    pub unsafe fn new(pin: Pin<'a>, obj: *const T) -> Held<'a, T> {
+        Held {
+            // SAFETY: valid and protected (the contract).
+            obj: unsafe { &*obj },
+            pin,
+        }
+    }
+}
+
+impl<T> core::ops::Deref for Held<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        self.obj
+    }
+}
+
+impl<T> Held<'_, T> {
+    /// Ends the protection (as dropping it does).
+    #[inline]
+    pub fn end(self) {
+        drop(self.pin);
+    }
+}
+
 /// An object a [`Domain`] owns, and the cell that holds (or held) it.
 struct Entry<T> {
     p: *mut T,
@@ -528,7 +570,7 @@ impl<T> Domain<T> {
     /// it, protected by `pin`. `Err(new)` if `cell` no longer holds `cur`.
     pub fn install(
         &self,
-        pin: &mut Pin<'_>,
+        pin: &Pin<'_>,
         cell: &AtomicPtr<T>,
         cur: *mut T,
         new: Box<T>,
@@ -829,14 +871,14 @@ mod process {
     }
 
     impl Namespace {
-        /// This call is done with set `idx`'s handle: `pin` protects it no
-        /// longer, and if the set was removed the handle leaves the cache,
-        /// to be unmapped as soon as no thread of this process uses it
-        /// (after IPC_RMID, by the remover; after EIDRM or EINVAL, by the
-        /// first call that learns it).
+        /// If set `idx` was removed, its handle leaves the cache, to be
+        /// unmapped as soon as no call of this process uses it (after
+        /// IPC_RMID, by the remover; after EIDRM or EINVAL, by the first
+        /// call that learns it). The caller's own pin no longer protects
+        /// it (dropped or released), or it would wait for the next
+        /// attempt.
         #[cold]
-        pub(in crate::namespace) fn forget_removed(&self, pin: &mut Pin<'_>, idx: u32) {
-            pin.release();
+        pub(in crate::namespace) fn forget_removed(&self, idx: u32) {
             if let Some(cell) = self.cache.get(idx as usize) {
                 self.sets.retire_if(cell, SetHandle::is_removed);
             }
@@ -874,9 +916,9 @@ mod tests {
 
     fn installed<'a>(d: &Domain<Obj<'a>>, reg: &Registry, cell: &Cell<'a>, freed: &'a AtomicUsize) {
         let s = reg.claim();
-        let mut p = reg.pin(s);
+        let p = reg.pin(s);
         assert!(p.protect(cell).is_null());
-        d.install(&mut p, cell, core::ptr::null_mut(), Box::new(Obj(freed)))
+        d.install(&p, cell, core::ptr::null_mut(), Box::new(Obj(freed)))
             .unwrap_or_else(|_| panic!("install"));
         drop(p);
         reg.release(s);

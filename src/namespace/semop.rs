@@ -63,18 +63,11 @@ impl Namespace {
                 return Err(Error::Invalid);
             }
         }
-        let mut pin = reclaim::pin();
-        let h = match self.find(&mut pin, semid)? {
+        let h = match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semop_denied(semid, sops),
         };
-        let r = crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h });
-        if let Err(Error::Removed) = r {
-            // EIDRM: the set is gone, and this call (perhaps the last to
-            // sleep in it) needs it no more.
-            self.forget_removed(&mut pin, SetId::from_raw(semid).index);
-        }
-        r
+        crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h: &h })
     }
 
     /// The checks semtimedop makes on the number of operations before it

@@ -6,7 +6,7 @@ use crate::{Error, Result};
 
 use super::cache::{Found, SetHandle};
 use super::perm::READ;
-use super::reclaim::{self, Pin};
+use super::reclaim::{self, Held};
 use super::Namespace;
 
 impl Namespace {
@@ -14,24 +14,22 @@ impl Namespace {
     /// queue, the processes in its table and their adjustments (see
     /// [`SetReport`]). Needs read permission.
     pub fn report(&self, semid: i32) -> Result<SetReport> {
-        let mut pin = reclaim::pin();
-        let h = self.mapped(&mut pin, semid)?;
-        self.require(h, READ)?;
-        self.locked(h, |g, me, host| g.report(me, host))
+        let h = self.mapped(semid)?;
+        self.require(&h, READ)?;
+        self.locked(&h, |g, me, host| g.report(me, host))
     }
 
     /// Sweeps set `semid` now: every dead process in its table is reaped
     /// (its undo applied, its queue slots and entry freed), idle ones too.
     pub fn sweep(&self, semid: i32) -> Result<()> {
-        let mut pin = reclaim::pin();
-        let h = self.mapped(&mut pin, semid)?;
-        self.locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
+        let h = self.mapped(semid)?;
+        self.locked(&h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
     }
 
     /// Set `semid`, which these calls need mapped: one this process cannot
     /// map is EACCES (its mode grants our class nothing).
-    fn mapped<'a>(&'a self, pin: &'a mut Pin<'_>, semid: i32) -> Result<&'a SetHandle> {
-        match self.find(pin, semid)? {
+    fn mapped(&self, semid: i32) -> Result<Held<'_, SetHandle>> {
+        match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => Ok(h),
             Found::Unmappable => Err(Error::PermissionDenied),
         }

@@ -239,7 +239,7 @@ mod primitive {
 #[allow(dead_code)]
 mod primitive {
     use super::Wake;
-    use loom::sync::{Condvar, Mutex};
+    use loom::sync::Condvar;
 
     pub use loom::sync::atomic::Ordering;
 
@@ -344,10 +344,23 @@ mod primitive {
     /// Loom's mutex and its guard.
     pub use loom::sync::{Mutex, MutexGuard};
 
+    /// Whether the models' process has membarrier (see [`light_fence`]);
+    /// std's atomic on purpose: a setting of the model, not a part of it.
+    static MEMBARRIER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+    /// Models a process without membarrier (`false`): [`light_fence`] is
+    /// then nothing, as a compiler fence is to the hardware. Loom only.
+    pub fn model_membarrier(on: bool) {
+        MEMBARRIER.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What the pair [`light_fence`] / [`heavy_fence`] guarantees in
-    /// production (a SeqCst fence on each side), as loom models it.
+    /// production (a SeqCst fence on each side), as loom models it; nothing
+    /// in a model without membarrier ([`model_membarrier`]).
     pub fn light_fence() {
-        loom::sync::atomic::fence(Ordering::SeqCst);
+        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) {
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
     }
     /// Nothing to register under loom.
     pub fn register_heavy_fence() -> bool {
