@@ -302,11 +302,11 @@ impl Namespace {
             return Err(Error::NotPermitted);
         }
         if cmd == IPC_RMID {
-            let idx = h.idx;
             self.remove(&h)?;
-            // The remover unmaps it at once if no other thread uses it.
+            // The remover unmaps it at once if no other thread uses it,
+            // and with it what other processes removed.
             h.end();
-            self.forget_removed(idx);
+            self.notice_removed();
             return Ok(0);
         }
         let SemctlArg::Set(ds) = arg else {
