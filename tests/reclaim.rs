@@ -303,9 +303,9 @@ fn c_create_rmid_loop_runs_in_constant_space() {
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 fail(format!("it exited after cycle {k} (its stderr is above)"))
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                fail(format!("no checkpoint within {LONG_DEADLINE:?} after cycle {k}"))
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => fail(format!(
+                "no checkpoint within {LONG_DEADLINE:?} after cycle {k}"
+            )),
         };
         k = match line.strip_prefix("ready cycle ").map(str::parse::<u64>) {
             Some(Ok(k)) => k,
@@ -360,7 +360,9 @@ fn rust_create_rmid_loop_runs_in_constant_space() {
                     None => base = Some(now),
                     Some(b) => {
                         if let Err(why) = steady(b, &now) {
-                            eprintln!("after {k} cycles: {why}\n  baseline {b:?}\n  now      {now:?}");
+                            eprintln!(
+                                "after {k} cycles: {why}\n  baseline {b:?}\n  now      {now:?}"
+                            );
                             return CHECK_FAILED + 1;
                         }
                     }
@@ -418,7 +420,9 @@ fn another_process_lets_a_removed_set_go_when_it_notices() {
     );
     let pid = fork_child(ChildNet::alarm_and_parent_death(50), || {
         let touch = |s: &SemaphoreSet| {
-            s.op(&[Op::wait(0, 1)]).is_ok() && s.op(&[Op::post(0, 1)]).is_ok() && s.value(0) == Ok(1)
+            s.op(&[Op::wait(0, 1)]).is_ok()
+                && s.op(&[Op::post(0, 1)]).is_ok()
+                && s.value(0) == Ok(1)
         };
         if !(touch(&sa) && touch(&sb) && touch(&sd)) {
             return CHECK_FAILED;
@@ -454,7 +458,11 @@ fn another_process_lets_a_removed_set_go_when_it_notices() {
     );
     to_child.notify();
     to_parent.wait("P has created a set");
-    assert_eq!(mapped(p, &ns, &a), None, "P's semget noticed: A is unmapped");
+    assert_eq!(
+        mapped(p, &ns, &a),
+        None,
+        "P's semget noticed: A is unmapped"
+    );
     assert!(!has_fd_of(p, &ns, &a), "P holds no descriptor of A");
     assert_eq!(mapped(p, &ns, &b), Some(false), "B is still P's");
     assert_eq!(mapped(p, &ns, &d), Some(false), "D is still P's");
@@ -462,7 +470,11 @@ fn another_process_lets_a_removed_set_go_when_it_notices() {
     assert_eq!(mapped(p, &ns, &d), Some(true), "D is mapped, deleted");
     to_child.notify();
     to_parent.wait("P has called on D");
-    assert_eq!(mapped(p, &ns, &d), None, "P's call on D noticed: D is unmapped");
+    assert_eq!(
+        mapped(p, &ns, &d),
+        None,
+        "P's call on D noticed: D is unmapped"
+    );
     assert!(!has_fd_of(p, &ns, &d), "P holds no descriptor of D");
     assert_eq!(mapped(p, &ns, &b), Some(false), "B is still P's");
     to_child.notify();

@@ -165,6 +165,7 @@ impl Namespace {
 
     /// EACCES unless this process is granted `flag` ([`READ`] or
     /// [`ALTER`]) on `h`.
+    #[inline]
     pub(super) fn require(&self, h: &SetHandle, flag: u32) -> Result<()> {
         if allows(self.granted(h)?, flag) {
             Ok(())

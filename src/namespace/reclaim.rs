@@ -773,10 +773,7 @@ mod process {
         } else {
             s
         };
-        if s.is_null()
-            || core::ptr::eq(s, &UNREGISTERED)
-            || core::ptr::eq(s, &POOL_ONLY)
-        {
+        if s.is_null() || core::ptr::eq(s, &UNREGISTERED) || core::ptr::eq(s, &POOL_ONLY) {
             return None;
         }
         // SAFETY: a slot named by SLOT or HEAVY_SLOT is this thread's slot
