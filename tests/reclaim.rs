@@ -578,3 +578,58 @@ fn a_sleeper_gets_eidrm_while_its_process_churns_sets() {
     }
     assert_eq!(val(&b, 0), 1, "B's unit came back each time");
 }
+
+/// Fork copies one thread: a thread that was asleep in a call in the
+/// parent does not exist in the child, and must not keep the child from
+/// unmapping (its hazard word is copied with the memory; the fork handler
+/// frees it). P's thread sleeps on S; P forks C; C removes S, and S is
+/// unmapped in C at once; P's sleeper gets EIDRM.
+#[test]
+fn a_forked_child_is_not_held_back_by_its_parents_sleeping_thread() {
+    let env = TestEnv::new("reclaim-fork", 60);
+    let ns = env.ns.name().to_string();
+    let s = env.set_with(&[0]);
+    let sp = SemaphoreSet::from_id(&env.ns, s.id());
+    let pid = fork_child(ChildNet::alarm_and_parent_death(50), move || {
+        let sleeper = {
+            let s = SemaphoreSet::from_id(sp.namespace(), sp.id());
+            std::thread::spawn(move || s.op(&[Op::wait(0, 1)]))
+        };
+        poll_until("P's thread asleep on S", || sp.ncnt(0) == Ok(1));
+        let c = fork_child(ChildNet::alarm(20), || {
+            let me = std::process::id() as i32;
+            if mapped(me, &ns, &sp) != Some(false) {
+                return CHECK_FAILED;
+            }
+            if let Err(e) = sp.remove() {
+                return e.errno();
+            }
+            match mapped(me, &ns, &sp) {
+                None => OK,
+                Some(_) => {
+                    eprintln!("C still maps S after removing it: {:?}", holding(me, &ns));
+                    CHECK_FAILED + 1
+                }
+            }
+        });
+        let verdict = match wait_for(c, DEADLINE, "C") {
+            WaitStatus::Exited(_, code) => code,
+            other => {
+                eprintln!("C: {other:?}");
+                return CHECK_FAILED + 2;
+            }
+        };
+        match sleeper.join() {
+            Ok(Err(Error::Removed)) => verdict,
+            other => {
+                eprintln!("P's sleeper: {other:?}, not EIDRM");
+                CHECK_FAILED + 3
+            }
+        }
+    });
+    match wait_for(pid, LONG_DEADLINE, "P") {
+        WaitStatus::Exited(_, OK) => {}
+        WaitStatus::Exited(_, code) => panic!("P exited {}", describe(code)),
+        other => panic!("P: {other:?}"),
+    }
+}
