@@ -399,8 +399,8 @@ impl Registry {
 
 /// A call's claim on one hazard level: what its lookups use stays mapped
 /// until it protects something else or drops. Not `Send`: the level is its
-/// thread's (or its call's, for a pool level). One reference, so that a
-/// call that passes `&mut Pin` around keeps one word of it in memory.
+/// thread's (or its call's, for a pool level). One reference, passed by
+/// value (into [`Held`]): it costs a call one register.
 pub struct Pin<'r> {
     haz: &'r AtomicUsize,
     _thread: PhantomData<*const ()>,

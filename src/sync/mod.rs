@@ -158,6 +158,7 @@ mod primitive {
     /// returned true in this process.
     #[inline(always)]
     pub fn light_fence() {
+        // SYNC: pairs with `heavy_fence` on the reclaiming thread (above).
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
 
@@ -359,6 +360,7 @@ mod primitive {
     /// in a model without membarrier ([`model_membarrier`]).
     pub fn light_fence() {
         if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) {
+            // SYNC: pairs with the SeqCst fence of `heavy_fence`.
             loom::sync::atomic::fence(Ordering::SeqCst);
         }
     }
@@ -368,6 +370,7 @@ mod primitive {
     }
     /// The heavy side: a SeqCst fence (see [`light_fence`]).
     pub fn heavy_fence() -> bool {
+        // SYNC: pairs with the SeqCst fence of `light_fence`.
         loom::sync::atomic::fence(Ordering::SeqCst);
         true
     }
