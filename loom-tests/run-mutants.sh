@@ -18,7 +18,8 @@ TARGET=${CARGO_TARGET_DIR:-target/loom}
 LOG=$(mktemp -d "${TMPDIR:-/tmp}/loom-mutants.XXXXXX")
 trap 'rm -rf "$LOG"' EXIT
 
-# model : mutant
+# model : mutant (a model of tests/models.rs, or TEST/model for another
+# test file of loom-tests/tests)
 PAIRS=(
     lock_three_contenders:lock_drops_contended
     lock_three_contenders:no_lock_wake
@@ -39,6 +40,12 @@ PAIRS=(
     lock_deadline_behind_holder:lock_ignores_deadline
     committed_read_after_each_write:committed_no_overlay
     committed_read_after_each_write:no_applying_serial
+    reclaim/reader_races_reclaim:protect_after_load
+    reclaim/reader_races_reclaim:reclaim_no_fence
+    reclaim/reader_races_reclaim:scan_ignored
+    reclaim/reader_races_reclaim:unpin_keeps_hazard
+    reclaim/install_races_reclaim:announce_after_install
+    reclaim/heavy_reader_races_reclaim:heavy_no_fence
 )
 
 summary=()
@@ -48,7 +55,7 @@ start_all=$SECONDS
 # 1. The models, unmutated: each must pass.
 t0=$SECONDS
 if RUSTFLAGS="--cfg shmsem_loom" CARGO_TARGET_DIR="$TARGET" \
-    cargo test -q -p loom-tests --release --test models -- --test-threads=1 --nocapture \
+    cargo test -q -p loom-tests --release --test models --test reclaim -- --test-threads=1 --nocapture \
     >"$LOG/models.out" 2>&1; then
     summary+=("PASS  all models pass unmutated ($((SECONDS - t0)) s)")
 else
@@ -62,6 +69,11 @@ grep -o 'model [a-z_0-9]*: .*' "$LOG/models.out" | sed 's/^/      /' >"$LOG/mode
 for pair in "${PAIRS[@]}"; do
     model=${pair%%:*}
     mutant=${pair#*:}
+    test=models
+    if [[ $model == */* ]]; then
+        test=${model%%/*}
+        model=${model#*/}
+    fi
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$mutant"; then
         continue
     fi
@@ -69,14 +81,14 @@ for pair in "${PAIRS[@]}"; do
     flags="--cfg shmsem_loom --cfg shmsem_mutant=\"$mutant\""
     out="$LOG/$mutant.out"
     if ! RUSTFLAGS="$flags" CARGO_TARGET_DIR="$TARGET" \
-        cargo test -q -p loom-tests --release --test models --no-run >"$out" 2>&1; then
+        cargo test -q -p loom-tests --release --test "$test" --no-run >"$out" 2>&1; then
         summary+=("ERROR mutant $mutant does not compile")
         bad=1
         cat "$out"
         continue
     fi
     if RUSTFLAGS="$flags" CARGO_TARGET_DIR="$TARGET" \
-        cargo test -q -p loom-tests --release --test models -- --exact "$model" --nocapture \
+        cargo test -q -p loom-tests --release --test "$test" -- --exact "$model" --nocapture \
         >"$out" 2>&1; then
         summary+=("FAIL  mutant $mutant survives model $model ($((SECONDS - t0)) s)")
         bad=1

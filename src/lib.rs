@@ -38,6 +38,11 @@ mod liveness;
 mod mapped;
 #[cfg(not(shmsem_loom))]
 mod namespace;
+// The namespace's reclamation core on its own, for the loom models (the
+// namespace itself is not built under loom).
+#[cfg(shmsem_loom)]
+#[path = "namespace/reclaim.rs"]
+mod reclaim;
 mod set;
 #[cfg(not(shmsem_loom))]
 mod shm;
@@ -58,6 +63,9 @@ pub use shm_layout as layout;
 #[doc(hidden)]
 pub mod __private {
     //! Items for the loom models and the crate's own tests. Not a stable API.
+    /// The set cache's reclamation core, for the models (loom-tests/).
+    #[cfg(shmsem_loom)]
+    pub use crate::reclaim::{Domain, Held, Pin, Registry, Slot};
     #[cfg(any(test, shmsem_loom))]
     pub use crate::set::heap::HeapSet;
     pub use crate::set::{Guard, Host, Me, NoDeaths, SetView, SlowOutcome, Sweep, SWEEP_SLICE_NS};
@@ -65,7 +73,7 @@ pub mod __private {
     pub use crate::sync::Ordering;
     /// Loom's clock and crash points, for the models (loom-tests/).
     #[cfg(shmsem_loom)]
-    pub use crate::sync::{advance_clock, crash_after, someone_crashed, Crash};
+    pub use crate::sync::{advance_clock, crash_after, model_membarrier, someone_crashed, Crash};
     /// Crash-point hooks, for tests/stale.rs and tests/crash_points.rs.
     #[cfg(not(shmsem_loom))]
     pub use crate::sync::{crash_after, crash_countdown};

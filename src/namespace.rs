@@ -21,6 +21,8 @@
 //!
 //! * [`cache`]: the sets mapped into this process ([`cache::SetHandle`]),
 //!   found by id;
+//! * [`reclaim`]: when a removed set's handle may be unmapped (no call of
+//!   this process uses it any more);
 //! * [`perm`]: credentials and the permission check;
 //! * [`keys`]: keys and ids: semget, creating and removing sets, the
 //!   registry's lock and its copy of each set, gc;
@@ -33,6 +35,7 @@
 mod cache;
 mod keys;
 mod perm;
+mod reclaim;
 mod semctl;
 mod semop;
 mod tools;
@@ -107,18 +110,19 @@ pub struct Namespace {
     /// This process's one descriptor of the namespace, and its presence
     /// lock (see [`crate::liveness::Presence`]).
     presence: crate::liveness::Presence,
-    /// Mapped sets by index (never freed while the namespace lives: other
-    /// threads may hold a pointer; replaced ones move to `retired`). See
-    /// [`cache`].
+    /// Mapped sets by index, read by every call through a
+    /// [`reclaim::Pin`]; written only by `sets`. See [`cache`].
     cache: Box<[AtomicPtr<SetHandle>]>,
-    retired: Mutex<Vec<*mut SetHandle>>,
+    /// The handles `cache` holds, and those it held that a call may still
+    /// use: freed once no call of this process does (see [`reclaim`]).
+    sets: reclaim::Domain<SetHandle>,
     /// This process found the namespace removed (its registry unlinked):
     /// the object is dead, and the next `open` of the name attaches afresh.
     removed: AtomicBool,
 }
 
-// SAFETY: the raw pointers in `cache`/`retired` are owned boxes that are
-// only freed in Drop, when no other reference to the namespace exists.
+// SAFETY: the raw pointers in `cache` are boxes owned by `sets`, freed only
+// when no call can use them (see `reclaim`).
 unsafe impl Send for Namespace {}
 // SAFETY: as above; every shared field is atomic or behind a Mutex.
 unsafe impl Sync for Namespace {}
@@ -134,22 +138,9 @@ impl std::fmt::Debug for Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        for p in self.cache.iter() {
-            let p = p.load(Ordering::Relaxed);
-            if !p.is_null() {
-                // SAFETY: installed by Box::into_raw; we are the last user.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
-        for &p in self
-            .retired
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            // SAFETY: as above.
-            drop(unsafe { Box::from_raw(p) });
-        }
+        // The handles go before the fields (the registry's mapping, which
+        // their otime mirrors point into); we are the last user.
+        self.sets.clear();
     }
 }
 
@@ -349,7 +340,7 @@ impl Namespace {
             limits,
             reg_lock: Mutex::new(()),
             cache,
-            retired: Mutex::new(Vec::new()),
+            sets: reclaim::Domain::new(&reclaim::REGISTRY),
             removed: AtomicBool::new(false),
         })
     }
@@ -482,8 +473,12 @@ impl Namespace {
                 continue;
             }
             // A set this process cannot map stays; its name goes below.
-            if let Ok(cache::Found::Mapped(h)) = self.lookup_slow(idx, None) {
-                let _ = self.remove(h);
+            if let Ok(cache::Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) {
+                let removed = self.remove(&h).is_ok();
+                h.end();
+                if removed {
+                    self.forget_removed(idx);
+                }
             }
         }
         for name in shm::list(&format!("shmsem.{}.", self.name)) {

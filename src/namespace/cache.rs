@@ -9,6 +9,7 @@ use crate::sysv::SetId;
 use crate::{Error, Result};
 use shm_layout::RegistryEntry;
 
+use super::reclaim::{Held, Pin};
 use super::{live_seq, set_name, Namespace};
 
 /// A set mapped into this process.
@@ -39,8 +40,9 @@ impl SetHandle {
 /// What a lookup found: a live set, mapped here, or one this process may
 /// not map.
 pub(super) enum Found<'a> {
-    /// The set, mapped into this process.
-    Mapped(&'a SetHandle),
+    /// The set, mapped into this process, and the call's pin that keeps it
+    /// mapped until this is dropped (see [`reclaim`](super::reclaim)).
+    Mapped(Held<'a, SetHandle>),
     /// A live set whose segment the OS will not open for this process (the
     /// set's mode grants its class nothing; README difference 8): only the
     /// registry's copy can answer for it (see [`Namespace::meta_locked`]).
@@ -48,71 +50,77 @@ pub(super) enum Found<'a> {
 }
 
 impl Namespace {
-    /// The set `id` names: EINVAL for an unknown or stale id.
+    /// The set `id` names: EINVAL for an unknown or stale id. `pin` is
+    /// the call's ([`reclaim::pin`](super::reclaim::pin)).
     #[inline]
-    pub(super) fn find(&self, id: i32) -> Result<Found<'_>> {
+    pub(super) fn find<'a>(&'a self, pin: Pin<'a>, id: i32) -> Result<Found<'a>> {
         if id < 0 {
             return Err(Error::Invalid);
         }
         let SetId { index: idx, seq } = SetId::from_raw(id);
         let cell = self.cache.get(idx as usize).ok_or(Error::Invalid)?;
-        // SYNC: Acquire pairs with the Release CAS that installed it
-        // (`Namespace::lookup_slow`).
-        let p = cell.load(Ordering::Acquire);
+        // SYNC: protect's Acquire load pairs with the Release CAS that
+        // installed it (`Domain::install`, from `Namespace::lookup_slow`).
+        let p = pin.protect(cell);
         if !p.is_null() {
-            // SAFETY: installed pointers stay valid while the namespace lives.
+            // SAFETY: `pin` protects it (see `reclaim`).
             let h = unsafe { &*p };
             // SYNC: Acquire pairs with the Release store of `removed` by
             // IPC_RMID (INTENT_RMID in `SetView::redo`).
             if h.seq == seq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
-                return Ok(Found::Mapped(h));
+                // SAFETY: as above.
+                return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
         }
-        self.lookup_slow(idx, Some(seq))
+        self.lookup_slow(pin, idx, Some(seq))
     }
 
     /// The live set at index `idx` (whose sequence must be `seq` if
-    /// given), mapping it on first use or after the index was reused.
+    /// given), mapping it on first use or after the index was reused; a
+    /// cached handle of a removed set leaves the cache on the way.
     #[cold]
-    pub(super) fn lookup_slow(&self, idx: u32, seq: Option<u32>) -> Result<Found<'_>> {
+    pub(super) fn lookup_slow<'a>(
+        &'a self,
+        pin: Pin<'a>,
+        idx: u32,
+        seq: Option<u32>,
+    ) -> Result<Found<'a>> {
         let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
+        let cell = &self.cache[idx as usize];
+        // SYNC: as in `Namespace::find`.
+        let mut cur = pin.protect(cell);
+        // SAFETY: as in find. SYNC: as in `Namespace::find`.
+        if !cur.is_null() && unsafe { &*cur }.view.hdr.removed.load(Ordering::Acquire) != 0 {
+            pin.release();
+            self.forget_removed(idx);
+            cur = pin.protect(cell);
+        }
         let eseq = live_seq(e).ok_or(Error::Invalid)?;
         if seq.is_some_and(|s| s != eseq) {
             return Err(Error::Invalid);
         }
-        let cell = &self.cache[idx as usize];
-        // SYNC: as in `Namespace::find`.
-        let cur = cell.load(Ordering::Acquire);
         if !cur.is_null() {
             // SAFETY: as in find.
             let h = unsafe { &*cur };
             // SYNC: as in `Namespace::find`.
             if h.seq == eseq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
-                return Ok(Found::Mapped(h));
+                // SAFETY: as in find.
+                return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
         }
+        // About to map one: first unmap what other processes removed.
+        self.notice_removed();
         let h = match self.map_set(e, idx, eseq)? {
-            Some(h) => Box::into_raw(Box::new(h)),
+            Some(h) => Box::new(h),
             None => return Ok(Found::Unmappable),
         };
-        // SYNC: Release publishes the handle to other threads' Acquire load
-        // in `Namespace::find`; Acquire (on failure too) as that load.
-        match cell.compare_exchange(cur, h, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(old) => {
-                if !old.is_null() {
-                    self.retired
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(old);
-                }
-                // SAFETY: just installed; lives as long as the namespace.
-                Ok(Found::Mapped(unsafe { &*h }))
-            }
-            Err(_) => {
-                // Another thread installed one first: use it.
-                // SAFETY: `h` was never shared.
-                drop(unsafe { Box::from_raw(h) });
-                self.lookup_slow(idx, seq)
+        match self.sets.install(&pin, cell, cur, h) {
+            // SAFETY: just installed in the cell `pin` announces.
+            Ok(h) => Ok(Found::Mapped(unsafe { Held::new(pin, h) })),
+            // Another thread installed one first: use it.
+            Err(h) => {
+                drop(h);
+                self.lookup_slow(pin, idx, seq)
             }
         }
     }

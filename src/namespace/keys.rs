@@ -22,7 +22,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{creds, file_mode, Perm};
-use super::{live_seq, set_name, Namespace};
+use super::{live_seq, reclaim, set_name, Namespace};
 
 /// What [`Namespace::gc`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,6 +136,9 @@ impl Namespace {
         }
         let l = self.lock_registry()?;
         self.clean_creating();
+        // Unmap what other processes removed (a semget is how a process
+        // that only creates and uses sets notices).
+        self.notice_removed();
         if key != IPC_PRIVATE {
             let found = self.find_key(key).filter(|&idx| !self.free_if_zombie(idx));
             if let Some(idx) = found {
@@ -146,8 +149,8 @@ impl Namespace {
                 if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
                     return Err(Error::Invalid);
                 }
-                let perm = match self.lookup_slow(idx, None)? {
-                    Found::Mapped(h) => self.perm(h)?,
+                let perm = match self.lookup_slow(reclaim::pin(), idx, None)? {
+                    Found::Mapped(h) => self.perm(&h)?,
                     // Not ours to open: the registry's copy decides, as
                     // the kernel lets any class through with no flags.
                     Found::Unmappable => self.meta_locked(idx, None)?.perm,
@@ -179,7 +182,10 @@ impl Namespace {
         // Invalid from a LIVE entry means exactly that (a corrupt segment
         // gives another error, an inaccessible one Unmappable: both are
         // left alone).
-        if !matches!(self.lookup_slow(idx, None), Err(Error::Invalid)) {
+        if !matches!(
+            self.lookup_slow(reclaim::pin(), idx, None),
+            Err(Error::Invalid)
+        ) {
             return false;
         }
         let Some(e) = self.entries().get(idx as usize) else {
@@ -430,10 +436,10 @@ impl Namespace {
         };
         for idx in live {
             // A set this process cannot map is left to those who can.
-            let Ok(Found::Mapped(h)) = self.lookup_slow(idx, None) else {
+            let Ok(Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) else {
                 continue;
             };
-            r.dead_processes += self.reap_dead(h);
+            r.dead_processes += self.reap_dead(&h);
             r.sets += 1;
         }
         Ok(r)

@@ -165,6 +165,7 @@ impl Namespace {
 
     /// EACCES unless this process is granted `flag` ([`READ`] or
     /// [`ALTER`]) on `h`.
+    #[inline]
     pub(super) fn require(&self, h: &SetHandle, flag: u32) -> Result<()> {
         if allows(self.granted(h)?, flag) {
             Ok(())
@@ -204,8 +205,8 @@ impl Namespace {
     /// checks permission first) and so asks before it gives up.
     #[doc(hidden)]
     pub fn check_access(&self, semid: i32, alter: bool) -> Result<()> {
-        match self.find(semid)? {
-            Found::Mapped(h) => self.require(h, if alter { ALTER } else { READ }),
+        match self.find(super::reclaim::pin(), semid)? {
+            Found::Mapped(h) => self.require(&h, if alter { ALTER } else { READ }),
             // Its mode grants this process's class nothing.
             Found::Unmappable => Err(Error::PermissionDenied),
         }

@@ -13,7 +13,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{allows, file_mode, ALTER, READ};
-use super::{live_seq, Namespace};
+use super::{live_seq, reclaim, Namespace};
 
 impl Namespace {
     /// `semctl(2)`. Returns what the kernel's call returns on success.
@@ -66,13 +66,13 @@ impl Namespace {
     /// which checks again and gives the kernel's error.
     #[inline]
     fn getval_fast(&self, semid: i32, semnum: i32) -> Option<i32> {
-        let Found::Mapped(h) = self.find(semid).ok()? else {
+        let Found::Mapped(h) = self.find(reclaim::pin(), semid).ok()? else {
             return None;
         };
         if semnum < 0 || semnum as usize >= h.view.nsems() {
             return None;
         }
-        if !allows(self.granted(h).ok()?, READ) {
+        if !allows(self.granted(&h).ok()?, READ) {
             return None;
         }
         h.view.read_sem(semnum as usize).map(|(val, _)| val)
@@ -123,7 +123,7 @@ impl Namespace {
     /// return the id). SEM_STAT_ANY needs no permission.
     fn semctl_stat(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
         let h = if cmd == IPC_STAT {
-            match self.find(semid)? {
+            match self.find(reclaim::pin(), semid)? {
                 Found::Mapped(h) => h,
                 Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
             }
@@ -132,18 +132,18 @@ impl Namespace {
             if idx >= self.limits.semmni {
                 return Err(Error::Invalid);
             }
-            match self.lookup_slow(idx, None)? {
+            match self.lookup_slow(reclaim::pin(), idx, None)? {
                 Found::Mapped(h) => h,
                 Found::Unmappable => return self.semctl_denied(idx, None, semnum, cmd, arg),
             }
         };
         if cmd != SEM_STAT_ANY {
-            self.require(h, READ)?;
+            self.require(&h, READ)?;
         }
         let SemctlArg::StatOut(out) = arg else {
             return Err(Error::BadAddress);
         };
-        *out = self.stat(h)?;
+        *out = self.stat(&h)?;
         Ok(if cmd == IPC_STAT { 0 } else { h.id() })
     }
 
@@ -228,15 +228,15 @@ impl Namespace {
     /// GETALL, GETVAL, GETPID, GETNCNT, GETZCNT and SETALL: the lookup,
     /// then read permission (write for SETALL), then the command.
     fn semctl_main(&self, semid: i32, semnum: i32, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
-        let h = match self.find(semid)? {
+        let h = match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
         };
-        self.require(h, if cmd == SETALL { ALTER } else { READ })?;
+        self.require(&h, if cmd == SETALL { ALTER } else { READ })?;
         match cmd {
-            GETALL => self.getall(h, arg),
-            SETALL => self.setall(h, arg),
-            _ => self.getone(h, semnum, cmd),
+            GETALL => self.getall(&h, arg),
+            SETALL => self.setall(&h, arg),
+            _ => self.getone(&h, semnum, cmd),
         }
     }
 
@@ -358,18 +358,18 @@ impl Namespace {
         if !(0..=SEMVMX).contains(&val) {
             return Err(Error::OutOfRange);
         }
-        let h = match self.find(semid)? {
+        let h = match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, SETVAL, arg),
         };
-        let n = self.semnum(h, semnum)?;
-        self.require(h, ALTER)?;
-        self.locked(h, |g, me, _| {
+        let n = self.semnum(&h, semnum)?;
+        self.require(&h, ALTER)?;
+        self.locked(&h, |g, me, _| {
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 return Err(Error::Removed);
             }
             g.setval(n, val, me.pid)?;
-            self.mirror_ctime(h, g.view());
+            self.mirror_ctime(&h, g.view());
             Ok(0)
         })?
     }
@@ -381,21 +381,25 @@ impl Namespace {
         if cmd == IPC_SET && !matches!(arg, SemctlArg::Set(_)) {
             return Err(Error::BadAddress);
         }
-        let h = match self.find(semid)? {
+        let h = match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semctl_denied_id(semid, semnum, cmd, arg),
         };
-        if !self.perm(h)?.owner_or_creator() {
+        if !self.perm(&h)?.owner_or_creator() {
             return Err(Error::NotPermitted);
         }
         if cmd == IPC_RMID {
-            self.remove(h)?;
+            self.remove(&h)?;
+            // The remover unmaps it at once if no other thread uses it,
+            // and with it what other processes removed.
+            h.end();
+            self.notice_removed();
             return Ok(0);
         }
         let SemctlArg::Set(ds) = arg else {
             return Err(Error::BadAddress);
         };
-        self.ipc_set(h, ds)
+        self.ipc_set(&h, ds)
     }
 
     /// IPC_SET (after the owner check): the set's owner and mode, and the

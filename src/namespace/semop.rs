@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 use super::cache::{Found, SetHandle};
 use super::perm::allows;
-use super::Namespace;
+use super::{reclaim, Namespace};
 
 /// What the operation ([`crate::set::op::semtimedop`]) needs of this
 /// layer, for one call on `h`.
@@ -63,11 +63,11 @@ impl Namespace {
                 return Err(Error::Invalid);
             }
         }
-        let h = match self.find(semid)? {
+        let h = match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => h,
             Found::Unmappable => return self.semop_denied(semid, sops),
         };
-        crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h })
+        crate::set::op::semtimedop(&h.view, sops, timeout, &OpCaller { ns: self, h: &h })
     }
 
     /// The checks semtimedop makes on the number of operations before it

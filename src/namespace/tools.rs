@@ -13,6 +13,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{creds, READ};
+use super::reclaim::{self, Held};
 use super::{registry_name, set_name, valid_name, Namespace};
 
 /// One namespace found in /dev/shm by [`Namespace::survey`]: its registry
@@ -60,21 +61,21 @@ impl Namespace {
     /// [`SetReport`]). Needs read permission.
     pub fn report(&self, semid: i32) -> Result<SetReport> {
         let h = self.mapped(semid)?;
-        self.require(h, READ)?;
-        self.locked(h, |g, me, host| g.report(me, host))
+        self.require(&h, READ)?;
+        self.locked(&h, |g, me, host| g.report(me, host))
     }
 
     /// Sweeps set `semid` now: every dead process in its table is reaped
     /// (its undo applied, its queue slots and entry freed), idle ones too.
     pub fn sweep(&self, semid: i32) -> Result<()> {
         let h = self.mapped(semid)?;
-        self.locked(h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
+        self.locked(&h, |g, me, host| g.sweep_dead(me, host, Sweep::All))
     }
 
     /// Set `semid`, which these calls need mapped: one this process cannot
     /// map is EACCES (its mode grants our class nothing).
-    fn mapped(&self, semid: i32) -> Result<&SetHandle> {
-        match self.find(semid)? {
+    fn mapped(&self, semid: i32) -> Result<Held<'_, SetHandle>> {
+        match self.find(reclaim::pin(), semid)? {
             Found::Mapped(h) => Ok(h),
             Found::Unmappable => Err(Error::PermissionDenied),
         }
@@ -277,7 +278,12 @@ impl Namespace {
         let live: Vec<u32> = self
             .live_indices()
             .into_iter()
-            .filter(|&idx| !matches!(self.lookup_slow(idx, None), Err(Error::Invalid)))
+            .filter(|&idx| {
+                !matches!(
+                    self.lookup_slow(reclaim::pin(), idx, None),
+                    Err(Error::Invalid)
+                )
+            })
             .collect();
         if !live.is_empty() && !force {
             return Err(Error::from_errno(libc::ENOTEMPTY));
@@ -287,35 +293,44 @@ impl Namespace {
         if euid != 0 && euid != st.st_uid {
             return Err(Error::NotPermitted);
         }
-        // Every set must be ours to remove before any is removed.
-        let mut handles = Vec::new();
+        // Every set must be ours to remove before any is removed. One
+        // handle at a time (a call holds one pin): what is checked here
+        // holds in the second pass, because IPC_SET and IPC_RMID need the
+        // registry's lock, which we hold.
         for &idx in &live {
-            match self.lookup_slow(idx, None) {
+            match self.lookup_slow(reclaim::pin(), idx, None) {
                 Ok(Found::Mapped(h)) => {
-                    if !self.perm(h)?.owner_or_creator() {
+                    if !self.perm(&h)?.owner_or_creator() {
                         return Err(Error::NotPermitted);
                     }
-                    handles.push(h);
                 }
                 Ok(Found::Unmappable) => return Err(Error::PermissionDenied),
                 Err(Error::Invalid) => {}
                 Err(e) => return Err(e),
             }
         }
-        for h in handles {
+        for &idx in &live {
+            let h: Held<'_, SetHandle> = match self.lookup_slow(reclaim::pin(), idx, None) {
+                Ok(Found::Mapped(h)) => h,
+                // Gone since (a dead remover's record redone by a lock
+                // taker): nothing to remove.
+                Err(Error::Invalid) => continue,
+                Ok(Found::Unmappable) => return Err(Error::PermissionDenied),
+                Err(e) => return Err(e),
+            };
             // The registry's lock is held, so a set's lock is waited for
             // briefly only (the order elsewhere is the set's, then the
             // registry's: semget never waits behind a set's holder): a
             // holder that does not let go (stopped, say) makes the removal
             // fail with EAGAIN, the sets removed so far gone.
-            let me = self.me(h)?;
-            let host = self.host(h);
+            let me = self.me(&h)?;
+            let host = self.host(&h);
             let Some(g) = h.view.lock_until(&me, &host, || {
                 sync::monotonic_ns().saturating_add(LOCK_PATIENCE_NS)
             }) else {
                 return Err(Error::WouldBlock);
             };
-            match self.remove_locked(h, g) {
+            match self.remove_locked(&h, g) {
                 Ok(()) => r.sets_removed += 1,
                 Err(Error::Invalid) => {}
                 Err(e) => return Err(e),

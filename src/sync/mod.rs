@@ -21,7 +21,8 @@
 //! `AtomicI8`..`AtomicI64`, `AtomicIsize`, `AtomicU8`..`AtomicU64`,
 //! `AtomicUsize`, `AtomicPtr`), `monotonic_ns`, `realtime_secs`,
 //! `futex_wait`, `futex_wake`, `spin_hint`, `current_cpu`, `online_cpus`,
-//! `lone_thread`. Under loom only the engine and the set are built, so the
+//! `lone_thread`, `Mutex` (and `MutexGuard`), and the asymmetric fence pair `light_fence` /
+//! `heavy_fence` (with `register_heavy_fence`). Under loom only the engine and the set are built, so the
 //! items only the registry, liveness and shm modules use go unused there.
 //!
 //! No other module issues a futex system call or names a `core`/`std`
@@ -142,6 +143,51 @@ mod primitive {
         core::hint::spin_loop();
     }
 
+    /// A process-local mutex and its guard (std's).
+    pub use std::sync::{Mutex, MutexGuard};
+
+    /// The light half of an asymmetric fence pair: a compiler fence only.
+    /// Together with a [`heavy_fence`] on another thread it orders as a
+    /// SeqCst fence on both sides would: `membarrier(2)` makes every running
+    /// thread of the process execute a full barrier before it returns, and a
+    /// thread not running passed one when it was switched out, so each
+    /// thread's program is split at some point into what the heavy side's
+    /// later reads see and what sees the heavy side's earlier writes. The
+    /// compiler fence keeps the compiler from moving accesses across the
+    /// point the hardware would. Valid only after [`register_heavy_fence`]
+    /// returned true in this process.
+    #[inline(always)]
+    pub fn light_fence() {
+        // SYNC: pairs with `heavy_fence` on the reclaiming thread (above).
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+
+    /// Registers this process for [`heavy_fence`]
+    /// (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`); false if the kernel has
+    /// no private expedited membarrier (before Linux 4.14, or a seccomp
+    /// filter refuses it): then no thread may rely on [`light_fence`].
+    pub fn register_heavy_fence() -> bool {
+        use rustix::thread::{membarrier, membarrier_query, MembarrierCommand as C};
+        membarrier_query().contains_command(C::PrivateExpedited)
+            && membarrier(C::RegisterPrivateExpedited).is_ok()
+    }
+
+    /// The heavy half (see [`light_fence`]):
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, a few microseconds.
+    /// False if it failed (then nothing may be concluded from it). A process
+    /// that is not registered (EPERM: after an exec, or a fork on a kernel
+    /// that does not pass the registration on) registers and tries again.
+    pub fn heavy_fence() -> bool {
+        use rustix::thread::{membarrier, MembarrierCommand as C};
+        match membarrier(C::PrivateExpedited) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::PERM) => {
+                register_heavy_fence() && membarrier(C::PrivateExpedited).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The CPU this thread runs on now.
     pub fn current_cpu() -> u32 {
         rustix::thread::sched_getcpu() as u32
@@ -194,7 +240,7 @@ mod primitive {
 #[allow(dead_code)]
 mod primitive {
     use super::Wake;
-    use loom::sync::{Condvar, Mutex};
+    use loom::sync::Condvar;
 
     pub use loom::sync::atomic::Ordering;
 
@@ -294,6 +340,39 @@ mod primitive {
     /// Spinning is a yield under loom.
     pub fn spin_hint() {
         loom::thread::yield_now();
+    }
+
+    /// Loom's mutex and its guard.
+    pub use loom::sync::{Mutex, MutexGuard};
+
+    /// Whether the models' process has membarrier (see [`light_fence`]);
+    /// std's atomic on purpose: a setting of the model, not a part of it.
+    static MEMBARRIER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+    /// Models a process without membarrier (`false`): [`light_fence`] is
+    /// then nothing, as a compiler fence is to the hardware. Loom only.
+    pub fn model_membarrier(on: bool) {
+        MEMBARRIER.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the pair [`light_fence`] / [`heavy_fence`] guarantees in
+    /// production (a SeqCst fence on each side), as loom models it; nothing
+    /// in a model without membarrier ([`model_membarrier`]).
+    pub fn light_fence() {
+        if MEMBARRIER.load(std::sync::atomic::Ordering::Relaxed) {
+            // SYNC: pairs with the SeqCst fence of `heavy_fence`.
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
+    }
+    /// Nothing to register under loom.
+    pub fn register_heavy_fence() -> bool {
+        true
+    }
+    /// The heavy side: a SeqCst fence (see [`light_fence`]).
+    pub fn heavy_fence() -> bool {
+        // SYNC: pairs with the SeqCst fence of `light_fence`.
+        loom::sync::atomic::fence(Ordering::SeqCst);
+        true
     }
     /// Loom models one processor: sleepers never spin.
     pub fn current_cpu() -> u32 {
