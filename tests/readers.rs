@@ -173,42 +173,45 @@ fn file_checks(path: &str, want_mode: u32) -> Vec<String> {
     for (what, e) in [
         ("open O_RDWR", errno_of(open(true, true))),
         ("open O_WRONLY", errno_of(open(true, false))),
-        ("truncate", {
-            let p = std::ffi::CString::new(path).unwrap();
-            // SAFETY: a valid C string; truncate(2) takes nothing else.
-            if unsafe { libc::truncate(p.as_ptr(), 0) } == 0 {
-                0
-            } else {
-                std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
-            }
-        }),
     ] {
         if e != libc::EACCES {
             bad.push(format!("{what}: {}, want EACCES", errno_name(e)));
         }
     }
     let f = open(false, true).expect("open O_RDONLY");
-    // SAFETY: ftruncate on our own descriptor.
-    if unsafe { libc::ftruncate(f.as_raw_fd(), 0) } == 0 {
-        bad.push("ftruncate of the O_RDONLY descriptor succeeded".into());
-    }
     let len = f.metadata().expect("fstat").len() as usize;
     match SharedMap::of_fd(&f, len, true) {
         Ok(_) => bad.push("a PROT_WRITE shared mapping succeeded".into()),
         Err(e) if e.raw_os_error() == Some(libc::EACCES) => {}
         Err(e) => bad.push(format!("PROT_WRITE mmap: {e}, want EACCES")),
     }
-    let m = SharedMap::of_fd(&f, len, false).expect("a PROT_READ mapping");
-    // SAFETY: mprotect of a mapping we own, which stays mapped.
-    let r = unsafe {
-        libc::mprotect(
-            m.at::<u8>(0) as *const u8 as *mut libc::c_void,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )
-    };
-    if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
-        bad.push("mprotect(PROT_WRITE) of the read-only mapping did not fail EACCES".into());
+    match SharedMap::of_fd(&f, len, false) {
+        Ok(m) => {
+            // SAFETY: mprotect of a mapping we own, which stays mapped.
+            let r = unsafe {
+                libc::mprotect(
+                    m.at::<u8>(0) as *const u8 as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
+                bad.push("mprotect(PROT_WRITE) of the read-only mapping did not fail EACCES".into());
+            }
+        }
+        Err(e) => bad.push(format!("PROT_READ mmap: {e}")),
+    }
+    // SAFETY: ftruncate on our own descriptor (O_RDONLY: must fail).
+    if unsafe { libc::ftruncate(f.as_raw_fd(), 0) } == 0 {
+        bad.push("ftruncate of the O_RDONLY descriptor succeeded".into());
+    }
+    // Last: where it succeeds, the set is destroyed.
+    let p = std::ffi::CString::new(path).unwrap();
+    // SAFETY: a valid C string; truncate(2) takes nothing else.
+    if unsafe { libc::truncate(p.as_ptr(), 0) } == 0 {
+        bad.push("truncate(path, 0) succeeded: the victim's set is gone".into());
+    } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
+        bad.push(format!("truncate: {}, want EACCES", std::io::Error::last_os_error()));
     }
     bad
 }
