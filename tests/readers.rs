@@ -472,15 +472,122 @@ fn scenario(mode: i32, who: User) -> i32 {
     }
 }
 
-fn run(name: &str, mode: i32, who: User) {
+/// IPC_SET moves the file's mode with the set's: a reader that mapped
+/// the set read-only may alter it once the mode gives its class write (it
+/// maps the set again, read-write), and the file is `r--` for the class
+/// again when the mode takes write away (a mapping made meanwhile stays
+/// writable, like an open descriptor: the library's check refuses alters).
+fn scenario_ipc_set() -> i32 {
+    let c = ctl();
+    let mut kids = Kids::with(Duration::from_secs(40), ChildNet::alarm_and_parent_death(50));
+    let v = kids.spawn(|| as_user(VICTIM, || victim(&c, 0o644)));
+    if !poll_flag("the victim's sets", || c.ready.load(Ordering::Acquire) != 0) {
+        return CHECK_FAILED;
+    }
+    let path = segment_path();
+    let file_mode = || std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    let set_mode = |kids: &mut Kids, mode: u32| {
+        let a = kids.spawn(|| {
+            as_user(VICTIM, || {
+                let shm = Shm {
+                    ns: Namespace::open(NS).expect("open the namespace"),
+                };
+                let (id, kid) = (c.id.load(Ordering::Relaxed), c.kid.load(Ordering::Relaxed));
+                for (api, id) in [(&shm as &dyn SemApi, id), (&KERNEL, kid)] {
+                    let arg = Arg::Set {
+                        uid: VICTIM.uid,
+                        gid: VICTIM.gid,
+                        mode,
+                    };
+                    if api.semctl(id, 0, IPC_SET, &arg).is_err() {
+                        return CHECK_FAILED;
+                    }
+                }
+                0
+            })
+        });
+        kids.expect_exit(a, 0, "the victim's IPC_SET");
+    };
+    let mut bad = Vec::new();
+    // The reader maps the set read-only, then is told to go on.
+    let r = kids.spawn(|| {
+        as_user(OTHER, || {
+            let shm = Shm {
+                ns: Namespace::open(NS).expect("open the namespace"),
+            };
+            let (id, kid) = (c.id.load(Ordering::Relaxed), c.kid.load(Ordering::Relaxed));
+            let mut out = Vec::new();
+            let step = |out: &mut Vec<String>| {
+                for (api, id) in [(&shm as &dyn SemApi, id), (&KERNEL, kid)] {
+                    out.push(format!("{:?}", api.semop(id, &[sb(1, 1, IPC_NOWAIT)])));
+                }
+            };
+            step(&mut out);
+            c.stage.store(1, Ordering::Release);
+            if !poll_flag("go 1", || c.go.load(Ordering::Acquire) >= 1) {
+                return CHECK_FAILED;
+            }
+            step(&mut out);
+            c.stage.store(2, Ordering::Release);
+            if !poll_flag("go 2", || c.go.load(Ordering::Acquire) >= 2) {
+                return CHECK_FAILED;
+            }
+            step(&mut out);
+            let want = ["Err(13)", "Err(13)", "Ok(())", "Ok(())", "Err(13)", "Err(13)"];
+            if out != want {
+                eprintln!("reader's V: {out:?}, want {want:?}");
+                return CHECK_FAILED;
+            }
+            0
+        })
+    });
+    poll_until("the reader's first V", || c.stage.load(Ordering::Acquire) == 1);
+    set_mode(&mut kids, 0o646);
+    if file_mode() != 0o646 {
+        bad.push(format!("file mode {:o} after IPC_SET 0646", file_mode()));
+    }
+    c.go.store(1, Ordering::Release);
+    poll_until("the reader's second V", || c.stage.load(Ordering::Acquire) == 2);
+    set_mode(&mut kids, 0o644);
+    if file_mode() != 0o644 {
+        bad.push(format!("file mode {:o} after IPC_SET 0644", file_mode()));
+    }
+    c.go.store(2, Ordering::Release);
+    kids.expect_exit(r, 0, "the reader");
+    c.done.store(1, Ordering::Release);
+    kids.expect_exit(v, 0, "the victim");
+    for b in &bad {
+        eprintln!("{b}");
+    }
+    if bad.is_empty() {
+        0
+    } else {
+        CHECK_FAILED + 3
+    }
+}
+
+fn sandboxed(name: &str, body: impl FnOnce() -> i32) {
     if !can_sandbox() {
         eprintln!("skipped {name}: needs root (a sandbox, and other uids)");
         return;
     }
     let _serial = serial();
     let _w = Watchdog::start(name, 90);
-    let code = in_sandbox(name, 80, || scenario(mode, who));
+    let code = in_sandbox(name, 80, body);
     assert_eq!(code, 0, "{name}: the sandbox ended with {}", describe(code));
+}
+
+fn run(name: &str, mode: i32, who: User) {
+    sandboxed(name, || scenario(mode, who));
+}
+
+/// IPC_SET and the file's mode (see `scenario_ipc_set`).
+#[test]
+fn ipc_set_moves_the_file_mode_and_a_reader_may_become_a_writer() {
+    sandboxed(
+        "ipc_set_moves_the_file_mode_and_a_reader_may_become_a_writer",
+        scenario_ipc_set,
+    );
 }
 
 /// Mode 0644, the other class: read-only, enforced by the OS, and the
