@@ -176,10 +176,11 @@ fn live_seq(e: &RegistryEntry) -> Option<u32> {
 /// The registry's mapping, `None` if there is none.
 fn open_registry(rname: &str) -> Result<Option<Mapping>> {
     match Mapping::open(rname)? {
-        Opened::Mapped(map) => Ok(Some(map)),
+        Opened::Mapped(map) if map.writable() => Ok(Some(map)),
         Opened::Missing => Ok(None),
-        // Created 0666: only a stranger's chmod keeps us out.
-        Opened::Denied => Err(Error::PermissionDenied),
+        // Created 0666: only a stranger's chmod keeps us out (or lets us
+        // read only: the registry is written by every user).
+        Opened::Mapped(_) | Opened::Denied => Err(Error::PermissionDenied),
     }
 }
 

@@ -15,6 +15,9 @@ use rustix::shm::OFlags;
 /// name ([`Mapping::set_mode`], [`Mapping::set_owner`]).
 pub struct Mapping {
     map: memmap2::MmapRaw,
+    /// Mapped PROT_READ | PROT_WRITE (else PROT_READ only: a process whose
+    /// class the file's mode gives `r--`; any store would fault).
+    writable: bool,
     /// (st_dev, st_ino) of the object mapped.
     id: FileId,
     /// Its entry in the SIGBUS guard table, if it got one.
@@ -226,17 +229,28 @@ pub enum Opened {
 }
 
 impl Mapping {
-    /// Maps the object `fd` refers to, then closes `fd` (shm_open opened
-    /// it close-on-exec, so it never reached another program).
-    fn map(fd: OwnedFd) -> Result<Mapping> {
+    /// Maps the object `fd` refers to, shared, read-write if `writable`
+    /// (else PROT_READ: `fd` was opened O_RDONLY), then closes `fd`
+    /// (shm_open opened it close-on-exec, so it never reached another
+    /// program).
+    fn map(fd: OwnedFd, writable: bool) -> Result<Mapping> {
         let id = FileId::of(&fd)?;
         let file = File::from(fd);
-        let map = memmap2::MmapOptions::new()
-            .map_raw(&file)
-            .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let opts = memmap2::MmapOptions::new();
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
         drop(file);
         let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
-        Ok(Mapping { map, id, guard })
+        Ok(Mapping {
+            map,
+            writable,
+            id,
+            guard,
+        })
     }
 
     /// Creates `name` exclusively with owner-only permissions and size
@@ -253,7 +267,7 @@ impl Mapping {
         let r = (|| {
             rustix::fs::ftruncate(&fd, size as u64)?;
             rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)?;
-            Mapping::map(fd)
+            Mapping::map(fd, true)
         })();
         if r.is_err() {
             let _ = rustix::shm::unlink(name);
@@ -261,11 +275,17 @@ impl Mapping {
         r
     }
 
-    /// Opens and maps an existing object. Errors are the OS's (EMFILE,
-    /// ENFILE, ENOMEM, ...), each as itself.
+    /// Opens and maps an existing object: read-write if the file's mode
+    /// lets this process write it, else read-only (O_RDONLY, PROT_READ:
+    /// see [`Mapping::writable`]). Errors are the OS's (EMFILE, ENFILE,
+    /// ENOMEM, ...), each as itself.
     pub fn open(name: &str) -> Result<Opened> {
-        match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
-            Ok(fd) => Mapping::map(fd).map(Opened::Mapped),
+        let (r, writable) = match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
+            Err(rustix::io::Errno::ACCESS) => (rustix::shm::open(name, OFlags::RDONLY, Mode::empty()), false),
+            r => (r, true),
+        };
+        match r {
+            Ok(fd) => Mapping::map(fd, writable).map(Opened::Mapped),
             Err(rustix::io::Errno::NOENT) => Ok(Opened::Missing),
             Err(rustix::io::Errno::ACCESS) => Ok(Opened::Denied),
             Err(e) => Err(e.into()),
@@ -316,6 +336,15 @@ impl Mapping {
     /// Start of the mapping.
     pub fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
+    }
+
+    /// Whether the mapping may be written. A read-only one (the file's
+    /// mode gives this process's class `r--`) is PROT_READ: a store into
+    /// it would be a SIGSEGV, so nothing may write through [`Mapping::base`]
+    /// then (the set cache hands such a set out only as a
+    /// `set::Reader`, which only loads).
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     /// Length of the mapping.

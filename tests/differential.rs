@@ -1282,14 +1282,15 @@ fn perm_semop() {
             for p in [b, c] {
                 d.ctl(p, 0, SETVAL, Arg::Val(1)).unwrap();
             }
+            d.excuse_reader_waits(b);
             vec![b as i32, c as i32]
         },
         |d, s| {
             let (b, c) = (s[0] as usize, s[1] as usize);
             // Read only: zero ops allowed (and fail with EAGAIN on value 1).
-            assert_eq!(d.semop(b, &[sb(0, 0, NW)]), Err(libc::EAGAIN));
-            d.semop(b, &[sb(1, 0, NW)]).unwrap();
-            d.semop(b, &[sb(1, 0, NW | UN)]).unwrap();
+            assert_eq!(d.semop_reader(b, &[sb(0, 0, NW)]), Err(libc::EAGAIN));
+            d.semop_reader(b, &[sb(1, 0, NW)]).unwrap();
+            d.semop_reader(b, &[sb(1, 0, NW | UN)]).unwrap();
             assert_eq!(d.semop(b, &[sb(1, 1, NW)]), Err(libc::EACCES));
             assert_eq!(d.semop(b, &[sb(1, 0, NW), sb(0, 1, 0)]), Err(libc::EACCES));
             // EFBIG before EACCES, invalid timeout before both.
@@ -1480,6 +1481,8 @@ fn perm_granted_classes() {
                 d.ctl(p, 0, IPC_SET, Arg::Set { uid, gid, mode }).unwrap();
                 v.push(p as i32);
             }
+            // The group class of c may only read it.
+            d.excuse_reader_waits(v[2] as usize);
             v
         },
         |d, s| {
@@ -1503,7 +1506,7 @@ fn perm_granted_classes() {
                 Err(libc::EPERM)
             );
             d.ctl(c, 0, GETVAL, Arg::None).unwrap();
-            d.semop(c, &[sb(0, 0, NW)]).unwrap();
+            d.semop_reader(c, &[sb(0, 0, NW)]).unwrap();
             assert_eq!(d.semop(c, &[sb(0, 1, 0)]), Err(libc::EACCES));
             assert_eq!(e(d.ctl(c, 0, SETVAL, Arg::Val(1))), Err(libc::EACCES));
             d.semop(o, &[sb(0, 0, NW)]).unwrap();

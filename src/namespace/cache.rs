@@ -2,14 +2,14 @@
 //! found by id on every call (one load and two compares when cached).
 
 use crate::liveness::{Membership, OsHost};
-use crate::set::{Host, Me, SetView};
+use crate::set::{Host, Me, Reader, SetView};
 use crate::shm::{Mapping, Opened};
 use crate::sync::{AtomicU64, Ordering};
 use crate::sysv::SetId;
 use crate::{Error, Result};
 use shm_layout::RegistryEntry;
 
-use super::reclaim::{Held, Pin};
+use super::reclaim::{self, Held, Pin};
 use super::{live_seq, set_name, Namespace};
 
 /// A set mapped into this process.
@@ -21,7 +21,11 @@ pub(super) struct SetHandle {
     /// The segment's name.
     pub(super) name: String,
     pub(super) map: Mapping,
-    pub(super) view: SetView<'static>,
+    /// The set. Private to this file: the rest of the namespace reaches it
+    /// through [`SetHandle::reader`] (loads only) or [`SetHandle::writer`]
+    /// (everything, only for a writable mapping), so that no write path can
+    /// be taken on a read-only (PROT_READ) mapping.
+    view: SetView<'static>,
     /// This process's entry in the set's process table.
     pub(super) member: Membership,
     /// This process's access bits to the set, cached with the set's
@@ -34,6 +38,37 @@ impl SetHandle {
     /// The set's id.
     pub(super) fn id(&self) -> i32 {
         SetId::new(self.idx, self.seq).raw()
+    }
+
+    /// The set, read-only: all a process gets whose mapping is PROT_READ
+    /// (its class is given `r--`), and what every reader uses.
+    #[inline]
+    pub(super) fn reader(&self) -> Reader<'_, 'static> {
+        self.view.reader()
+    }
+
+    /// The set with every write path (the fast path, the lock, the process
+    /// table, the queue): EACCES for a read-only mapping, where any store
+    /// would fault. The only way to the view from outside this file.
+    #[inline]
+    pub(super) fn writer(&self) -> Result<&SetView<'static>> {
+        if self.map.writable() {
+            Ok(&self.view)
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
+    /// Whether the mapping is writable (see [`SetHandle::writer`]).
+    #[inline]
+    pub(super) fn writable(&self) -> bool {
+        self.map.writable()
+    }
+
+    /// Whether the set is removed.
+    #[inline]
+    pub(super) fn removed(&self) -> bool {
+        self.reader().removed()
     }
 }
 
@@ -65,9 +100,7 @@ impl Namespace {
         if !p.is_null() {
             // SAFETY: `pin` protects it (see `reclaim`).
             let h = unsafe { &*p };
-            // SYNC: Acquire pairs with the Release store of `removed` by
-            // IPC_RMID (INTENT_RMID in `SetView::redo`).
-            if h.seq == seq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+            if h.seq == seq && !h.removed() {
                 // SAFETY: as above.
                 return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
@@ -89,8 +122,8 @@ impl Namespace {
         let cell = &self.cache[idx as usize];
         // SYNC: as in `Namespace::find`.
         let mut cur = pin.protect(cell);
-        // SAFETY: as in find. SYNC: as in `Namespace::find`.
-        if !cur.is_null() && unsafe { &*cur }.view.hdr.removed.load(Ordering::Acquire) != 0 {
+        // SAFETY: as in find.
+        if !cur.is_null() && unsafe { &*cur }.removed() {
             pin.release();
             self.forget_removed(idx);
             cur = pin.protect(cell);
@@ -102,8 +135,7 @@ impl Namespace {
         if !cur.is_null() {
             // SAFETY: as in find.
             let h = unsafe { &*cur };
-            // SYNC: as in `Namespace::find`.
-            if h.seq == eseq && h.view.hdr.removed.load(Ordering::Acquire) == 0 {
+            if h.seq == eseq && !h.removed() {
                 // SAFETY: as in find.
                 return Ok(Found::Mapped(unsafe { Held::new(pin, h) }));
             }
@@ -121,6 +153,49 @@ impl Namespace {
             Err(h) => {
                 drop(h);
                 self.lookup_slow(pin, idx, seq)
+            }
+        }
+    }
+
+    /// `h` if its mapping is writable. Else the set mapped again, in `h`'s
+    /// place in the cache, if the OS now lets this process write it (an
+    /// IPC_SET gave its class write access after it mapped the set
+    /// read-only); EACCES if the OS still lets it only read (a class that
+    /// the set's mode and the file's mode see differently: README).
+    /// For a call that must write and was allowed to.
+    #[cold]
+    pub(super) fn for_writing<'a>(&'a self, h: Held<'a, SetHandle>) -> Result<Held<'a, SetHandle>> {
+        if h.writable() {
+            return Ok(h);
+        }
+        let (idx, seq) = (h.idx, h.seq);
+        drop(h);
+        loop {
+            let pin = reclaim::pin();
+            let cell = &self.cache[idx as usize];
+            // SYNC: as in `Namespace::find`.
+            let cur = pin.protect(cell);
+            if !cur.is_null() {
+                // SAFETY: as in find.
+                let c = unsafe { &*cur };
+                if c.seq == seq && !c.removed() && c.writable() {
+                    // SAFETY: as in find.
+                    return Ok(unsafe { Held::new(pin, c) });
+                }
+            }
+            let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
+            if live_seq(e) != Some(seq) {
+                return Err(Error::Invalid);
+            }
+            let h = match self.map_set(e, idx, seq)? {
+                Some(h) if h.writable() => Box::new(h),
+                _ => return Err(Error::PermissionDenied),
+            };
+            match self.sets.install(&pin, cell, cur, h) {
+                // SAFETY: just installed in the cell `pin` announces.
+                Ok(h) => return Ok(unsafe { Held::new(pin, h) }),
+                // Another thread installed one first: look again.
+                Err(h) => drop(h),
             }
         }
     }
@@ -163,7 +238,7 @@ impl Namespace {
     /// again in a forked child).
     #[inline]
     pub(super) fn me(&self, h: &SetHandle) -> Result<Me> {
-        h.member.me(&h.view, &self.presence, h.idx)
+        h.member.me(h.writer()?, &self.presence, h.idx)
     }
 
     /// The host for this process's calls on `h`.
@@ -180,7 +255,7 @@ impl Namespace {
     ) -> Result<T> {
         let me = self.me(h)?;
         let host = self.host(h);
-        let mut g = h.view.lock(&me, &host);
+        let mut g = h.writer()?.lock(&me, &host);
         let r = f(&mut g, &me, &host);
         drop(g);
         Ok(r)

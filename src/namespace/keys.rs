@@ -329,7 +329,7 @@ impl Namespace {
         // lock holding the registry's: semget's reads of a set never wait.
         let me = self.me(h)?;
         let host = self.host(h);
-        let g = h.view.lock(&me, &host);
+        let g = h.writer()?.lock(&me, &host);
         let _l = self.lock_registry()?;
         self.remove_locked(h, g)
     }
@@ -337,9 +337,7 @@ impl Namespace {
     /// [`Namespace::remove`], the caller holding the set's lock (`g`) and
     /// then the registry's.
     pub(super) fn remove_locked(&self, h: &SetHandle, mut g: Guard<'_, '_>) -> Result<()> {
-        // SYNC: Acquire pairs with the Release store of `removed` (INTENT_RMID
-        // in `SetView::redo`).
-        if h.view.hdr.removed.load(Ordering::Acquire) != 0 {
+        if h.removed() {
             return Err(Error::Invalid);
         }
         // The set dies first, in one committed step (its sleepers get
@@ -350,7 +348,7 @@ impl Namespace {
         // set, which the next semget of its key (or gc) clears.
         g.remove()?;
         drop(g);
-        self.free_entry(h.id(), h.view.nsems() as u32);
+        self.free_entry(h.id(), h.reader().nsems() as u32);
         shm::unlink(&h.name)
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use crate::liveness;
-use crate::set::SetView;
+use crate::set::{HeaderFields, SetView};
 use crate::sync::{AtomicI32, AtomicU32, Ordering};
 use crate::{Error, Result};
 
@@ -74,13 +74,17 @@ pub(super) struct Perm {
 impl Perm {
     /// The fields as they are (consistent under the set's lock).
     pub(super) fn read(v: &SetView<'_>) -> Perm {
-        let h = v.hdr;
+        Perm::of(HeaderFields::of(v))
+    }
+
+    /// The ownership and mode among a set's header fields.
+    pub(super) fn of(f: HeaderFields) -> Perm {
         Perm {
-            uid: h.uid.load(Ordering::Relaxed),
-            gid: h.gid.load(Ordering::Relaxed),
-            cuid: h.cuid.load(Ordering::Relaxed),
-            cgid: h.cgid.load(Ordering::Relaxed),
-            mode: h.mode.load(Ordering::Relaxed),
+            uid: f.uid,
+            gid: f.gid,
+            cuid: f.cuid,
+            cgid: f.cgid,
+            mode: f.mode,
         }
     }
 
@@ -118,15 +122,22 @@ pub(super) fn allows(granted: u32, flag: u32) -> bool {
     requested & !granted == 0
 }
 
-/// The file mode of a set's segment: a class that the set's mode grants
-/// anything gets read and write on the segment (it needs both to map and
-/// operate); a class granted nothing cannot open the segment at all, except
-/// the file's owner, the set's creator, who may always IPC_SET/IPC_RMID.
+/// The file mode of a set's segment, which lets the OS enforce what the
+/// set's mode grants each class: a class with any write bit gets `rw-` (it
+/// maps the segment read-write to operate); a class granted only read gets
+/// `r--` (it can open the segment O_RDONLY and map it PROT_READ, nothing
+/// more: values, lock word, queue and process table are out of its reach);
+/// a class granted nothing gets `---`. The file's owner, the set's
+/// creator, always has `rw-` (it may always IPC_SET/IPC_RMID, even under
+/// mode 0, as in the kernel).
 pub(super) fn file_mode(mode: u32) -> u32 {
     let mut m = 0o600;
     for shift in [6, 3, 0] {
-        if (mode >> shift) & 0o6 != 0 {
+        let bits = (mode >> shift) & 0o6;
+        if bits & 0o2 != 0 {
             m |= 0o6 << shift;
+        } else if bits & 0o4 != 0 {
+            m |= 0o4 << shift;
         }
     }
     m
@@ -147,7 +158,7 @@ impl Namespace {
         // SYNC: Acquire pairs with the Release store that moves `perm_seq`
         // after an owner or mode change (INTENT_SETPERM in `SetView::redo`):
         // a match means no change since the bits were computed.
-        let pseq = h.view.hdr.perm_seq.load(Ordering::Acquire);
+        let pseq = h.reader().perm_seq();
         // pid_max is at most 2^22: 23 bits hold any pid.
         let key = ((pseq as u64) << 32)
             | ((liveness::pid() as u64 & GRANTED_PID_MASK) << 9)
@@ -178,20 +189,20 @@ impl Namespace {
     /// as its last committed step left them (a holder that is stopped, or
     /// died mid-update, is not waited for; see `Namespace::read_set`).
     pub(super) fn perm(&self, h: &SetHandle) -> Result<Perm> {
-        if let Some(p) = h.view.read_consistent(Perm::read) {
-            return Ok(p);
+        if let Some(f) = h.reader().read_header() {
+            return Ok(Perm::of(f));
         }
         Ok(self.read_set(
             h,
             |g, _, _| Perm::read(g.view()),
             |_, _| {
-                h.view.committed_read(|c| {
+                h.reader().committed_read(|c| {
                     let (uid, gid, mode) = c.owner_mode();
                     Some(Perm {
                         uid,
                         gid,
                         mode,
-                        ..Perm::read(&h.view)
+                        ..Perm::of(h.reader().header())
                     })
                 })
             },

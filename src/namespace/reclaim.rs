@@ -861,9 +861,7 @@ mod process {
     impl SetHandle {
         /// Whether the set was removed (IPC_RMID).
         fn is_removed(&self) -> bool {
-            // SYNC: Acquire pairs with the Release store of `removed` by
-            // IPC_RMID (INTENT_RMID in `SetView::redo`).
-            self.view.hdr.removed.load(Ordering::Acquire) != 0
+            self.removed()
         }
     }
 

@@ -5,7 +5,7 @@
 //! and [`Namespace::semctl_down`] (IPC_SET, IPC_RMID); GETVAL first tries
 //! [`Namespace::getval_fast`], the hot read.
 
-use crate::set::{Guard, Host, Me, SetView, Sweep};
+use crate::set::{Guard, HeaderFields, Host, Me, Sweep};
 use crate::sync::Ordering;
 use crate::sysv::{is_known_cmd, IpcPerm, SemctlArg, SemidDs, Seminfo, SetId};
 use crate::{Error, Result};
@@ -69,18 +69,19 @@ impl Namespace {
         let Found::Mapped(h) = self.find(reclaim::pin(), semid).ok()? else {
             return None;
         };
-        if semnum < 0 || semnum as usize >= h.view.nsems() {
+        let v = h.reader();
+        if semnum < 0 || semnum as usize >= v.nsems() {
             return None;
         }
         if !allows(self.granted(&h).ok()?, READ) {
             return None;
         }
-        h.view.read_sem(semnum as usize).map(|(val, _)| val)
+        v.read_sem(semnum as usize).map(|(val, _)| val)
     }
 
     /// semnum as an index into `h`'s semaphores (EINVAL out of range).
     fn semnum(&self, h: &SetHandle, semnum: i32) -> Result<usize> {
-        if semnum < 0 || semnum as usize >= h.view.nsems() {
+        if semnum < 0 || semnum as usize >= h.reader().nsems() {
             return Err(Error::Invalid);
         }
         Ok(semnum as usize)
@@ -153,19 +154,22 @@ impl Namespace {
     /// liveness host), which reads the committed state
     /// ([`SetView::committed_read`]) and gives `None` only while a running
     /// holder keeps writing: then the lock is tried again. A process that
-    /// cannot take part in the set (it cannot reopen the segment, or the
-    /// process table is full) only reads without the lock.
+    /// cannot take part in the set (its mapping is read-only, or the
+    /// process table is full) only reads without the lock: it gets no
+    /// process-table entry and writes nothing.
     pub(super) fn read_set<T>(
         &self,
         h: &SetHandle,
         mut locked: impl FnMut(&mut Guard<'_, 'static>, &Me, &dyn Host) -> T,
         mut unlocked: impl FnMut(Option<u32>, &dyn Host) -> Option<T>,
     ) -> T {
+        // `me` fails for a read-only mapping (no writer).
         let me = self.me(h).ok();
+        let v = h.writer().ok();
         let host = self.host(h);
         loop {
-            if let Some(me) = &me {
-                if let Some(mut g) = h.view.try_lock(me, &host) {
+            if let (Some(me), Some(v)) = (&me, v) {
+                if let Some(mut g) = v.try_lock(me, &host) {
                     return locked(&mut g, me, &host);
                 }
             }
@@ -179,29 +183,26 @@ impl Namespace {
     /// undo record sets otime): under the lock if it is free, else from
     /// the committed state, the sweep's effect on otime included.
     fn stat(&self, h: &SetHandle) -> Result<SemidDs> {
-        let read = |v: &SetView<'_>| {
-            let x = v.hdr;
-            SemidDs {
-                perm: IpcPerm {
-                    key: x.key.load(Ordering::Relaxed),
-                    uid: x.uid.load(Ordering::Relaxed),
-                    gid: x.gid.load(Ordering::Relaxed),
-                    cuid: x.cuid.load(Ordering::Relaxed),
-                    cgid: x.cgid.load(Ordering::Relaxed),
-                    mode: x.mode.load(Ordering::Relaxed),
-                    seq: h.seq,
-                },
-                otime: v.otime(),
-                ctime: x.ctime.load(Ordering::Relaxed),
-                nsems: v.nsems() as u64,
-            }
+        let v = h.reader();
+        let read = |x: HeaderFields| SemidDs {
+            perm: IpcPerm {
+                key: x.key,
+                uid: x.uid,
+                gid: x.gid,
+                cuid: x.cuid,
+                cgid: x.cgid,
+                mode: x.mode,
+                seq: h.seq,
+            },
+            otime: x.otime,
+            ctime: x.ctime,
+            nsems: v.nsems() as u64,
         };
-        let v = &h.view;
         self.read_set(
             h,
             |g, me, host| {
                 g.sweep_dead(me, host, Sweep::Holding);
-                Ok(read(g.view()))
+                Ok(read(HeaderFields::of(g.view())))
             },
             |me, host| {
                 let swept = v.dead_undo_record(me, host);
@@ -210,7 +211,7 @@ impl Namespace {
                         return Some(Err(Error::Invalid));
                     }
                     let (uid, gid, mode) = c.owner_mode();
-                    let mut ds = read(v);
+                    let mut ds = read(v.header());
                     ds.perm.uid = uid;
                     ds.perm.gid = gid;
                     ds.perm.mode = mode;
@@ -235,14 +236,17 @@ impl Namespace {
         self.require(&h, if cmd == SETALL { ALTER } else { READ })?;
         match cmd {
             GETALL => self.getall(&h, arg),
-            SETALL => self.setall(&h, arg),
+            SETALL => {
+                let h = self.for_writing(h)?;
+                self.setall(&h, arg)
+            }
             _ => self.getone(&h, semnum, cmd),
         }
     }
 
     /// GETALL (after the permission check).
     fn getall(&self, h: &SetHandle, arg: SemctlArg<'_>) -> Result<i32> {
-        let v = &h.view;
+        let v = h.reader();
         let SemctlArg::GetAll(out) = arg else {
             return Err(Error::BadAddress);
         };
@@ -261,7 +265,7 @@ impl Namespace {
     #[cold]
     #[inline(never)]
     fn getall_slow(&self, h: &SetHandle, out: &mut [u16]) -> Result<()> {
-        let v = &h.view;
+        let v = h.reader();
         let n = out.len();
         let vals = self.read_set(
             h,
@@ -285,7 +289,7 @@ impl Namespace {
     /// GETVAL, GETPID, GETNCNT and GETZCNT (after the permission check).
     #[inline(never)]
     fn getone(&self, h: &SetHandle, semnum: i32, cmd: i32) -> Result<i32> {
-        let v = &h.view;
+        let v = h.reader();
         let n = self.semnum(h, semnum)?;
         if cmd == GETVAL || cmd == GETPID {
             let (val, pid) = match v.read_sem(n) {
@@ -328,7 +332,7 @@ impl Namespace {
     /// SETALL (after the permission check): EFAULT for too few values,
     /// ERANGE for one above SEMVMX.
     fn setall(&self, h: &SetHandle, arg: SemctlArg<'_>) -> Result<i32> {
-        let v = &h.view;
+        let v = h.reader();
         let SemctlArg::SetAll(vals) = arg else {
             return Err(Error::BadAddress);
         };
@@ -364,6 +368,7 @@ impl Namespace {
         };
         let n = self.semnum(&h, semnum)?;
         self.require(&h, ALTER)?;
+        let h = self.for_writing(h)?;
         self.locked(&h, |g, me, _| {
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 return Err(Error::Removed);
@@ -388,6 +393,7 @@ impl Namespace {
         if !self.perm(&h)?.owner_or_creator() {
             return Err(Error::NotPermitted);
         }
+        let h = self.for_writing(h)?;
         if cmd == IPC_RMID {
             self.remove(&h)?;
             // The remover unmaps it at once if no other thread uses it,

@@ -325,7 +325,7 @@ impl Namespace {
             // fail with EAGAIN, the sets removed so far gone.
             let me = self.me(&h)?;
             let host = self.host(&h);
-            let Some(g) = h.view.lock_until(&me, &host, || {
+            let Some(g) = h.writer()?.lock_until(&me, &host, || {
                 sync::monotonic_ns().saturating_add(LOCK_PATIENCE_NS)
             }) else {
                 return Err(Error::WouldBlock);

@@ -4,6 +4,8 @@
 //!   regions, accessors, otime), the caller's identity ([`Me`]), the
 //!   liveness [`Host`], and what several rooms share;
 //! * [`seqlock`] — consistent lock-free reads (GETVAL, GETALL, IPC_STAT);
+//! * [`reader`] — the read-only face of a set ([`Reader`]), all a process
+//!   whose mapping is read-only gets: loads only, and its wait for zero;
 //! * [`fast`] — the fast path, one op as one CAS;
 //! * [`lock`] — the global lock and its mode ([`Guard`]);
 //! * [`op`] — the operation, what a semtimedop does from the fast path to
@@ -41,6 +43,8 @@ mod intent;
 mod lock;
 pub(crate) mod op;
 mod queue;
+#[cfg(not(shmsem_loom))]
+mod reader;
 mod recovery;
 mod report;
 mod seqlock;
@@ -49,6 +53,8 @@ mod undo;
 
 pub use lock::Guard;
 pub use op::SlowOutcome;
+#[cfg(not(shmsem_loom))]
+pub use reader::{HeaderFields, Reader};
 pub use report::{PendingOp, ProcessReport, SetReport, SlotUsage};
 pub use undo::Sweep;
 

@@ -20,7 +20,7 @@
 //! Both blocks export: `Ordering`, `fence`, every atomic type (`AtomicBool`,
 //! `AtomicI8`..`AtomicI64`, `AtomicIsize`, `AtomicU8`..`AtomicU64`,
 //! `AtomicUsize`, `AtomicPtr`), `monotonic_ns`, `realtime_secs`,
-//! `futex_wait`, `futex_wake`, `spin_hint`, `current_cpu`, `online_cpus`,
+//! `futex_wait`, `futex_wait_low`, `futex_wake`, `spin_hint`, `current_cpu`, `online_cpus`,
 //! `lone_thread`, `Mutex` (and `MutexGuard`), and the asymmetric fence pair `light_fence` /
 //! `heavy_fence` (with `register_heavy_fence`). Under loom only the engine and the set are built, so the
 //! items only the registry, liveness and shm modules use go unused there.
@@ -136,6 +136,48 @@ mod primitive {
     /// Wakes up to `n` sleepers on `word` (shared futex).
     pub fn futex_wake(word: &AtomicU32, n: u32) {
         let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n);
+    }
+
+    /// Sleeps while the low 32 bits of `*word` equal `expected`, until the
+    /// absolute CLOCK_MONOTONIC time `deadline_ns` (or a wake, a signal,
+    /// spuriously): [`futex_wait`] on the word's low half. The kernel
+    /// reads the half; Rust code never makes a 32-bit access to the 64-bit
+    /// atomic (the address goes to the system call as a raw pointer). A
+    /// FUTEX_WAIT only reads the word, so it works in a PROT_READ shared
+    /// mapping (a reader of a set waits for zero this way).
+    pub fn futex_wait_low(word: &AtomicU64, expected: u32, deadline_ns: u64) -> Wake {
+        let ts = libc::timespec {
+            tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+        };
+        let low = word as *const AtomicU64 as *const u32;
+        let low = if cfg!(target_endian = "big") {
+            low.wrapping_add(1)
+        } else {
+            low
+        };
+        // SAFETY: `low` points into the live, 4-byte-aligned 64-bit word
+        // (8-byte aligned); FUTEX_WAIT_BITSET (shared: no PRIVATE flag)
+        // only reads it, and reads `ts`, a valid timespec.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                low,
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                &ts as *const libc::timespec,
+                core::ptr::null::<u32>(),
+                libc::FUTEX_BITSET_MATCH_ANY,
+            )
+        };
+        if r == 0 {
+            return Wake::Woken;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ETIMEDOUT) => Wake::TimedOut,
+            Some(libc::EINTR) => Wake::Interrupted,
+            _ => Wake::Woken, // EAGAIN: the half changed; anything else: re-check.
+        }
     }
 
     /// A spin-wait hint.
@@ -324,6 +366,21 @@ mod primitive {
         }
     }
     /// Wakes the `n` longest sleepers on `word`, as FUTEX_WAKE does.
+    /// [`futex_wait`] on the low half of a 64-bit word, as the production
+    /// block has it; under loom a check and a yield (no model sleeps so).
+    #[allow(dead_code)]
+    pub fn futex_wait_low(word: &AtomicU64, expected: u32, deadline_ns: u64) -> Wake {
+        // SYNC: SeqCst as in `futex_wait`.
+        if word.load(Ordering::SeqCst) as u32 != expected {
+            return Wake::Woken;
+        }
+        if monotonic_ns() >= deadline_ns {
+            return Wake::TimedOut;
+        }
+        loom::thread::yield_now();
+        Wake::Woken
+    }
+
     pub fn futex_wake(word: &AtomicU32, n: u32) {
         let mut g = FUTEX.0.lock().unwrap();
         let addr = word as *const AtomicU32 as usize;

@@ -17,6 +17,7 @@
 //! | `sets.rs` | a set's observable state, unwrapped, and waits for it; the wall clock as sets stamp it |
 //! | `rng.rs` | [`Rng`], the seeded generator |
 //! | `errno.rs` | errno names |
+//! | `users.rs` | other users without creating any: a sandbox (private mount and IPC namespaces, its own tmpfs on /dev/shm) whose children switch to raw uids and gids |
 //!
 //! Suite machinery that only one suite needs stays with the suite:
 //! tests/differential/harness.rs (the kernel-against-shmsem runner) and
@@ -34,6 +35,7 @@ pub mod programs;
 pub mod rng;
 pub mod segment;
 pub mod sets;
+pub mod users;
 pub mod watchdog;
 
 pub use c::*;
@@ -45,4 +47,5 @@ pub use programs::*;
 pub use rng::*;
 pub use segment::*;
 pub use sets::*;
+pub use users::*;
 pub use watchdog::*;
