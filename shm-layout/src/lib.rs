@@ -492,6 +492,10 @@ pub struct QueueSlot {
     pub ops: [AtomicU64; SLOT_OPS],
 }
 
+/// Bytes of one [`ProcEntry`] in a segment (its size with the real
+/// atomics; loom's are larger).
+pub const PROC_ENTRY_BYTES: usize = 40;
+
 /// Offsets of the regions of a set segment, computed from its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetGeometry {
@@ -525,7 +529,7 @@ impl SetGeometry {
     pub const fn new(nsems: u32, proc_slots: u32, queue_slots: u32) -> SetGeometry {
         let sems_off = align_up(core::mem::size_of::<SetHeader>(), 64);
         let procs_off = align_up(sems_off + nsems as usize * 32, 64);
-        let undo_off = align_up(procs_off + proc_slots as usize * 32, 64);
+        let undo_off = align_up(procs_off + proc_slots as usize * PROC_ENTRY_BYTES, 64);
         let undo_row = align_up(nsems as usize * 2, 8);
         let queue_off = align_up(undo_off + proc_slots as usize * undo_row, 64);
         let intent_off = align_up(queue_off + queue_slots as usize * 128, 64);
@@ -615,7 +619,8 @@ const _: () = {
     assert!(size_of::<SetHeader>() == 136);
     assert!(size_of::<SemEntry>() == 32);
     assert!(align_of::<SemEntry>() == 8);
-    assert!(size_of::<ProcEntry>() == 40);
+    assert!(size_of::<ProcEntry>() == PROC_ENTRY_BYTES);
+    assert!(align_of::<ProcEntry>() == 8);
     assert!(size_of::<QueueSlot>() == 128);
     assert!(size_of::<IntentHeader>() == 64);
     assert!(core::mem::offset_of!(SetHeader, lock) % 4 == 0);

@@ -184,17 +184,11 @@ fn claim_free(
         }
         let bare = match own.fd {
             None => true,
-            Some(fd) => {
-                if shm::ofd_try_lock(fd, byte)? {
-                    false
-                } else if shm::ofd_write_held(fd, byte).unwrap_or(true) {
-                    // Another claimer of our uid: the entry is its, for now.
-                    continue;
-                } else {
-                    // Only read locks, another user's: claim without.
-                    true
-                }
-            }
+            Some(fd) => match take_claim_byte(fd, byte)? {
+                Some(taken) => !taken,
+                // Another claimer of our uid: the entry is its, for now.
+                None => continue,
+            },
         };
         let unlock = || {
             if let (false, Some(fd)) = (bare, own.fd) {
@@ -253,6 +247,23 @@ fn claim_free(
         }));
     }
     Ok(None)
+}
+
+/// Takes claim byte `byte` through `fd`: `Some(true)` taken; `None` held
+/// by another claimer of our uid (a write lock); `Some(false)` kept from us
+/// by read locks only, which only another user's processes take.
+fn take_claim_byte(fd: std::os::fd::BorrowedFd<'_>, byte: i64) -> Result<Option<bool>> {
+    // A claimer of ours that lets go between our try and our test is
+    // tried again; a few rounds, then we claim without (bare).
+    for _ in 0..3 {
+        if shm::ofd_try_lock(fd, byte)? {
+            return Ok(Some(true));
+        }
+        if shm::ofd_write_held(fd, byte).unwrap_or(true) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(false))
 }
 
 /// Makes claimed entry `p` (state word `claiming`) process `pid`'s,

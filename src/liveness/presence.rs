@@ -32,8 +32,9 @@
 //! which keeps an entry only while its pid exists.
 //!
 //! The namespace's registry lock (byte 0 of the registry) is taken through
-//! a descriptor of the registry, [`Presence::checked`]; it holds nothing
-//! else, and goes with the registry.
+//! a descriptor of the registry, [`Presence::checked`], held only while
+//! the lock is ([`Presence::release_registry`]); it holds nothing else, and
+//! goes with the registry.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
@@ -67,17 +68,13 @@ pub(super) fn close_inherited() {
     }
 }
 
-fn track(fd: i32) {
-    for slot in &OPENED {
-        if slot
-            .compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+/// Whether `fd` is tracked now (else a forked child keeps its copy until
+/// its [`Presence`] closes it: README difference 4).
+fn track(fd: i32) -> bool {
+    OPENED.iter().any(|slot| {
+        slot.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-        {
-            return;
-        }
-    }
-    // More descriptors than tracked: a child forked without exec keeps this
-    // one (README difference 4).
+    })
 }
 
 fn untrack(fd: i32) {
@@ -89,6 +86,8 @@ fn untrack(fd: i32) {
 /// A descriptor, the file it was opened for and the process it was opened by.
 struct Held {
     pid: i32,
+    /// In [`OPENED`]: a forked child's copy is closed by [`close_inherited`].
+    tracked: bool,
     /// The file the descriptor must still name.
     file: FileId,
     /// Never closed by dropping (see `Drop for Held`).
@@ -97,8 +96,8 @@ struct Held {
 
 impl Held {
     fn new(pid: i32, file: FileId, fd: OwnedFd) -> Held {
-        track(fd.as_raw_fd());
         Held {
+            tracked: track(fd.as_raw_fd()),
             pid,
             file,
             fd: std::mem::ManuallyDrop::new(fd),
@@ -112,14 +111,17 @@ impl Held {
 
     /// Lets go of a descriptor that is no longer valid for this process
     /// (`pid`), closing it only if it is a forked child's untracked copy
-    /// of its parent's (closing that leaves the parent's locks alone);
-    /// otherwise it was closed already, or the program closed it (and
-    /// perhaps reused the number for a file of its own): never close it
-    /// again.
+    /// of its parent's (closing that leaves the parent's locks alone; its
+    /// number cannot have been reused, the copy holds it); otherwise it
+    /// was closed already (by [`close_inherited`] in a child: the number
+    /// may be one of the child's own descriptors now), or the program
+    /// closed it (and perhaps reused the number for a file of its own):
+    /// never close it again.
     fn abandon(self, pid: i32) {
         let raw = self.fd.as_raw_fd();
-        untrack(raw);
-        if self.pid != pid && FileId::of_raw(raw) == Some(self.file) {
+        if self.pid == pid {
+            untrack(raw);
+        } else if !self.tracked && FileId::of_raw(raw) == Some(self.file) {
             // SAFETY: the child's own copy, used by nothing else.
             unsafe { libc::close(raw) };
         }
@@ -296,6 +298,22 @@ impl Presence {
             *held = Some(Held::new(pid, id, fd));
         }
         f(held.as_ref().expect("set above").borrow())
+    }
+
+    /// Closes the registry lock's descriptor (if this process's own and
+    /// still the registry's), which releases the lock if it is held: the
+    /// descriptor is held only while the lock is, so that a process holds
+    /// one descriptor per namespace, its presence file's, between calls.
+    pub fn release_registry(&self) {
+        let mut held = self.reg.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = held.take() {
+            let pid = identity::pid();
+            if h.valid(pid) {
+                drop(h);
+            } else {
+                h.abandon(pid);
+            }
+        }
     }
 
     /// This process's own presence file, checked to be the file it opened
