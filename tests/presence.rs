@@ -15,9 +15,9 @@
 //!
 //! | test | before (main b51b1e2) |
 //! |---|---|
-//! | `another_users_locks_keep_no_dead_holder_alive` | fails: mallory's write lock on the dead holder's presence byte (registry, 0666) keeps its undo for ever |
-//! | `another_users_locks_make_no_live_process_dead` | fails: mallory's write locks on the claim bytes keep the victim out of the process table (ENOMEM) |
-//! | `a_squatted_presence_file_changes_nothing_but_speed` | passes (no presence file then): a guard of the new one |
+//! | `another_users_locks_keep_no_dead_holder_alive` | fails: mallory's write lock on the dead holder's presence byte (registry, 0666) keeps its undo (value stays 1, semtimedop EAGAIN) |
+//! | `another_users_locks_make_no_live_process_dead` | fails: mallory's write locks on the claim bytes keep the victim out of the process table (semop ENOMEM) |
+//! | `a_squatted_presence_file_changes_nothing_but_speed` | fails the same way (ENOMEM, mallory's locks on the registry); the squat itself was harmless then: a guard of the presence file |
 //!
 //! Run: `cargo test --test presence` (as root; skipped otherwise).
 // The test's own atomics (a counter in a shared mapping) are not the
@@ -84,7 +84,11 @@ fn in_private_shm(name: &str, secs: u64, body: impl FnOnce() -> i32) {
         body()
     });
     let st = wait_for(pid, Duration::from_secs(secs + 2), name);
-    assert_eq!(st, WaitStatus::Exited(pid, OK), "{name}: the test's process");
+    assert_eq!(
+        st,
+        WaitStatus::Exited(pid, OK),
+        "{name}: the test's process"
+    );
 }
 
 /// Becomes `uid` (and gid `uid`, no supplementary groups) for good.
@@ -129,7 +133,11 @@ fn victim_holding(kids: &mut Kids, set: &SemaphoreSet, n: i16) -> (Pid, std::fs:
 fn wait_ready(rx: &mut std::fs::File, what: &str) {
     assert!(readable_within(rx, DEADLINE), "{what}: not ready in time");
     let mut b = [0u8; 1];
-    assert_eq!(rx.read(&mut b).expect("read"), 1, "{what} failed (see stderr)");
+    assert_eq!(
+        rx.read(&mut b).expect("read"),
+        1,
+        "{what} failed (see stderr)"
+    );
 }
 
 /// Takes `kind` locks on every byte of `fd` that no other open file
@@ -180,13 +188,17 @@ fn mallory_locks_everything(rounds: &AtomicU64) -> ! {
     become_user(MALLORY);
     let mut open: HashMap<(u64, u64), (OwnedFd, i32)> = HashMap::new();
     loop {
-        for e in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+        for e in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let path = e.path();
             let Ok(md) = std::fs::metadata(&path) else {
                 continue;
             };
             let id = (md.dev(), md.ino());
-            if !open.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(id) {
                 let try_open = |flags| {
                     std::fs::OpenOptions::new()
                         .read(true)
@@ -196,9 +208,9 @@ fn mallory_locks_everything(rounds: &AtomicU64) -> ! {
                         .ok()
                 };
                 if let Some(f) = try_open(libc::O_RDWR) {
-                    open.insert(id, (f.into(), libc::F_WRLCK));
+                    slot.insert((f.into(), libc::F_WRLCK));
                 } else if let Some(f) = try_open(libc::O_RDONLY) {
-                    open.insert(id, (f.into(), libc::F_RDLCK));
+                    slot.insert((f.into(), libc::F_RDLCK));
                 }
             }
         }
