@@ -202,6 +202,17 @@ pub fn presence_name(ns: &str, uid: u32) -> String {
     format!("shmsem.{ns}.p.{uid}")
 }
 
+/// Unlinks the presence files of namespace `ns` that this process may
+/// (its own uid's; every one for root): they go with the namespace. A
+/// process still holding one keeps its descriptor of the unlinked file,
+/// where nobody looks any more: its liveness comes from /proc until it
+/// opens the namespace again.
+pub fn unlink_presence_files(ns: &str) {
+    for name in shm::list(&format!("shmsem.{ns}.p.")) {
+        let _ = shm::unlink(&name);
+    }
+}
+
 /// Whether `fd` is a presence file `uid`'s processes alone can lock: a
 /// regular file owned by `uid`, writable by nobody else. Its identity if so.
 fn usable(fd: &OwnedFd, uid: u32) -> Option<FileId> {
