@@ -28,4 +28,4 @@ mod presence;
 pub use host::OsHost;
 pub use identity::pid;
 pub use membership::Membership;
-pub use presence::Presence;
+pub use presence::{unlink_presence_files, Presence};

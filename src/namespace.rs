@@ -336,7 +336,7 @@ impl Namespace {
             .collect();
         Ok(Namespace {
             name: name.to_string(),
-            presence: crate::liveness::Presence::new(&registry_name(name), reg.file_id()),
+            presence: crate::liveness::Presence::new(name, &registry_name(name), reg.file_id()),
             reg,
             limits,
             reg_lock: Mutex::new(()),

@@ -58,6 +58,14 @@ impl FileId {
         })
     }
 
+    /// The file `st` (an fstat's answer) describes.
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+
     /// The file `fd` refers to.
     pub fn of(fd: impl AsFd) -> Result<FileId> {
         let st = rustix::fs::fstat(fd).map_err(Error::from)?;
@@ -440,16 +448,42 @@ pub fn ofd_unlock(fd: impl AsFd, byte: i64) {
     unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &fl) };
 }
 
-/// Whether some open file description (other than `fd`'s) holds a lock on
-/// the byte.
-pub fn ofd_is_locked(fd: impl AsFd, byte: i64) -> Result<bool> {
-    let mut fl = flock(libc::F_WRLCK, byte);
+/// Whether some open file description (other than `fd`'s) holds a *write*
+/// lock on the byte. The query is for a read lock (`F_RDLCK`), which only a
+/// write lock conflicts with: read locks, which anyone who may read the
+/// file can take, do not count. `fd` may be read-only.
+pub fn ofd_write_held(fd: impl AsFd, byte: i64) -> Result<bool> {
+    let mut fl = flock(libc::F_RDLCK, byte);
     // SAFETY: F_OFD_GETLK reads and writes one valid flock struct.
     let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
     if r != 0 {
         return Err(Error::from_errno(last_errno()));
     }
     Ok(fl.l_type as libc::c_int != libc::F_UNLCK)
+}
+
+/// Opens `name` (no slash) in /dev/shm through a descriptor of the
+/// directory, never following a link, never blocking on a FIFO, never
+/// becoming a terminal's, close-on-exec; `flags` adds the access mode
+/// (and O_CREAT|O_EXCL with `mode`). The OS's error as it is (ELOOP for a
+/// symbolic link). The caller checks what it opened with fstat.
+pub fn open_in_dev_shm(
+    name: &str,
+    flags: rustix::fs::OFlags,
+    mode: Mode,
+) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::OFlags as F;
+    let dir = rustix::fs::open(
+        "/dev/shm",
+        F::PATH | F::DIRECTORY | F::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::openat(
+        &dir,
+        name,
+        flags | F::NOFOLLOW | F::CLOEXEC | F::NONBLOCK | F::NOCTTY,
+        mode,
+    )
 }
 
 /// Blocks until an exclusive OFD lock on `byte` is ours (used as the

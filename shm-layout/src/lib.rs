@@ -39,6 +39,7 @@
 //! | [`SetHeader::seq`]              | [`SeqCount`]   | seqlock: odd while a section writes      |
 //! | [`SetHeader::spinners`]         | [`SpinStamp`]  | free, or the spinner's start (1024 ns)   |
 //! | [`ProcEntry::state_gen`]        | [`ProcState`]  | FREE / CLAIMING / ACTIVE, generation     |
+//! | [`ProcEntry::owner`]            | [`ProcOwner`]  | claimer's uid, generation claimed, bare  |
 //! | [`ProcEntry::cpu`]              | [`CpuTag`]     | unknown, or cpu % 255 + 1                |
 //! | [`QueueSlot::status`]           | [`SlotStatus`] | gen, FREE/CONT/QUEUED/DONE/WITHDRAWN, errno |
 //! | [`QueueSlot::flags`]            | [`SlotFlags`]  | UNDO, ALTER                              |
@@ -92,8 +93,10 @@ pub use loom::sync::atomic::{
 /// means "still being initialised"). 6: a queue slot can be WITHDRAWN by
 /// its sleeper, the intent record has a serial over its application. 7: the
 /// registry reserves its pages as entries are needed
-/// ([`RegistryHeader::reserved`]).
-pub const LAYOUT_VERSION: u32 = 7;
+/// ([`RegistryHeader::reserved`]). 8: a process-table entry names its
+/// owner's uid and the claim it was taken by ([`ProcEntry::owner`]), whose
+/// presence and claim bytes are in that uid's presence file.
+pub const LAYOUT_VERSION: u32 = 8;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
 /// Magic at offset 0 of a namespace registry.
@@ -447,6 +450,13 @@ pub struct ProcEntry {
     /// the set's lock (read-modify-writes). A lock word naming a live
     /// process whose `holding` and `locking` are both 0 is garbage.
     pub locking: AtomicU16,
+    /// Who claimed the entry: a [`ProcOwner`] (the generation claimed and
+    /// the claimer's uid, whose presence file holds its claim and presence
+    /// bytes). Set by CAS before the claim (the CAS decides among
+    /// claimers); a writer of the set can forge it, which only makes the
+    /// liveness check look in the wrong file (slower, or a claim left for
+    /// later).
+    pub owner: AtomicU64,
 }
 
 /// One pending-queue slot: a sleeper's operation, its futex word and links.
@@ -482,6 +492,10 @@ pub struct QueueSlot {
     pub ops: [AtomicU64; SLOT_OPS],
 }
 
+/// Bytes of one [`ProcEntry`] in a segment (its size with the real
+/// atomics; loom's are larger).
+pub const PROC_ENTRY_BYTES: usize = 40;
+
 /// Offsets of the regions of a set segment, computed from its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetGeometry {
@@ -515,7 +529,7 @@ impl SetGeometry {
     pub const fn new(nsems: u32, proc_slots: u32, queue_slots: u32) -> SetGeometry {
         let sems_off = align_up(core::mem::size_of::<SetHeader>(), 64);
         let procs_off = align_up(sems_off + nsems as usize * 32, 64);
-        let undo_off = align_up(procs_off + proc_slots as usize * 32, 64);
+        let undo_off = align_up(procs_off + proc_slots as usize * PROC_ENTRY_BYTES, 64);
         let undo_row = align_up(nsems as usize * 2, 8);
         let queue_off = align_up(undo_off + proc_slots as usize * undo_row, 64);
         let intent_off = align_up(queue_off + queue_slots as usize * 128, 64);
@@ -605,7 +619,8 @@ const _: () = {
     assert!(size_of::<SetHeader>() == 136);
     assert!(size_of::<SemEntry>() == 32);
     assert!(align_of::<SemEntry>() == 8);
-    assert!(size_of::<ProcEntry>() == 32);
+    assert!(size_of::<ProcEntry>() == PROC_ENTRY_BYTES);
+    assert!(align_of::<ProcEntry>() == 8);
     assert!(size_of::<QueueSlot>() == 128);
     assert!(size_of::<IntentHeader>() == 64);
     assert!(core::mem::offset_of!(SetHeader, lock) % 4 == 0);

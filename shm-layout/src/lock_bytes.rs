@@ -1,17 +1,24 @@
-//! The byte-range locks on a namespace's registry file.
+//! The byte-range locks that carry what the kernel must release when a
+//! process dies: open-file-description locks (F_OFD_SETLK), on bytes past
+//! the end of the file (a lock needs no data behind it), in three disjoint
+//! ranges:
 //!
-//! Open-file-description locks (F_OFD_SETLK) on bytes of the registry's
-//! file carry what the kernel must release when a process dies. The bytes
-//! lie past the end of the mapped data (a lock needs no data behind it),
-//! in three disjoint ranges:
+//! | offset                          | file                  | held by                                 |
+//! |---------------------------------|-----------------------|-----------------------------------------|
+//! | 0                               | the registry          | the registry's lock holder              |
+//! | [`claim_byte`]`(set, entry)`    | the claimer's uid's   | a process claiming that entry of that   |
+//! | (2^32 ..< 2^32 + 2^31)          | presence file         | set's process table, until it is ACTIVE |
+//! | [`presence_byte`]`(pid, start)` | the process's uid's   | the process (pid, start time) while its |
+//! | (2^40 ..< 2^63)                 | presence file         | descriptor of that file is open         |
 //!
-//! | offset                          | held by                                  |
-//! |---------------------------------|------------------------------------------|
-//! | 0                               | the registry's lock holder               |
-//! | [`claim_byte`]`(set, entry)`    | a process claiming that entry of that    |
-//! | (2^32 ..< 2^32 + 2^31)          | set's process table, until it is ACTIVE  |
-//! | [`presence_byte`]`(pid, start)` | the process (pid, start time) while its  |
-//! | (2^40 ..< 2^63)                 | descriptor of the registry is open       |
+//! A presence file, `/dev/shm/shmsem.NS.p.UID`, is a regular file of
+//! size 0, mode 0644, owned by UID, created exclusively by the first
+//! process of UID in namespace NS. Only UID's processes (and root) can open
+//! it for writing, so only they can take write locks in it; everyone may
+//! open it to read, and so take read locks, which is why a checker asks
+//! only about write locks (`F_OFD_GETLK` with `F_RDLCK`), and why a read
+//! lock that keeps a process from taking its own byte must cost no more
+//! than speed (see [`ProcOwner`](crate::ProcOwner)'s bare claims).
 //!
 //! A presence byte names a process, not an entry: one lock per process per
 //! namespace, whatever the number of sets it uses, and a reused pid (another
@@ -19,7 +26,7 @@
 //! verdict: a process that closed its descriptors (a daemon), or that
 //! exec'd (the descriptor is close-on-exec), holds none and is still alive.
 
-/// The registry lock's byte.
+/// The registry lock's byte (on the registry's file).
 pub const REGISTRY_LOCK_BYTE: i64 = 0;
 
 /// First claim byte.

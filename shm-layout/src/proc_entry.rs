@@ -1,5 +1,5 @@
 //! The words of a process-table entry ([`ProcEntry`](crate::ProcEntry)):
-//! its state and generation, and the processor tag.
+//! its state and generation, who claimed it, and the processor tag.
 
 /// Process entry state: free.
 pub const PROC_FREE: u32 = 0;
@@ -27,19 +27,21 @@ pub const PROC_GEN_SHIFT: u32 = 4;
 ///
 /// | state    | Description                            | Left by                      |
 /// |----------|----------------------------------------|------------------------------|
-/// | FREE     | Unused; gen is the last claim's.       | A registering process: CAS → |
-/// |          |                                        | [`claiming`](Self::claiming) |
-/// |          |                                        | (gen + 1).                   |
+/// | FREE     | Unused; gen is the last claim's.       | A registering process: CAS   |
+/// |          | An [`owner`](crate::ProcEntry::owner)  | of `owner` to its            |
+/// |          | naming gen + 1 is a claim under way    | [`ProcOwner`] for gen + 1,   |
+/// |          | (or abandoned, if its claim byte is    | then CAS →                   |
+/// |          | free).                                 | [`claiming`](Self::claiming).|
 /// | CLAIMING | The claimer holds the entry's claim    | The claimer: ACTIVE with the |
 /// |          | byte ([`claim_byte`](crate::claim_byte)) | same gen (release: publishes |
-/// |          | from before its CAS, and resets the    | pid and start time), then    |
-/// |          | fields; they are not valid yet.        | frees the byte; or a sweeper |
-/// |          |                                        | that finds the byte free     |
-/// |          |                                        | (the claimer died): FREE.    |
+/// |          | in its uid's presence file (`owner`    | pid and start time), then    |
+/// |          | names the uid) from before its CAS of  | frees the byte; or a sweeper |
+/// |          | `owner`, and resets the fields; they   | that finds the byte free, or |
+/// |          | are not valid yet.                     | `owner` of another gen: FREE.|
 /// | ACTIVE   | A registered process (alive, or dead   | A reaper (under the set's    |
-/// |          | and not yet swept): pid, start time    | lock, from an intent record) |
-/// |          | and counters are valid; a lock word    | or a registering process     |
-/// |          | with its gen names it.                 | that finds it dead holding   |
+/// |          | and not yet swept): pid, start time,   | lock, from an intent record) |
+/// |          | owner and counters are valid; a lock   | or a registering process     |
+/// |          | word with its gen names it.            | that finds it dead holding   |
 /// |          |                                        | nothing: CAS → [`freed`](Self::freed) (gen kept). |
 /// | 3..15    | Scribbled on.                          | Nobody: not ACTIVE (names no |
 /// |          |                                        | lock holder, never swept),   |
@@ -141,6 +143,79 @@ impl core::fmt::Debug for ProcState {
         f.debug_struct("ProcState")
             .field("state", &format_args!("{state}({})", self.state()))
             .field("gen", &self.gen())
+            .finish()
+    }
+}
+
+/// Who claimed a process-table entry
+/// ([`ProcEntry::owner`](crate::ProcEntry::owner)).
+///
+/// | bits   | field | meaning                                              |
+/// |--------|-------|------------------------------------------------------|
+/// | 0..32  | uid   | the claimer's uid: its presence file holds the       |
+/// |        |       | claimer's claim byte and, once ACTIVE, its presence  |
+/// |        |       | byte                                                 |
+/// | 32..60 | gen   | the generation claimed ([`ProcState::gen`] once      |
+/// |        |       | CLAIMING)                                            |
+/// | 60..63 | 0     |                                                      |
+/// | 63     | bare  | claimed without a claim byte (the claimer's presence |
+/// |        |       | file was unusable, or another user held read locks   |
+/// |        |       | on it): while the claim is under way nobody can tell |
+/// |        |       | whether the claimer lives                            |
+///
+/// A claimer CASes it to its own value for the next generation before it
+/// CASes the state to CLAIMING: the first CAS decides which claimer gets
+/// the generation, and a checker that sees CLAIMING (acquire) sees the
+/// owner of that generation. Every value is possible (a writer of the
+/// set may forge it): it only says in which file to look.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ProcOwner(u64);
+
+impl ProcOwner {
+    const BARE: u64 = 1 << 63;
+    const GEN_MASK: u64 = (u32::MAX >> PROC_GEN_SHIFT) as u64;
+
+    /// The claim of generation `gen` (modulo 2^28) by a process of `uid`,
+    /// holding its claim byte unless `bare`.
+    #[inline]
+    pub const fn new(gen: u32, uid: u32, bare: bool) -> ProcOwner {
+        let b = if bare { Self::BARE } else { 0 };
+        ProcOwner(b | ((gen as u64 & Self::GEN_MASK) << 32) | uid as u64)
+    }
+    /// The word as stored.
+    #[inline]
+    pub const fn from_raw(raw: u64) -> ProcOwner {
+        ProcOwner(raw)
+    }
+    /// The raw word, to store.
+    #[inline]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+    /// The claimer's uid.
+    #[inline]
+    pub const fn uid(self) -> u32 {
+        self.0 as u32
+    }
+    /// The generation claimed.
+    #[inline]
+    pub const fn gen(self) -> u32 {
+        ((self.0 >> 32) & Self::GEN_MASK) as u32
+    }
+    /// Claimed without a claim byte.
+    #[inline]
+    pub const fn is_bare(self) -> bool {
+        self.0 & Self::BARE != 0
+    }
+}
+
+impl core::fmt::Debug for ProcOwner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProcOwner")
+            .field("uid", &self.uid())
+            .field("gen", &self.gen())
+            .field("bare", &self.is_bare())
             .finish()
     }
 }
@@ -249,6 +324,32 @@ mod tests {
         // Scribbled states.
         let odd = ProcState::new(5, 7);
         assert!(!(odd.is_free() || odd.is_claiming() || odd.is_active()));
+    }
+
+    #[test]
+    fn owners() {
+        let mut r = Rng::new(11);
+        for _ in 0..100_000 {
+            let gen = r.next() as u32 >> PROC_GEN_SHIFT;
+            let uid = r.next() as u32;
+            for bare in [false, true] {
+                let o = ProcOwner::new(gen, uid, bare);
+                assert_eq!((o.gen(), o.uid(), o.is_bare()), (gen, uid, bare));
+                assert_eq!(ProcOwner::from_raw(o.raw()), o);
+            }
+            // The generation is the state's, modulo 2^28.
+            let s = ProcState::new(gen, PROC_FREE).claiming();
+            assert_eq!(ProcOwner::new(s.gen(), uid, false).gen(), s.gen());
+            assert_eq!(
+                ProcOwner::new(gen.wrapping_add(1 << 28), uid, false).gen(),
+                gen
+            );
+        }
+        // Garbage reads as something (a forged word only misdirects).
+        let junk = ProcOwner::from_raw(u64::MAX);
+        assert!(junk.is_bare());
+        assert_eq!(junk.uid(), u32::MAX);
+        assert_eq!(junk.gen(), u32::MAX >> PROC_GEN_SHIFT);
     }
 
     #[test]

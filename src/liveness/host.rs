@@ -1,35 +1,45 @@
 //! The liveness host: which process-table entries belong to dead processes.
 
-use std::os::fd::BorrowedFd;
-
-use super::identity;
+use super::{identity, Presence};
 use crate::set::{Host, SetView};
-use crate::shm;
 use crate::sync::Ordering;
-use shm_layout::{claim_byte, presence_byte, ProcState};
+use shm_layout::{claim_byte, presence_byte, ProcOwner, ProcState};
 
-/// The real host for one set: liveness from the processes' presence locks
-/// on the namespace's registry, decided by pid and start time. The locks
-/// are tested through this process's own descriptor of the registry
-/// (`fd`): a description shared with another process (an inherited
-/// descriptor) would not see that process's locks as conflicting.
+/// The real host for one set: liveness from the processes' write locks in
+/// their uids' presence files (see [`Presence`]), decided by pid and start
+/// time. The entry names the uid ([`ProcOwner`]); the locks are tested
+/// through this process's own descriptors (a description shared with
+/// another process, an inherited descriptor, would not see that process's
+/// locks as conflicting).
 pub struct OsHost<'a> {
-    fd: Option<BorrowedFd<'a>>,
+    /// `None`: /proc alone decides.
+    presence: Option<&'a Presence>,
     /// The set's index (for the claim bytes of its process table).
     set: u32,
 }
 
 impl<'a> OsHost<'a> {
-    /// The host that tests the locks through `fd` (`None`: this process has
-    /// no descriptor of the registry; /proc alone decides) for set index
+    /// The host that tests the locks through `presence`, for set index
     /// `set`.
-    pub fn new(fd: Option<BorrowedFd<'a>>, set: u32) -> OsHost<'a> {
-        OsHost { fd, set }
+    pub fn new(presence: &'a Presence, set: u32) -> OsHost<'a> {
+        OsHost {
+            presence: Some(presence),
+            set,
+        }
     }
 
-    /// Whether a lock is held on `byte` (`None`: cannot tell).
-    fn locked(&self, byte: Option<i64>) -> Option<bool> {
-        shm::ofd_is_locked(self.fd?, byte?).ok()
+    /// Whether a process of `uid` holds a write lock on `byte` of its
+    /// presence file (`None`: cannot tell).
+    fn held(&self, uid: u32, byte: Option<i64>) -> Option<bool> {
+        self.presence?.write_held(uid, byte?)
+    }
+
+    /// Whether the claim `owner` of entry `slot` was abandoned: its
+    /// claimer's claim byte is certainly free (it died, or its claim is
+    /// over). A bare claim, or a byte that cannot be tested, is never
+    /// taken for abandoned.
+    pub(super) fn claim_abandoned(&self, owner: ProcOwner, slot: u32) -> bool {
+        !owner.is_bare() && self.held(owner.uid(), claim_byte(self.set, slot)) == Some(false)
     }
 }
 
@@ -38,16 +48,22 @@ impl Host for OsHost<'_> {
         let Some(p) = view.proc(slot) else {
             return true;
         };
-        if ProcState::from_raw(p.state_gen.load(Ordering::Relaxed)).is_claiming() {
+        // SYNC: Acquire pairs with the AcqRel CAS to CLAIMING in
+        // membership's `claim_free`, after its CAS of `owner`.
+        let sg = ProcState::from_raw(p.state_gen.load(Ordering::Acquire));
+        let owner = ProcOwner::from_raw(p.owner.load(Ordering::Relaxed));
+        if sg.is_claiming() {
             // A claimer holds the entry's claim byte from before its claim
             // until it is ACTIVE (membership's `claim_free`), and its pid
             // is not written yet: only the byte tells, and only a byte that
-            // is certainly free means dead.
-            return self.locked(claim_byte(self.set, slot)) == Some(false);
+            // is certainly free means dead. An owner of another generation
+            // never claimed this one: the state was written by someone
+            // else (a writer of the set), and nobody is claiming.
+            return owner.gen() != sg.gen() || self.claim_abandoned(owner, slot);
         }
         let pid = p.pid.load(Ordering::Relaxed);
         let start = p.start_time.load(Ordering::Relaxed);
-        match self.locked(presence_byte(pid, start)) {
+        match self.held(owner.uid(), presence_byte(pid, start)) {
             // Held: by the process, or by a child that inherited its
             // descriptor. A child forked without exec closes its copy
             // (`presence::close_inherited`), but only once it runs, which

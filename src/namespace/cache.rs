@@ -244,7 +244,7 @@ impl Namespace {
     /// The host for this process's calls on `h`.
     #[inline]
     pub(super) fn host<'n>(&'n self, h: &SetHandle) -> OsHost<'n> {
-        OsHost::new(self.presence.for_tests(), h.idx)
+        OsHost::new(&self.presence, h.idx)
     }
 
     /// Runs `f` with the set's global lock held.

@@ -75,6 +75,8 @@ impl Drop for RegLock<'_> {
             shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
             Ok(())
         });
+        // The registry's descriptor is held only while its lock is.
+        self.ns.presence.release_registry();
     }
 }
 

@@ -341,6 +341,7 @@ impl Namespace {
         // taken); it goes while we hold the lock, so the next holder, in
         // any process, finds the registry unlinked.
         shm::unlink(&registry_name(&self.name))?;
+        crate::liveness::unlink_presence_files(&self.name);
         self.mark_removed();
         drop(l);
         Ok(r)

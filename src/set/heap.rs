@@ -79,7 +79,8 @@ fn proc_entry() -> ProcEntry {
         holding: AtomicU16,
         asleep: AtomicU8,
         cpu: AtomicU8,
-        locking: AtomicU16
+        locking: AtomicU16,
+        owner: AtomicU64
     })
 }
 fn slot() -> QueueSlot {
