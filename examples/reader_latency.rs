@@ -133,7 +133,11 @@ fn main() {
             l.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!(
                 "| {} | {wait_ms} ms | {:.0} / {:.0} / {:.0} |",
-                if reader { "reader (r--)" } else { "queued (rw-)" },
+                if reader {
+                    "reader (r--)"
+                } else {
+                    "queued (rw-)"
+                },
                 l[0],
                 l[l.len() / 2],
                 l[l.len() - 1]
@@ -143,6 +147,8 @@ fn main() {
     reap(child(|| {
         let ns = Namespace::open(&name).unwrap();
         let id = w[3].load(Ordering::SeqCst) as i32;
-        ns.semctl(id, 0, shmsem::sysv::IPC_RMID, SemctlArg::None).is_ok() && ns.destroy().is_ok()
+        ns.semctl(id, 0, shmsem::sysv::IPC_RMID, SemctlArg::None)
+            .is_ok()
+            && ns.destroy().is_ok()
     }));
 }

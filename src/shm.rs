@@ -289,7 +289,10 @@ impl Mapping {
     /// ENOMEM, ...), each as itself.
     pub fn open(name: &str) -> Result<Opened> {
         let (r, writable) = match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
-            Err(rustix::io::Errno::ACCESS) => (rustix::shm::open(name, OFlags::RDONLY, Mode::empty()), false),
+            Err(rustix::io::Errno::ACCESS) => (
+                rustix::shm::open(name, OFlags::RDONLY, Mode::empty()),
+                false,
+            ),
             r => (r, true),
         };
         match r {

@@ -97,7 +97,9 @@ fn victim(c: &Ctl, mode: i32) -> i32 {
     let flags = IPC_CREAT | IPC_EXCL | mode;
     let (id, kid) = (
         shm.semget(KEY, NSEMS as i32, flags).expect("shmsem semget"),
-        KERNEL.semget(KEY, NSEMS as i32, flags).expect("kernel semget"),
+        KERNEL
+            .semget(KEY, NSEMS as i32, flags)
+            .expect("kernel semget"),
     );
     for (api, id) in [(&shm as &dyn SemApi, id), (&KERNEL, kid)] {
         api.semctl(id, 0, SETALL, &Arg::SetAll(vec![5, 0, 2]))
@@ -121,7 +123,11 @@ fn victim_act(c: &Ctl, cmd: i32, val: i32) -> i32 {
     };
     let (id, kid) = (c.id.load(Ordering::Relaxed), c.kid.load(Ordering::Relaxed));
     for (api, id) in [(&shm as &dyn SemApi, id), (&KERNEL, kid)] {
-        let arg = if cmd == SETVAL { Arg::Val(val) } else { Arg::None };
+        let arg = if cmd == SETVAL {
+            Arg::Val(val)
+        } else {
+            Arg::None
+        };
         if let Err(e) = api.semctl(id, 0, cmd, &arg) {
             eprintln!("victim: semctl({cmd}) = {}", errno_name(e));
             return CHECK_FAILED;
@@ -133,7 +139,10 @@ fn victim_act(c: &Ctl, cmd: i32, val: i32) -> i32 {
 /// The segment's file: the regular file of the victim's that starts with
 /// the set magic.
 fn segment_path() -> String {
-    for e in std::fs::read_dir("/dev/shm").expect("read /dev/shm").flatten() {
+    for e in std::fs::read_dir("/dev/shm")
+        .expect("read /dev/shm")
+        .flatten()
+    {
         let p = e.path();
         let Ok(md) = std::fs::symlink_metadata(&p) else {
             continue;
@@ -196,7 +205,9 @@ fn file_checks(path: &str, want_mode: u32) -> Vec<String> {
                 )
             };
             if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
-                bad.push("mprotect(PROT_WRITE) of the read-only mapping did not fail EACCES".into());
+                bad.push(
+                    "mprotect(PROT_WRITE) of the read-only mapping did not fail EACCES".into(),
+                );
             }
         }
         Err(e) => bad.push(format!("PROT_READ mmap: {e}")),
@@ -211,7 +222,10 @@ fn file_checks(path: &str, want_mode: u32) -> Vec<String> {
     if unsafe { libc::truncate(p.as_ptr(), 0) } == 0 {
         bad.push("truncate(path, 0) succeeded: the victim's set is gone".into());
     } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
-        bad.push(format!("truncate: {}, want EACCES", std::io::Error::last_os_error()));
+        bad.push(format!(
+            "truncate: {}, want EACCES",
+            std::io::Error::last_os_error()
+        ));
     }
     bad
 }
@@ -226,7 +240,17 @@ fn answers(api: &dyn SemApi, id: i32, index: i32) -> Vec<String> {
             Err(e) => format!("{what} = {}", errno_name(e)),
         })
     };
-    for flg in [0, 0o444, 0o400, 0o040, 0o004, 0o666, 0o222, IPC_CREAT, IPC_CREAT | 0o444] {
+    for flg in [
+        0,
+        0o444,
+        0o400,
+        0o040,
+        0o004,
+        0o666,
+        0o222,
+        IPC_CREAT,
+        IPC_CREAT | 0o444,
+    ] {
         say(
             format!("semget(K, 0, {flg:o})"),
             api.semget(KEY, 0, flg).map(|got| (got == id).to_string()),
@@ -253,7 +277,8 @@ fn answers(api: &dyn SemApi, id: i32, index: i32) -> Vec<String> {
         for n in 0..=NSEMS as i32 {
             say(
                 format!("semctl({n}, cmd {cmd})"),
-                api.semctl(id, n, cmd, &Arg::None).map(|o| o.ret.to_string()),
+                api.semctl(id, n, cmd, &Arg::None)
+                    .map(|o| o.ret.to_string()),
             );
         }
     }
@@ -286,12 +311,24 @@ fn answers(api: &dyn SemApi, id: i32, index: i32) -> Vec<String> {
         ("zero on 0 now", vec![sb(1, 0, 0)], None),
         ("zero undo", vec![sb(1, 0, SEM_UNDO)], None),
         ("zero on 5, nowait", vec![sb(0, 0, IPC_NOWAIT)], None),
-        ("two zeros, nowait second", vec![sb(1, 0, 0), sb(0, 0, IPC_NOWAIT)], None),
+        (
+            "two zeros, nowait second",
+            vec![sb(1, 0, 0), sb(0, 0, IPC_NOWAIT)],
+            None,
+        ),
         ("zero on 5, 50 ms", vec![sb(0, 0, 0)], Some(ms(50))),
-        ("zeros on 1 and 5, 20 ms", vec![sb(1, 0, 0), sb(2, 0, 0)], Some(ms(20))),
+        (
+            "zeros on 1 and 5, 20 ms",
+            vec![sb(1, 0, 0), sb(2, 0, 0)],
+            Some(ms(20)),
+        ),
         ("EFBIG", vec![sb(NSEMS as u16, 0, 0)], None),
         ("EFBIG before EACCES", vec![sb(0, -1, 0), sb(7, 0, 0)], None),
-        ("zero then P", vec![sb(1, 0, 0), sb(0, -1, IPC_NOWAIT)], None),
+        (
+            "zero then P",
+            vec![sb(1, 0, 0), sb(0, -1, IPC_NOWAIT)],
+            None,
+        ),
     ];
     for (what, sops, t) in ops {
         say(
@@ -336,10 +373,18 @@ fn reader(c: &Ctl, path: &str, want_mode: u32) -> i32 {
     let k = answers(&Kernel { key_xor: 0 }, kid, kid & 0x7fff);
     let s = answers(&shm, id, SetId::from_raw(id).index as i32);
     if k.len() != s.len() {
-        bad.push(format!("{} answers from the kernel, {} from shmsem", k.len(), s.len()));
+        bad.push(format!(
+            "{} answers from the kernel, {} from shmsem",
+            k.len(),
+            s.len()
+        ));
     }
     if std::env::var_os("READERS_VERBOSE").is_some() {
-        eprintln!("reader (uid {}): the kernel's answers:\n  {}", nix::unistd::getuid(), k.join("\n  "));
+        eprintln!(
+            "reader (uid {}): the kernel's answers:\n  {}",
+            nix::unistd::getuid(),
+            k.join("\n  ")
+        );
     }
     for (k, s) in k.iter().zip(&s) {
         if k != s {
@@ -402,7 +447,10 @@ fn result_of(c: &Ctl, stage: usize) -> i32 {
 /// The whole scenario for one mode and one reader; the sandbox's exit code.
 fn scenario(mode: i32, who: User) -> i32 {
     let c = ctl();
-    let mut kids = Kids::with(Duration::from_secs(40), ChildNet::alarm_and_parent_death(50));
+    let mut kids = Kids::with(
+        Duration::from_secs(40),
+        ChildNet::alarm_and_parent_death(50),
+    );
     let v = kids.spawn(|| as_user(VICTIM, || victim(&c, mode)));
     if !poll_flag("the victim's sets", || c.ready.load(Ordering::Acquire) != 0) {
         return CHECK_FAILED;
@@ -443,7 +491,10 @@ fn scenario(mode: i32, who: User) -> i32 {
     act(&mut kids, SETVAL, 0);
     let r2 = result_of(&c, 2);
     if r2 != 0 {
-        bad.push(format!("wait woken by SETVAL 0: {}, want success", errno_name(r2)));
+        bad.push(format!(
+            "wait woken by SETVAL 0: {}, want success",
+            errno_name(r2)
+        ));
     }
     // The waiter was not queued, nor given a process-table entry: the
     // segment, read while it waited, is what the first reader left.
@@ -457,7 +508,10 @@ fn scenario(mode: i32, who: User) -> i32 {
     act(&mut kids, IPC_RMID, 0);
     let r3 = result_of(&c, 3);
     if r3 != libc::EIDRM {
-        bad.push(format!("wait on a removed set: {}, want EIDRM", errno_name(r3)));
+        bad.push(format!(
+            "wait on a removed set: {}, want EIDRM",
+            errno_name(r3)
+        ));
     }
     kids.expect_exit(w, 0, "the waiter");
     c.done.store(1, Ordering::Release);
@@ -479,7 +533,10 @@ fn scenario(mode: i32, who: User) -> i32 {
 /// writable, like an open descriptor: the library's check refuses alters).
 fn scenario_ipc_set() -> i32 {
     let c = ctl();
-    let mut kids = Kids::with(Duration::from_secs(40), ChildNet::alarm_and_parent_death(50));
+    let mut kids = Kids::with(
+        Duration::from_secs(40),
+        ChildNet::alarm_and_parent_death(50),
+    );
     let v = kids.spawn(|| as_user(VICTIM, || victim(&c, 0o644)));
     if !poll_flag("the victim's sets", || c.ready.load(Ordering::Acquire) != 0) {
         return CHECK_FAILED;
@@ -533,7 +590,9 @@ fn scenario_ipc_set() -> i32 {
                 return CHECK_FAILED;
             }
             step(&mut out);
-            let want = ["Err(13)", "Err(13)", "Ok(())", "Ok(())", "Err(13)", "Err(13)"];
+            let want = [
+                "Err(13)", "Err(13)", "Ok(())", "Ok(())", "Err(13)", "Err(13)",
+            ];
             if out != want {
                 eprintln!("reader's V: {out:?}, want {want:?}");
                 return CHECK_FAILED;
@@ -541,13 +600,17 @@ fn scenario_ipc_set() -> i32 {
             0
         })
     });
-    poll_until("the reader's first V", || c.stage.load(Ordering::Acquire) == 1);
+    poll_until("the reader's first V", || {
+        c.stage.load(Ordering::Acquire) == 1
+    });
     set_mode(&mut kids, 0o646);
     if file_mode() != 0o646 {
         bad.push(format!("file mode {:o} after IPC_SET 0646", file_mode()));
     }
     c.go.store(1, Ordering::Release);
-    poll_until("the reader's second V", || c.stage.load(Ordering::Acquire) == 2);
+    poll_until("the reader's second V", || {
+        c.stage.load(Ordering::Acquire) == 2
+    });
     set_mode(&mut kids, 0o644);
     if file_mode() != 0o644 {
         bad.push(format!("file mode {:o} after IPC_SET 0644", file_mode()));

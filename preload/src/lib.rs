@@ -52,6 +52,8 @@ use shmsem::{Error, Namespace};
 /// `/proc/sysvipc/sem` and `/proc/sys/kernel/sem` as the namespace has them
 /// (the open and fopen family), for `ipcs` and other readers.
 mod procfs;
+// The C library's functions behind the ones this library interposes.
+mod real;
 // The program's signal handlers, wrapped so that a handler that runs while
 // a semop is blocked makes it return EINTR (signals.rs).
 mod signals;

@@ -75,10 +75,11 @@ use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmsem::sysv::{SemctlArg, SemidDs, Seminfo, IPC_INFO, SEM_INFO, SEM_STAT_ANY};
 
+use crate::real::Real;
 use crate::{errno, set_errno};
 
 // ---------------------------------------------------------------------------
@@ -440,42 +441,6 @@ fn after_open(fd: c_int, flags: c_int, saved: c_int) -> c_int {
 // ---------------------------------------------------------------------------
 // The C library's functions
 // ---------------------------------------------------------------------------
-
-/// A function of the C library, looked up once with dlsym(RTLD_NEXT).
-struct Real {
-    name: &'static CStr,
-    addr: AtomicUsize,
-}
-
-impl Real {
-    const fn new(name: &'static CStr) -> Real {
-        Real {
-            name,
-            addr: AtomicUsize::new(0),
-        }
-    }
-
-    /// Its address, or None if the C library has no such function.
-    fn addr(&self) -> Option<usize> {
-        // SYNC: Acquire pairs with the Release store below (only the
-        // address is published, but it is an address of code read as data).
-        let addr = self.addr.load(Ordering::Acquire);
-        if addr != 0 {
-            return Some(addr);
-        }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always
-        // safe to call; it returns the next definition after this library
-        // or null.
-        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) } as usize;
-        if addr == 0 {
-            return None;
-        }
-        // SYNC: Release pairs with the Acquire load above; racing
-        // initialisers store the same address.
-        self.addr.store(addr, Ordering::Release);
-        Some(addr)
-    }
-}
 
 type OpenFn = unsafe extern "C" fn(*const c_char, c_int, ...) -> c_int;
 type OpenatFn = unsafe extern "C" fn(c_int, *const c_char, c_int, ...) -> c_int;

@@ -27,49 +27,16 @@
 //! `sigvec` (a compatibility symbol new programs cannot link).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_int, sighandler_t};
 use shmsem::signal::{sigaction_via, signal_via, RealSigaction};
 
+use crate::real::Real;
 use crate::{errno, set_errno};
 
 /// The C library's functions this file stands in front of, looked up at
 /// load time (dlsym is not async-signal-safe, and sigaction may be called
 /// from a handler) and, should a call come before that, on first use.
-struct Real {
-    name: &'static std::ffi::CStr,
-    addr: AtomicUsize,
-}
-
-impl Real {
-    const fn new(name: &'static std::ffi::CStr) -> Real {
-        Real {
-            name,
-            addr: AtomicUsize::new(0),
-        }
-    }
-
-    fn get(&self) -> Option<usize> {
-        // SYNC: Acquire pairs with the Release store below (a pointer to
-        // code read as data).
-        let addr = self.addr.load(Ordering::Acquire);
-        if addr != 0 {
-            return Some(addr);
-        }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name: the next
-        // definition after this library (the C library's), or null.
-        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) } as usize;
-        if addr == 0 {
-            return None;
-        }
-        // SYNC: Release pairs with the Acquire load above; racing callers
-        // store the same address.
-        self.addr.store(addr, Ordering::Release);
-        Some(addr)
-    }
-}
-
 static SIGACTION: Real = Real::new(c"sigaction");
 static SIGNAL: Real = Real::new(c"signal");
 static BSD_SIGNAL: Real = Real::new(c"bsd_signal");
@@ -87,7 +54,7 @@ extern "C" fn resolve_all() {
         &SYSV_SIGNAL,
         &SIGSET,
     ] {
-        let _ = r.get();
+        let _ = r.addr();
     }
 }
 
@@ -101,7 +68,7 @@ type SignalFn = unsafe extern "C" fn(c_int, sighandler_t) -> sighandler_t;
 fn do_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int {
     let saved = errno();
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let Some(addr) = SIGACTION.get() else {
+        let Some(addr) = SIGACTION.addr() else {
             set_errno(libc::ENOSYS);
             return -1;
         };
@@ -125,7 +92,7 @@ fn do_sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigacti
 fn do_signal(real: &Real, sig: c_int, handler: sighandler_t) -> sighandler_t {
     let saved = errno();
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let Some(addr) = real.get() else {
+        let Some(addr) = real.addr() else {
             set_errno(libc::ENOSYS);
             return libc::SIG_ERR;
         };

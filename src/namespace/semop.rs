@@ -2,8 +2,8 @@
 //! path, or the set's lock and perhaps a sleep), on a set found in the
 //! cache; and the kernel's answers for a set this process may not map.
 
-use crate::liveness::{self, OsHost};
 use crate::engine;
+use crate::liveness::{self, OsHost};
 use crate::set::Me;
 use crate::sysv::{Sembuf, SetId, Timespec};
 use crate::{Error, Result};
@@ -96,7 +96,10 @@ impl Namespace {
         if sops.iter().any(|s| s.sem_num as usize >= v.nsems()) {
             return Err(Error::SemNumOutOfRange);
         }
-        if !allows(self.granted(h)?, if engine::alters(sops) { ALTER } else { READ }) {
+        if !allows(
+            self.granted(h)?,
+            if engine::alters(sops) { ALTER } else { READ },
+        ) {
             return Err(Error::PermissionDenied);
         }
         if engine::alters(sops) {

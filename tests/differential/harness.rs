@@ -785,7 +785,8 @@ impl Dual {
                     .map(|x| (x.0, if p.reader_waited { Ok(0) } else { x.1 }, x.2, x.3))
                     .collect()
             };
-            let same_core = ks.stat == ss.stat && ks.all == ss.all && pid_blind(&ks) == pid_blind(&ss);
+            let same_core =
+                ks.stat == ss.stat && ks.all == ss.all && pid_blind(&ks) == pid_blind(&ss);
             if !same_core {
                 self.fail(&what, format!("kernel: {ks:?}\nshmsem: {ss:?}"));
             }
