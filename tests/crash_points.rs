@@ -109,23 +109,7 @@ fn check_no_leak(set: &SemaphoreSet, kids: &mut Kids, helpers: &[Pid], what: &st
         return; // removed: its segment is gone with everything in it
     }
     let r = ns.report(set.id()).expect("report");
-    let s = r.slots;
-    assert_eq!(
-        (s.queued, s.done, s.cont),
-        (0, 0, 0),
-        "{what}: queue slots leaked: {s:?}"
-    );
-    let me = std::process::id() as i32;
-    let others: Vec<_> = r.processes.iter().filter(|p| p.pid != me).collect();
-    assert!(
-        others.is_empty(),
-        "{what}: process entries leaked: {others:?}"
-    );
-    assert!(
-        r.processes.iter().all(|p| p.adjustments.is_empty()),
-        "{what}: adjustments left: {:?}",
-        r.processes
-    );
+    assert_nothing_left(&r, what);
 }
 
 /// Runs the update once to completion in a child (which then SIGKILLs

@@ -147,28 +147,7 @@ fn check_no_leak(set: &SemaphoreSet, what: &str) {
     let ns = set.namespace();
     ns.sweep(set.id()).expect("sweep");
     let r = ns.report(set.id()).expect("report");
-    let s = r.slots;
-    assert_eq!(
-        (s.queued, s.done, s.cont, s.withdrawn),
-        (0, 0, 0, 0),
-        "{what}: queue slots leaked: {s:?}"
-    );
-    let me = std::process::id() as i32;
-    let others: Vec<_> = r.processes.iter().filter(|p| p.pid != me).collect();
-    assert!(
-        others.is_empty(),
-        "{what}: process entries leaked: {others:?}"
-    );
-    assert!(
-        r.processes.iter().all(|p| p.adjustments.is_empty()),
-        "{what}: adjustments left: {:?}",
-        r.processes
-    );
-    assert!(
-        r.pending.is_empty(),
-        "{what}: operations left queued: {:?}",
-        r.pending
-    );
+    assert_nothing_left(&r, what);
 }
 
 /// A keyed set with `values`.

@@ -77,3 +77,32 @@ pub fn next_second_after(t: i64) -> i64 {
     });
     now_secs()
 }
+
+/// Checks, from the set's report, that nothing is left of other processes'
+/// calls: every queue slot free (none queued, done, continued or
+/// withdrawn), no process but this one in the table, no adjustment, no
+/// operation queued. The caller sweeps first.
+pub fn assert_nothing_left(r: &shmsem::SetReport, what: &str) {
+    let s = r.slots;
+    assert_eq!(
+        (s.queued, s.done, s.cont, s.withdrawn),
+        (0, 0, 0, 0),
+        "{what}: queue slots leaked: {s:?}"
+    );
+    let me = std::process::id() as i32;
+    let others: Vec<_> = r.processes.iter().filter(|p| p.pid != me).collect();
+    assert!(
+        others.is_empty(),
+        "{what}: process entries leaked: {others:?}"
+    );
+    assert!(
+        r.processes.iter().all(|p| p.adjustments.is_empty()),
+        "{what}: adjustments left: {:?}",
+        r.processes
+    );
+    assert!(
+        r.pending.is_empty(),
+        "{what}: operations left queued: {:?}",
+        r.pending
+    );
+}
