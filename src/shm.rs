@@ -6,7 +6,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::{Error, Result};
 use rustix::fs::Mode;
-use rustix::shm::OFlags;
 
 /// A mapped shared-memory object. It holds no descriptor: the descriptor
 /// it was opened through is closed once it is mapped (the kernel holds no
@@ -242,6 +241,13 @@ impl Mapping {
     /// (shm_open opened it close-on-exec, so it never reached another
     /// program).
     fn map(fd: OwnedFd, writable: bool) -> Result<Mapping> {
+        // Only a regular file is mapped: a FIFO, a device, a directory or a
+        // socket put under our name by someone else is not ours (a
+        // symbolic link was not followed: ELOOP).
+        let st = rustix::fs::fstat(&fd)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(Error::Corrupt);
+        }
         let id = FileId::of(&fd)?;
         let file = File::from(fd);
         let opts = memmap2::MmapOptions::new();
@@ -266,9 +272,10 @@ impl Mapping {
     /// SIGBUS later), and maps it. The caller initialises it and then calls
     /// [`Mapping::set_mode`].
     pub fn create_exclusive(name: &str, size: usize) -> Result<Mapping> {
-        let fd = rustix::shm::open(
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+        use rustix::fs::OFlags as F;
+        let fd = open_in_dev_shm(
+            name.trim_start_matches('/'),
+            F::CREATE | F::EXCL | F::RDWR,
             Mode::from_raw_mode(0o600),
         )
         .map_err(Error::from)?;
@@ -288,11 +295,12 @@ impl Mapping {
     /// see [`Mapping::writable`]). Errors are the OS's (EMFILE, ENFILE,
     /// ENOMEM, ...), each as itself.
     pub fn open(name: &str) -> Result<Opened> {
-        let (r, writable) = match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
-            Err(rustix::io::Errno::ACCESS) => (
-                rustix::shm::open(name, OFlags::RDONLY, Mode::empty()),
-                false,
-            ),
+        use rustix::fs::OFlags as F;
+        let base = name.trim_start_matches('/');
+        let (r, writable) = match open_in_dev_shm(base, F::RDWR, Mode::empty()) {
+            Err(rustix::io::Errno::ACCESS) => {
+                (open_in_dev_shm(base, F::RDONLY, Mode::empty()), false)
+            }
             r => (r, true),
         };
         match r {
@@ -379,11 +387,20 @@ fn proc_fd_path(fd: &OwnedFd) -> String {
 /// access) and close-on-exec, so that no other program inherits it.
 /// `Removed` if the name is gone.
 pub fn open_for_locks(name: &str) -> Result<OwnedFd> {
-    // shm_open opens close-on-exec.
-    rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(|e| match e {
+    let fd = open_in_dev_shm(
+        name.trim_start_matches('/'),
+        rustix::fs::OFlags::RDWR,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
         rustix::io::Errno::NOENT => Error::Removed,
-        e => e.into(),
-    })
+        e => Error::from(e),
+    })?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(Error::Corrupt);
+    }
+    Ok(fd)
 }
 
 /// Removes the name of a shared-memory object (mappings stay valid).

@@ -631,7 +631,7 @@ fn scenario_ipc_set() -> i32 {
 
 fn sandboxed(name: &str, body: impl FnOnce() -> i32) {
     if !can_sandbox() {
-        eprintln!("skipped {name}: needs root (a sandbox, and other uids)");
+        support::skipped(&format!("{name}: needs root (a sandbox, and other uids)"));
         return;
     }
     let _serial = serial();
@@ -664,4 +664,54 @@ fn other_class_under_0644_reads_only() {
 #[test]
 fn group_class_under_0640_reads_only() {
     run("group_class_under_0640_reads_only", 0o640, GROUP);
+}
+
+/// What another user put under a namespace's name before it was created —
+/// a FIFO, or a symbolic link to a file of someone else — as root, mode
+/// 0644 so that the user can only open it for reading: opening the
+/// namespace fails at once with an error (it used to wait for a writer of
+/// the FIFO for ever, once a read-only open followed the refused
+/// read-write one), and the file is neither opened through the link nor
+/// mapped.
+#[test]
+fn a_fifo_or_a_link_under_the_namespace_name_is_refused_at_once() {
+    let name = "a_fifo_or_a_link_under_the_namespace_name_is_refused_at_once";
+    sandboxed(name, || {
+        let fifo = c"/dev/shm/shmsem.taken-by-fifo";
+        let target = c"/dev/shm/someone-elses-file";
+        let link = c"/dev/shm/shmsem.taken-by-link";
+        // SAFETY: NUL-terminated paths; plain system calls.
+        let made = unsafe {
+            libc::umask(0o022);
+            libc::mkfifo(fifo.as_ptr(), 0o644) == 0
+                && libc::close(libc::open(
+                    target.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0o644,
+                )) == 0
+                && libc::symlink(target.as_ptr(), link.as_ptr()) == 0
+        };
+        if !made {
+            eprintln!(
+                "{}",
+                format!("{name}: set-up: {}", std::io::Error::last_os_error())
+            );
+            return CHECK_FAILED;
+        }
+        as_user(OTHER, || {
+            let mut bad = Vec::new();
+            for ns in ["taken-by-fifo", "taken-by-link"] {
+                match Namespace::open(ns) {
+                    Ok(_) => bad.push(format!("{ns}: opened")),
+                    Err(e) => eprintln!("{}", format!("{ns}: {e:?} (errno {})", e.errno())),
+                }
+            }
+            if bad.is_empty() {
+                0
+            } else {
+                eprintln!("{}", format!("{name}: {bad:?}"));
+                CHECK_FAILED
+            }
+        })
+    });
 }
