@@ -1,18 +1,19 @@
-//! The one module that maps memory: POSIX shared-memory objects, their
-//! mappings, and the byte-range (open-file-description) locks on them.
+//! The one module that maps memory and the one that touches /dev/shm:
+//! the names there ([`Dir`]: every open goes through [`Dir::open_file`],
+//! which never follows a link and checks what it opened before anyone
+//! uses it), their mappings, and the byte-range (open-file-description)
+//! locks on them.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::{Error, Result};
 use rustix::fs::Mode;
-use rustix::shm::OFlags;
 
 /// A mapped shared-memory object. It holds no descriptor: the descriptor
 /// it was opened through is closed once it is mapped (the kernel holds no
 /// descriptor for a set either, and a process may touch thousands of sets).
 /// The object's device and inode number are kept, to recognise it later by
-/// name ([`Mapping::set_mode`], [`Mapping::set_owner`]).
+/// name ([`Mapping::set_mode`]).
 pub struct Mapping {
     map: memmap2::MmapRaw,
     /// (st_dev, st_ino) of the object mapped.
@@ -40,16 +41,6 @@ impl FileId {
             return None;
         }
         Some(FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-        })
-    }
-
-    /// The file `path` names (a symbolic link followed); the OS's error
-    /// as it is, so that a caller can tell a name that is gone (ENOENT).
-    pub fn of_path(path: &str) -> rustix::io::Result<FileId> {
-        let st = rustix::fs::stat(path)?;
-        Ok(FileId {
             dev: st.st_dev,
             ino: st.st_ino,
         })
@@ -214,67 +205,26 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above: all access goes through atomic types.
 unsafe impl Sync for Mapping {}
 
-/// What [`Mapping::open`] found.
-pub enum Opened {
-    /// The object, mapped.
-    Mapped(Mapping),
-    /// No object has the name (ENOENT).
-    Missing,
-    /// The object exists, but its mode does not let this process open it
-    /// (EACCES).
-    Denied,
-}
-
 impl Mapping {
-    /// Maps the object `fd` refers to, then closes `fd` (shm_open opened
-    /// it close-on-exec, so it never reached another program).
-    fn map(fd: OwnedFd) -> Result<Mapping> {
-        let id = FileId::of(&fd)?;
-        let file = File::from(fd);
+    /// Maps the first `len` bytes of the file `fd` refers to (the caller
+    /// checked it with [`Dir::open_file`]). The descriptor stays the
+    /// caller's: a set's creator holds its creation lock through it.
+    pub fn map_fd(fd: &OwnedFd, len: u64) -> Result<Mapping> {
+        let len = usize::try_from(len).map_err(|_| Error::Corrupt)?;
+        if len == 0 {
+            return Err(Error::Corrupt);
+        }
+        let id = FileId::of(fd)?;
         let map = memmap2::MmapOptions::new()
-            .map_raw(&file)
+            .len(len)
+            .map_raw(fd.as_raw_fd())
             .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        drop(file);
         let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
         Ok(Mapping { map, id, guard })
     }
 
-    /// Creates `name` exclusively with owner-only permissions and size
-    /// `size`, reserving its pages (so a full /dev/shm is ENOSPC now, not a
-    /// SIGBUS later), and maps it. The caller initialises it and then calls
-    /// [`Mapping::set_mode`].
-    pub fn create_exclusive(name: &str, size: usize) -> Result<Mapping> {
-        let fd = rustix::shm::open(
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(Error::from)?;
-        let r = (|| {
-            rustix::fs::ftruncate(&fd, size as u64)?;
-            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)?;
-            Mapping::map(fd)
-        })();
-        if r.is_err() {
-            let _ = rustix::shm::unlink(name);
-        }
-        r
-    }
-
-    /// Opens and maps an existing object. Errors are the OS's (EMFILE,
-    /// ENFILE, ENOMEM, ...), each as itself.
-    pub fn open(name: &str) -> Result<Opened> {
-        match rustix::shm::open(name, OFlags::RDWR, Mode::empty()) {
-            Ok(fd) => Mapping::map(fd).map(Opened::Mapped),
-            Err(rustix::io::Errno::NOENT) => Ok(Opened::Missing),
-            Err(rustix::io::Errno::ACCESS) => Ok(Opened::Denied),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Sets the permission bits of the object mapped, found by `name`
-    /// (after initialisation, and for IPC_SET). `Removed` if the name no
-    /// longer names the object mapped.
+    /// (IPC_SET). `Removed` if the name no longer names the object mapped.
     pub fn set_mode(&self, name: &str, mode: u32) -> Result<()> {
         let fd = self.reopen_path(name)?;
         // fchmod does not take an O_PATH descriptor; the /proc link of one
@@ -282,35 +232,19 @@ impl Mapping {
         rustix::fs::chmod(proc_fd_path(&fd), Mode::from_raw_mode(mode)).map_err(Error::from)
     }
 
-    /// Changes the owner of the object mapped, found by `name` (only root
-    /// may give it away). `Removed` as for [`Mapping::set_mode`].
-    pub fn set_owner(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
-        let fd = self.reopen_path(name)?;
-        let (u, g) = (
-            rustix::fs::Uid::from_raw(uid),
-            rustix::fs::Gid::from_raw(gid),
-        );
-        rustix::fs::chownat(&fd, "", Some(u), Some(g), rustix::fs::AtFlags::EMPTY_PATH)
-            .map_err(Error::from)
-    }
-
     /// An O_PATH descriptor of `name`, checked to be the object mapped (a
     /// name removed and created again names another file).
     fn reopen_path(&self, name: &str) -> Result<OwnedFd> {
-        let path = format!("/dev/shm{name}");
-        let fd = rustix::fs::open(
-            path.as_str(),
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::Removed,
-            e => e.into(),
-        })?;
-        if FileId::of(&fd)? != self.id {
+        let dir = Dir::open()?;
+        let c = match dir.open_file(name, Access::Path, None, &Expect::ANY)? {
+            Open::File(c) => c,
+            Open::Missing => return Err(Error::Removed),
+            Open::Denied => return Err(Error::PermissionDenied),
+        };
+        if FileId::of(&c.fd)? != self.id {
             return Err(Error::Removed);
         }
-        Ok(fd)
+        Ok(c.fd)
     }
 
     /// Start of the mapping.
@@ -334,40 +268,294 @@ fn proc_fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Opens `name` for this process's own byte-range locks (see
-/// `shm_layout::lock_bytes`): read-write (an exclusive lock needs write
-/// access) and close-on-exec, so that no other program inherits it.
-/// `Removed` if the name is gone.
-pub fn open_for_locks(name: &str) -> Result<OwnedFd> {
-    // shm_open opens close-on-exec.
-    rustix::shm::open(name, OFlags::RDWR, Mode::empty()).map_err(|e| match e {
-        rustix::io::Errno::NOENT => Error::Removed,
-        e => e.into(),
-    })
+/// The directory every shmsem name lives in (sticky and root-owned: only a
+/// name's owner, or root, may unlink or rename it).
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// How [`Dir::open_file`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// O_PATH: names the inode, reads and writes nothing (IPC_SET's chmod).
+    Path,
+    /// O_RDONLY.
+    Read,
+    /// O_RDWR.
+    ReadWrite,
 }
 
-/// Removes the name of a shared-memory object (mappings stay valid).
-pub fn unlink(name: &str) -> Result<()> {
-    match rustix::shm::unlink(name) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
+/// What a file opened under /dev/shm must be, checked with `fstat` before
+/// the caller touches it: a regular file (always), owned by `owner` (if
+/// given), of a size in `min_size..=max_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    /// The owner it must have, if known.
+    pub owner: Option<u32>,
+    /// Smallest size accepted.
+    pub min_size: u64,
+    /// Largest size accepted.
+    pub max_size: u64,
+}
+
+impl Expect {
+    /// Any regular file.
+    pub const ANY: Expect = Expect {
+        owner: None,
+        min_size: 0,
+        max_size: u64::MAX,
+    };
+}
+
+/// A file opened and checked by [`Dir::open_file`]: the descriptor and
+/// what `fstat` said of it.
+pub struct Checked {
+    /// The descriptor (close-on-exec).
+    pub fd: OwnedFd,
+    /// Its `fstat`.
+    pub st: rustix::fs::Stat,
+}
+
+/// What [`Dir::open_file`] found.
+pub enum Open {
+    /// The file, opened and checked.
+    File(Checked),
+    /// No file has the name (ENOENT).
+    Missing,
+    /// The file's mode does not let this process open it (EACCES, EPERM).
+    Denied,
+}
+
+/// What [`Dir::lstat`] says of a name (never following a link).
+pub type Stat = rustix::fs::Stat;
+
+/// Whether `st` is a regular file.
+pub fn is_regular(st: &Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+}
+
+/// Whether `st` is a symbolic link.
+pub fn is_symlink(st: &Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+}
+
+/// The identity of the file `st` describes.
+pub fn file_id_of(st: &Stat) -> FileId {
+    FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
     }
 }
 
-/// Names of the shared-memory objects whose name starts with `prefix`
-/// (without the leading slash), from /dev/shm.
-pub fn list(prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/dev/shm") {
-        for e in rd.flatten() {
-            if let Some(n) = e.file_name().to_str() {
+/// /dev/shm, opened once for a few operations relative to it (every name
+/// below is a bare name in it, no slash). Every operation on a shmsem name
+/// goes through one of its methods; every open through
+/// [`Dir::open_file`].
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// Opens /dev/shm (close-on-exec; closed when dropped).
+    pub fn open() -> Result<Dir> {
+        let fd = rustix::fs::open(
+            SHM_DIR,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC
+                | rustix::fs::OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(Error::from)?;
+        Ok(Dir { fd })
+    }
+
+    /// **The one open** of a file under /dev/shm (sets, the limits file,
+    /// the hints file, presence): `openat` on the directory with
+    /// O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK|O_NOCTTY (and, with `create`,
+    /// O_CREAT|O_EXCL and that mode), then `fstat`: it must be a regular
+    /// file with `expect`'s owner and size, before the caller maps, reads
+    /// or locks anything. A symbolic link (ELOOP), FIFO, device, socket or
+    /// directory, a wrong owner or an implausible size is `Corrupt`
+    /// (EUCLEAN), never a hang (O_NONBLOCK: a FIFO does not wait for a
+    /// writer) nor a mapping of another file. With `create`, an existing
+    /// name is `Exists` whatever it is.
+    pub fn open_file(
+        &self,
+        name: &str,
+        access: Access,
+        create: Option<u32>,
+        expect: &Expect,
+    ) -> Result<Open> {
+        use rustix::fs::OFlags;
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::Invalid);
+        }
+        let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        flags |= match access {
+            Access::Path => OFlags::PATH,
+            Access::Read => OFlags::RDONLY,
+            Access::ReadWrite => OFlags::RDWR,
+        };
+        let mut mode = Mode::empty();
+        if let Some(m) = create {
+            flags |= OFlags::CREATE | OFlags::EXCL;
+            mode = Mode::from_raw_mode(m);
+        }
+        let fd = match rustix::fs::openat(&self.fd, name, flags, mode) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Open::Missing),
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => return Ok(Open::Denied),
+            Err(rustix::io::Errno::EXIST) => return Err(Error::Exists),
+            // A symbolic link (O_NOFOLLOW), or a FIFO with no reader.
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => return Err(Error::Corrupt),
+            Err(e) => return Err(e.into()),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(Error::from)?;
+        if !is_regular(&st)
+            || expect.owner.is_some_and(|u| u != st.st_uid)
+            || (st.st_size as u64) < expect.min_size
+            || (st.st_size as u64) > expect.max_size
+        {
+            return Err(Error::Corrupt);
+        }
+        Ok(Open::File(Checked { fd, st }))
+    }
+
+    /// `lstat` of `name` (a link is not followed): `None` if there is none.
+    pub fn lstat(&self, name: &str) -> Result<Option<Stat>> {
+        match rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The target of the symbolic link `name`, read with `readlinkat`
+    /// (never followed): `None` if there is none; `Corrupt` if it is not a
+    /// link or its target is not a short UTF-8 name.
+    pub fn readlink(&self, name: &str) -> Result<Option<String>> {
+        let mut buf = [0u8; 256];
+        let n = match rustix::fs::readlinkat_raw(&self.fd, name, &mut buf[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::INVAL) => return Err(Error::Corrupt),
+            Err(e) => return Err(e.into()),
+        };
+        if n >= buf.len() {
+            return Err(Error::Corrupt);
+        }
+        let s = core::str::from_utf8(&buf[..n]).map_err(|_| Error::Corrupt)?;
+        Ok(Some(s.to_string()))
+    }
+
+    /// Creates the symbolic link `name` → `target`, exclusively: `false`
+    /// if the name exists (whatever it is).
+    pub fn symlink(&self, target: &str, name: &str) -> Result<bool> {
+        match rustix::fs::symlinkat(target, &self.fd, name) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the name `name` (a file's other names and mappings stay).
+    /// Gone already is success; EPERM (the sticky directory: not ours) is
+    /// returned as such.
+    pub fn unlink(&self, name: &str) -> Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes `name` if it is still the very name `was` described (the
+    /// same inode, by `lstat` just before): a name that was removed and
+    /// made again meanwhile (by its owner) is left alone.
+    pub fn unlink_if_same(&self, name: &str, was: &Stat) -> Result<()> {
+        match self.lstat(name)? {
+            Some(st) if st.st_dev == was.st_dev && st.st_ino == was.st_ino => self.unlink(name),
+            _ => Ok(()),
+        }
+    }
+
+    /// The names in /dev/shm that start with `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(fd) = rustix::fs::openat(
+            &self.fd,
+            ".",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return out;
+        };
+        let Ok(mut rd) = rustix::fs::Dir::read_from(&fd) else {
+            return out;
+        };
+        while let Some(Ok(e)) = rd.next() {
+            if let Ok(n) = e.file_name().to_str() {
                 if n.starts_with(prefix) {
-                    out.push(format!("/{n}"));
+                    out.push(n.to_string());
                 }
             }
         }
+        out
     }
-    out
+}
+
+/// Reads exactly `buf.len()` bytes at `off` of `fd` (a short file is
+/// `Corrupt`).
+pub fn pread_exact(fd: impl AsFd, buf: &mut [u8], off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&fd, &mut buf[done..], off + done as u64) {
+            Ok(0) => return Err(Error::Corrupt),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `off` of `fd`.
+pub fn pwrite_all(fd: impl AsFd, buf: &[u8], off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pwrite(&fd, &buf[done..], off + done as u64) {
+            Ok(0) => return Err(Error::NoSpace),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Gives a file just created its size and reserves its pages (so that a
+/// full /dev/shm is ENOSPC now, not a SIGBUS later).
+pub fn size_and_reserve(fd: impl AsFd, size: u64) -> Result<()> {
+    rustix::fs::ftruncate(&fd, size).map_err(Error::from)?;
+    rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size).map_err(Error::from)
+}
+
+/// Sets the permission bits of an open file (not a name: nobody can swap
+/// the file under us).
+pub fn fchmod(fd: impl AsFd, mode: u32) -> Result<()> {
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(Error::from)
+}
+
+/// Opens `name` for this process's own byte-range locks (see
+/// `shm_layout::lock_bytes`): read-write (an exclusive lock needs write
+/// access) and close-on-exec, so that no other program inherits it,
+/// through [`Dir::open_file`] (a regular file, whoever owns it). `Removed`
+/// if the name is gone, EACCES if its mode keeps us out.
+pub fn open_for_locks(name: &str) -> Result<OwnedFd> {
+    let name = name.trim_start_matches('/');
+    match Dir::open()?.open_file(name, Access::ReadWrite, None, &Expect::ANY)? {
+        Open::File(c) => Ok(c.fd),
+        Open::Missing => Err(Error::Removed),
+        Open::Denied => Err(Error::PermissionDenied),
+    }
 }
 
 /// The calling thread's errno after a failed call (EIO if there is none).
@@ -421,21 +609,4 @@ pub fn ofd_is_locked(fd: impl AsFd, byte: i64) -> Result<bool> {
         return Err(Error::from_errno(last_errno()));
     }
     Ok(fl.l_type as libc::c_int != libc::F_UNLCK)
-}
-
-/// Blocks until an exclusive OFD lock on `byte` is ours (used as the
-/// namespace registry's mutex: the kernel frees it if the holder dies).
-pub fn ofd_lock_wait(fd: impl AsFd, byte: i64) -> Result<()> {
-    let fl = flock(libc::F_WRLCK, byte);
-    loop {
-        // SAFETY: as in ofd_try_lock.
-        let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
-        if r == 0 {
-            return Ok(());
-        }
-        match last_errno() {
-            libc::EINTR => continue,
-            e => return Err(Error::from_errno(e)),
-        }
-    }
 }

@@ -1,17 +1,19 @@
-//! The byte-range locks on a namespace's registry file.
+//! The byte-range locks on a namespace's files.
 //!
-//! Open-file-description locks (F_OFD_SETLK) on bytes of the registry's
-//! file carry what the kernel must release when a process dies. The bytes
-//! lie past the end of the mapped data (a lock needs no data behind it),
-//! in three disjoint ranges:
+//! Open-file-description locks (F_OFD_SETLK) carry what the kernel must
+//! release when a process dies. On a set's own file, byte
+//! [`CREATION_LOCK_BYTE`] is held by its creator while it makes the set
+//! (so a cleaner can tell a live creator from a dead one). On the file a
+//! process keeps its presence descriptor of (the namespace's hints file,
+//! for now), the bytes lie past the end of the data (a lock needs no data
+//! behind it), in two disjoint ranges:
 //!
 //! | offset                          | held by                                  |
 //! |---------------------------------|------------------------------------------|
-//! | 0                               | the registry's lock holder               |
 //! | [`claim_byte`]`(set, entry)`    | a process claiming that entry of that    |
 //! | (2^32 ..< 2^32 + 2^31)          | set's process table, until it is ACTIVE  |
 //! | [`presence_byte`]`(pid, start)` | the process (pid, start time) while its  |
-//! | (2^40 ..< 2^63)                 | descriptor of the registry is open       |
+//! | (2^40 ..< 2^63)                 | presence descriptor is open              |
 //!
 //! A presence byte names a process, not an entry: one lock per process per
 //! namespace, whatever the number of sets it uses, and a reused pid (another
@@ -19,8 +21,10 @@
 //! verdict: a process that closed its descriptors (a daemon), or that
 //! exec'd (the descriptor is close-on-exec), holds none and is still alive.
 
-/// The registry lock's byte.
-pub const REGISTRY_LOCK_BYTE: i64 = 0;
+/// The byte of a set's file its creator holds while it creates the set
+/// (an OFD write lock, released when the set is published, or by the
+/// kernel when the creator dies).
+pub const CREATION_LOCK_BYTE: i64 = 0;
 
 /// First claim byte.
 const CLAIM_BASE: i64 = 1 << 32;
@@ -64,7 +68,7 @@ mod tests {
     #[test]
     fn ranges_are_disjoint() {
         let last_claim = claim_byte(crate::SEMMNI_MAX - 1, (CLAIMS_PER_SET - 1) as u32).unwrap();
-        assert!(claim_byte(0, 0).unwrap() > REGISTRY_LOCK_BYTE);
+        assert!(claim_byte(0, 0).unwrap() > CREATION_LOCK_BYTE);
         assert!(last_claim < presence_byte(1, 0).unwrap());
         let top = presence_byte(PID_LIMIT, u64::MAX).unwrap();
         assert!(top > 0, "no overflow");

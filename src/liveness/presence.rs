@@ -1,14 +1,15 @@
 //! This process's presence in one namespace: one descriptor of the
-//! registry, close-on-exec, and through it the lock on this process's
-//! presence byte (`shm_layout::presence_byte`). The one descriptor this
-//! process holds for a namespace, whatever the number of its sets it uses:
-//! the registry's lock and the claim bytes of process-table entries are
-//! taken through it too.
+//! namespace's presence file (for now its hints file,
+//! `crate::namespace::hints_name`), close-on-exec, and through it the lock
+//! on this process's presence byte (`shm_layout::presence_byte`). The one
+//! descriptor this process holds for a namespace, whatever the number of
+//! its sets it uses: the claim bytes of process-table entries are taken
+//! through it too.
 //!
 //! The program may close the descriptor (a daemon closing every
 //! descriptor) and reuse its number for a file of its own. So the number
 //! is never trusted for anything that writes: [`Presence::checked`]
-//! compares the device and inode behind it with the registry's first, and
+//! compares the device and inode behind it with the file's first, and
 //! opens a new descriptor (re-taking the presence lock) when they differ.
 //! Tests of others' locks ([`Presence::for_tests`]) may go through an
 //! unchecked number: a wrong answer there is "not locked", which only sends
@@ -65,7 +66,7 @@ fn untrack(fd: i32) {
 /// The descriptor and the process it was opened by.
 struct Held {
     pid: i32,
-    /// The registry's file, which the descriptor must still name.
+    /// The presence file, which the descriptor must still name.
     file: FileId,
     /// Never closed by dropping (see `Drop for Held`).
     fd: std::mem::ManuallyDrop<OwnedFd>,
@@ -89,9 +90,9 @@ impl Drop for Held {
 
 /// This process's presence in a namespace (see the module's comment).
 pub struct Presence {
-    /// The registry's name and file.
+    /// The presence file's name, and the file it named when first opened.
     name: String,
-    file: FileId,
+    file: std::sync::OnceLock<FileId>,
     /// The descriptor's number (-1: none) and the pid that opened it (0:
     /// none), for lock tests without the mutex.
     pid: AtomicI32,
@@ -100,19 +101,19 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// The presence in the namespace whose registry is `name` (the file
-    /// `file`). Nothing is opened until first needed.
-    pub fn new(name: &str, file: FileId) -> Presence {
+    /// The presence in namespace `ns`. Nothing is opened until first
+    /// needed.
+    pub fn new(ns: &str) -> Presence {
         Presence {
-            name: name.to_string(),
-            file,
+            name: crate::namespace::hints_name(ns),
+            file: std::sync::OnceLock::new(),
             pid: AtomicI32::new(0),
             fd: AtomicI32::new(-1),
             held: Mutex::new(None),
         }
     }
 
-    /// The descriptor, checked to be the registry's and opened by this
+    /// The descriptor, checked to be the presence file's and opened by this
     /// process (opened, or opened again, if not), with this process's
     /// presence byte locked through it. Runs `f` with it under the
     /// presence's mutex, so that no other thread replaces it meanwhile.
@@ -121,12 +122,12 @@ impl Presence {
         let pid = identity::pid();
         let ok = held
             .as_ref()
-            .is_some_and(|h| h.pid == pid && FileId::of_raw(h.fd.as_raw_fd()) == Some(self.file));
+            .is_some_and(|h| h.pid == pid && FileId::of_raw(h.fd.as_raw_fd()) == Some(h.file));
         if !ok {
             if let Some(old) = held.take() {
                 let raw = old.fd.as_raw_fd();
                 untrack(raw);
-                if old.pid != pid && FileId::of_raw(raw) == Some(self.file) {
+                if old.pid != pid && FileId::of_raw(raw) == Some(old.file) {
                     // A forked child's copy of its parent's that
                     // `close_inherited` did not close (not tracked):
                     // closing it leaves the parent's lock alone.
@@ -140,9 +141,11 @@ impl Presence {
                 std::mem::forget(old);
             }
             let fd = shm::open_for_locks(&self.name)?;
-            if FileId::of(&fd)? != self.file {
-                // The registry's name now names another file (destroyed
-                // and created again): this namespace is gone.
+            let id = FileId::of(&fd)?;
+            let file = *self.file.get_or_init(|| id);
+            if id != file {
+                // The name now names another file (destroyed and created
+                // again): this namespace is gone.
                 return Err(crate::Error::Corrupt);
             }
             if let Some(byte) = presence_byte(pid, identity::start_time()) {
@@ -157,7 +160,7 @@ impl Presence {
             self.pid.store(pid, Ordering::Release);
             *held = Some(Held {
                 pid,
-                file: self.file,
+                file,
                 fd: std::mem::ManuallyDrop::new(fd),
             });
         }
