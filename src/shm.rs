@@ -13,7 +13,7 @@ use rustix::fs::Mode;
 /// it was opened through is closed once it is mapped (the kernel holds no
 /// descriptor for a set either, and a process may touch thousands of sets).
 /// The object's device and inode number are kept, to recognise it later by
-/// name ([`Mapping::set_mode`]).
+/// name ([`Mapping::set_mode`], [`Mapping::set_owner`]).
 pub struct Mapping {
     map: memmap2::MmapRaw,
     /// (st_dev, st_ino) of the object mapped.
@@ -230,6 +230,18 @@ impl Mapping {
         // fchmod does not take an O_PATH descriptor; the /proc link of one
         // resolves to its inode, not to a name someone could replace.
         rustix::fs::chmod(proc_fd_path(&fd), Mode::from_raw_mode(mode)).map_err(Error::from)
+    }
+
+    /// Changes the owner of the object mapped, found by `name` (only root
+    /// may give it away). `Removed` as for [`Mapping::set_mode`].
+    pub fn set_owner(&self, name: &str, uid: u32, gid: u32) -> Result<()> {
+        let fd = self.reopen_path(name)?;
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        rustix::fs::chownat(&fd, "", Some(u), Some(g), rustix::fs::AtFlags::EMPTY_PATH)
+            .map_err(Error::from)
     }
 
     /// An O_PATH descriptor of `name`, checked to be the object mapped (a
@@ -473,6 +485,25 @@ impl Dir {
     pub fn unlink_if_same(&self, name: &str, was: &Stat) -> Result<()> {
         match self.lstat(name)? {
             Some(st) if st.st_dev == was.st_dev && st.st_ino == was.st_ino => self.unlink(name),
+            _ => Ok(()),
+        }
+    }
+
+    /// Changes the owner of the name `name` itself (a link is not
+    /// followed), if it is still the very name `was` described. Only root
+    /// may.
+    pub fn lchown_if_same(&self, name: &str, was: &Stat, uid: u32, gid: u32) -> Result<()> {
+        match self.lstat(name)? {
+            Some(st) if st.st_dev == was.st_dev && st.st_ino == was.st_ino => {
+                rustix::fs::chownat(
+                    &self.fd,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(Error::from)
+            }
             _ => Ok(()),
         }
     }

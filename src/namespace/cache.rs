@@ -233,8 +233,9 @@ impl Namespace {
     /// Maps the set a valid index claim names and checks it: opened
     /// through the one open ([`Dir::open_file`]: a regular file of the
     /// claim's owner whose size some nsems up to SEMMSL gives), then the
-    /// header must say the id the claim gives and a creator that is the
-    /// file's owner, and not be removed. `None`: the OS will not open it
+    /// header must say the id the claim gives, and not be removed. (What
+    /// else the header says of ownership is the file owner's to say: only
+    /// that owner's claims reach the file.) `None`: the OS will not open it
     /// for us. A set not yet published (its creator still at it) is
     /// `Invalid`, as a set that is not there yet.
     fn map_set(&self, dir: &Dir, t: &Target) -> Result<Option<SetHandle>> {
@@ -264,7 +265,6 @@ impl Namespace {
         };
         let hdr = view.hdr;
         if hdr.id.load(Ordering::Relaxed) != SetId::new(t.idx, t.seq).raw()
-            || hdr.cuid.load(Ordering::Relaxed) != t.file.st_uid
             || view.nsems() > self.limits.semmsl as usize
         {
             return Err(Error::Corrupt);

@@ -193,8 +193,16 @@ impl Namespace {
             match self.read_claim(dir, &name, None)? {
                 Claim::Absent => return Ok(KeyState::Free),
                 Claim::Valid(t) => return Ok(KeyState::Set(t)),
-                Claim::Dangling { owner, link } | Claim::Bogus { owner, link } => {
+                Claim::Dangling { owner, link } => {
                     if !may_clean(owner) {
+                        return Ok(KeyState::Taken);
+                    }
+                    dir.unlink_if_same(&name, &link)?;
+                }
+                // Only its owner's (not even root's: root's IPC_SET makes
+                // a claim bogus for a moment while it gives the names away).
+                Claim::Bogus { owner, link } => {
+                    if owner != euid() {
                         return Ok(KeyState::Taken);
                     }
                     dir.unlink_if_same(&name, &link)?;
@@ -577,6 +585,38 @@ impl Namespace {
             file,
         };
         let _ = self.unlink_claims(&dir, &t, Some(Namespace::key_of(h)), true);
+    }
+
+    /// Gives set `h`'s names to `uid` (root's IPC_SET): its index and key
+    /// claims, then its file, each only if it is still the set's.
+    pub(super) fn chown_names(&self, h: &SetHandle, uid: u32, gid: u32) {
+        let Ok(dir) = Dir::open() else {
+            return;
+        };
+        let Ok(Some(file)) = dir.lstat(&h.name) else {
+            return;
+        };
+        if shm::file_id_of(&file) != h.map.file_id() || file.st_uid == uid {
+            let _ = h.map.set_owner(&h.name, uid, gid);
+            return;
+        }
+        let t = Target {
+            idx: h.idx,
+            seq: h.seq,
+            name: h.name.clone(),
+            link: file,
+            file,
+        };
+        let iname = index_name(&self.name, h.idx);
+        if let Ok(Claim::Valid(i)) = self.read_claim(&dir, &iname, Some(h.idx)) {
+            if i.seq == h.seq {
+                let _ = dir.lchown_if_same(&iname, &i.link, uid, gid);
+            }
+        }
+        if let Some((kname, link)) = self.key_claim_of(&dir, &t, Some(Namespace::key_of(h))) {
+            let _ = dir.lchown_if_same(&kname, &link, uid, gid);
+        }
+        let _ = h.map.set_owner(&h.name, uid, gid);
     }
 
     /// Cleans the namespace up after crashes, printing nothing and

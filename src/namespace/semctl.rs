@@ -409,8 +409,10 @@ impl Namespace {
     }
 
     /// IPC_SET (after the owner check): the set's owner and mode, then
-    /// the file's mode follows. The file stays owned by its creator, whose
-    /// claims name it (a claim is valid only if its owner owns the file).
+    /// the file's mode follows, and, when the caller is root (only root may
+    /// chown), its owner: the set's claims first, then the file (a claim is
+    /// valid only if its owner owns the file; in between, lookups find no
+    /// set).
     fn ipc_set(&self, h: &SetHandle, ds: &SemidDs) -> Result<i32> {
         let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
         // As ipc_update_perm: (uid_t)-1 and (gid_t)-1 are no ids.
@@ -425,6 +427,9 @@ impl Namespace {
             g.set_perm(uid, gid, mode)
         })??;
         // Let the OS follow (best effort: the file may be gone already).
+        if super::euid() == 0 {
+            self.chown_names(h, uid, gid);
+        }
         let _ = h.map.set_mode(&h.name, file_mode(mode));
         Ok(0)
     }
