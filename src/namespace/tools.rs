@@ -151,16 +151,16 @@ fn survey_limits(dir: &Dir, name: &str) -> Option<NamespaceInfo> {
     info.mode = c.st.st_mode & 0o7777;
     info.size = c.st.st_size as u64;
     info.bytes = c.st.st_blocks as u64 * 512;
-    if info.size != LIMITS_FILE_SIZE as u64 {
+    if info.size < LIMITS_FILE_SIZE as u64 {
         info.problem = Some((
             Error::Corrupt,
-            format!("not a shmsem limits file ({} bytes)", info.size),
+            format!("the header cannot be read ({} bytes)", info.size),
         ));
         return Some(info);
     }
     let mut b = [0u8; LIMITS_FILE_SIZE];
     if let Err(e) = shm::pread_exact(&c.fd, &mut b, 0) {
-        info.problem = Some((e, format!("cannot be read: {e}")));
+        info.problem = Some((e, format!("the header cannot be read: {e}")));
         return Some(info);
     }
     let r = LimitsRecord::from_bytes(&b);
@@ -173,8 +173,11 @@ fn survey_limits(dir: &Dir, name: &str) -> Option<NamespaceInfo> {
             "layout version {}; this shmsem reads version {LAYOUT_VERSION}",
             r.version
         ))
-    } else if !(1..=SEMMNI_MAX).contains(&r.semmni) {
-        Some(format!("bad limits (semmni {})", r.semmni))
+    } else if !(1..=SEMMNI_MAX).contains(&r.semmni) || info.size != LIMITS_FILE_SIZE as u64 {
+        Some(format!(
+            "bad sizes (semmni {}, file {} bytes)",
+            r.semmni, info.size
+        ))
     } else {
         None
     };
