@@ -291,6 +291,9 @@ pub enum Access {
     Path,
     /// O_RDONLY.
     Read,
+    /// O_WRONLY (enough for a write lock; a file in transition is
+    /// write-only for its owner).
+    WriteOnly,
     /// O_RDWR.
     ReadWrite,
 }
@@ -405,6 +408,7 @@ impl Dir {
         flags |= match access {
             Access::Path => OFlags::PATH,
             Access::Read => OFlags::RDONLY,
+            Access::WriteOnly => OFlags::WRONLY,
             Access::ReadWrite => OFlags::RDWR,
         };
         let mut mode = Mode::empty();

@@ -233,12 +233,15 @@ impl Namespace {
     /// Maps the set a valid index claim names and checks it: opened
     /// through the one open ([`Dir::open_file`]: a regular file of the
     /// claim's owner whose size some nsems up to SEMMSL gives), then the
-    /// header must say the id the claim gives, and not be removed. (What
-    /// else the header says of ownership is the file owner's to say: only
-    /// that owner's claims reach the file.) `None`: the OS will not open it
+    /// header must say the id the claim gives and an owner or creator that
+    /// is the file's owner, and not be removed. `None`: the OS will not open it
     /// for us. A set not yet published (its creator still at it) is
-    /// `Invalid`, as a set that is not there yet.
+    /// `Invalid`, as a set that is not there yet, and so is one whose file
+    /// is in transition (being made or being removed: [`in_transition`]).
     fn map_set(&self, dir: &Dir, t: &Target) -> Result<Option<SetHandle>> {
+        if in_transition(&t.file) {
+            return Err(Error::Invalid);
+        }
         let size = u64::try_from(t.file.st_size).map_err(|_| Error::Corrupt)?;
         if self.nsems_for_size(t.file.st_size).is_none() {
             return Err(Error::Corrupt);
@@ -264,7 +267,12 @@ impl Namespace {
             Err(e) => return Err(e),
         };
         let hdr = view.hdr;
+        // The file's owner is the set's owner or its creator: a header
+        // that names neither (another user's file claiming to be a
+        // victim's set) is not believed.
+        let owner = t.file.st_uid;
         if hdr.id.load(Ordering::Relaxed) != SetId::new(t.idx, t.seq).raw()
+            || (hdr.cuid.load(Ordering::Relaxed) != owner && hdr.uid.load(Ordering::Relaxed) != owner)
             || view.nsems() > self.limits.semmsl as usize
         {
             return Err(Error::Corrupt);
@@ -316,6 +324,20 @@ impl Namespace {
         drop(g);
         Ok(r)
     }
+}
+
+/// The permission bits a set file has while it is made (until its claims
+/// stand) and once its removal is under way: write-only for its owner,
+/// nothing for anyone else. A published set's file always gives its owner
+/// read and write ([`super::perm::file_mode`]), and only the file's owner
+/// (or root) can chmod it, so nothing another user writes can make a live
+/// set look like this.
+pub(super) const TRANSITION_MODE: u32 = 0o200;
+
+/// Whether a set file is in transition: being made, or being removed (or
+/// left so by a process that died).
+pub(super) fn in_transition(st: &Stat) -> bool {
+    st.st_mode & 0o777 == TRANSITION_MODE
 }
 
 /// Whether a mapped set file's header is not yet published (version 0):

@@ -23,7 +23,7 @@ use crate::sysv::SetId;
 use crate::{Error, Result};
 use shm_layout::*;
 
-use super::cache::{Claim, Found, SetHandle, Target};
+use super::cache::{in_transition, Claim, Found, SetHandle, Target, TRANSITION_MODE};
 use super::perm::{creds, file_mode, Perm};
 use super::{
     euid, index_name, key_name, parse_index_name, parse_key_name, parse_set_name, reclaim,
@@ -105,14 +105,21 @@ impl Namespace {
                 None => Err(Error::Corrupt),
             };
         }
-        // Each round either answers or removed a name that was in the way
-        // (a half-removed set, a dangling claim); a creator that loses the
-        // key to another looks again. Bounded: never waits for anyone.
-        for _round in 0..16 {
+        // Each round either answers, or removed a name that was in the way
+        // (a half-removed set, a dangling claim), or found the key's set in
+        // transition (being made or removed by another process: looked at
+        // again 1 ms later, for 2 s at most); a creator that loses the key
+        // to another looks again. Bounded: never waits long for anyone.
+        let until = sync::monotonic_ns() + 2_000_000_000;
+        for _round in 0..4096 {
             match self.resolve_key(&dir, key)? {
                 KeyState::Set(t) => {
-                    if let Some(r) = self.semget_existing(&dir, &t, key, nsems as u32, semflg)? {
-                        return r;
+                    match self.semget_existing(&dir, &t, key, nsems as u32, semflg)? {
+                        Some(r) => return r,
+                        None if in_transition(&t.file) && sync::monotonic_ns() < until => {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        None => {}
                     }
                 }
                 KeyState::Free => {
@@ -136,7 +143,8 @@ impl Namespace {
 
     /// semget of key `key` whose claim names set `t`: its id, or the
     /// kernel's error; `None` if the set turned out to be gone (a removal
-    /// finished on the way): look the key up again.
+    /// finished on the way) or in transition (being made or removed by
+    /// another process): look the key up again.
     fn semget_existing(
         &self,
         dir: &Dir,
@@ -160,9 +168,10 @@ impl Namespace {
                 (m.nsems, m.perm)
             }
             Err(Error::Invalid) => {
-                // Removed (its remover died before its names went), or its
-                // index claim is not this one: finish it if it is ours.
-                if self.finish_removed(dir, t)? {
+                // Removed (its remover died before its names went), or
+                // being made or removed, or its index claim is not this
+                // one: finish it if it is ours and nobody is at work on it.
+                if self.finish_removed(dir, t)? || in_transition(&t.file) {
                     return Ok(None);
                 }
                 return Ok(Some(if semflg & IPC_CREAT == 0 {
@@ -213,28 +222,50 @@ impl Namespace {
     }
 
     /// Finishes the removal of the set claim `t` names if it was left half
-    /// done and this process may (the set's owner, or root): the set is
-    /// marked removed already (or its index claim is not this one), so its
-    /// names go. Returns whether the names went.
+    /// done and this process may ([`Namespace::finishable`]), or if its
+    /// index claim does not name it (a key claim left behind). Returns
+    /// whether its names went.
     fn finish_removed(&self, dir: &Dir, t: &Target) -> Result<bool> {
-        if !may_clean(t.file.st_uid) {
+        if !may_clean(t.link.st_uid) {
             return Ok(false);
         }
         let indexed = matches!(
             self.read_claim(dir, &index_name(&self.name, t.idx), Some(t.idx))?,
             Claim::Valid(ref i) if i.seq == t.seq
         );
-        let mut key = None;
-        if indexed {
-            // The set must say it is removed: a live one is not ours to
-            // take apart.
-            match self.open_set_file(dir, t)? {
-                Some((map, true)) => key = Some(header_key(&map)),
-                _ => return Ok(false),
-            }
+        if indexed && !self.finishable(dir, t)? {
+            return Ok(false);
         }
-        self.unlink_claims(dir, t, key, true)?;
+        self.unlink_claims(dir, t, None, indexed)?;
         Ok(true)
+    }
+
+    /// Whether the set claim `t` names was left half done by a process
+    /// that died and may be finished by this one (its file's owner, or
+    /// root). Only what the file's owner alone can have done counts, never
+    /// what a writer of the set may have scribbled:
+    ///
+    /// * its file is in transition (write-only for its owner: a creator
+    ///   not yet done, or a remover under way) and its creation lock is
+    ///   free (no creator at work); or
+    /// * the set says it is removed and its file lets nobody but its owner
+    ///   write it (so that only the owner's uid, or root, can have said
+    ///   so): a remover died before it marked the file.
+    ///
+    /// A set another class may write, removed by a remover that died
+    /// before it marked the file, stays (removed, every call EINVAL) until
+    /// its owner or root removes the names by hand.
+    fn finishable(&self, dir: &Dir, t: &Target) -> Result<bool> {
+        if !may_clean(t.file.st_uid) {
+            return Ok(false);
+        }
+        if in_transition(&t.file) {
+            return self.creation_lock_free(dir, &t.name, t.file.st_uid);
+        }
+        if t.file.st_mode & 0o022 != 0 {
+            return Ok(false);
+        }
+        Ok(matches!(self.open_set_file(dir, t)?, Some((_, true))))
     }
 
     /// Maps the file claim `t` names, checked as a lookup checks it, and
@@ -250,8 +281,10 @@ impl Namespace {
             min_size: size,
             max_size: size,
         };
-        let Open::File(c) = dir.open_file(&t.name, Access::ReadWrite, None, &expect)? else {
-            return Ok(None);
+        let c = match dir.open_file(&t.name, Access::ReadWrite, None, &expect) {
+            Ok(Open::File(c)) => c,
+            Ok(_) | Err(Error::Corrupt) => return Ok(None),
+            Err(e) => return Err(e),
         };
         let map = Mapping::map_fd(&c.fd, size)?;
         // SAFETY: the mapping is page-aligned and `len` bytes long; all
@@ -264,6 +297,21 @@ impl Namespace {
             _ => return Ok(None),
         };
         Ok(Some((map, removed)))
+    }
+
+    /// Whether set file `name` (of `owner`) has no creator at work: its
+    /// creation lock can be taken (and is let go at once).
+    fn creation_lock_free(&self, dir: &Dir, name: &str, owner: u32) -> Result<bool> {
+        let expect = Expect {
+            owner: Some(owner),
+            ..Expect::ANY
+        };
+        match dir.open_file(name, Access::WriteOnly, None, &expect) {
+            Ok(Open::File(c)) => shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE),
+            Ok(_) => Ok(false),
+            Err(Error::Corrupt) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Unlinks the names of the set `t` names: its key claim (that of
@@ -451,10 +499,11 @@ impl Namespace {
         Err(Error::NoSpace)
     }
 
-    /// Makes set (`idx`, `seq`): its file created exclusively (mode 0600)
-    /// and held by its creation lock while it is sized, initialised,
-    /// published and given its mode; then the index claim, then the key
-    /// claim; then the lock is let go.
+    /// Makes set (`idx`, `seq`): its file created exclusively, in
+    /// transition ([`TRANSITION_MODE`]), and held by its creation lock
+    /// while it is sized, initialised and published; then the index claim,
+    /// then the key claim; then the file gets its mode (a set is live from
+    /// then on) and the lock is let go.
     fn create_at(
         &self,
         dir: &Dir,
@@ -471,7 +520,7 @@ impl Namespace {
             min_size: 0,
             max_size: 0,
         };
-        let c = match dir.open_file(&name, Access::ReadWrite, Some(0o600), &expect) {
+        let c = match dir.open_file(&name, Access::ReadWrite, Some(TRANSITION_MODE), &expect) {
             Ok(Open::File(c)) => c,
             // Anyone's name, whatever it is (a leftover, a link, a FIFO):
             // never opened, never ours; the next index.
@@ -501,7 +550,8 @@ impl Namespace {
             let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
             let id = SetId::new(idx, seq).raw();
             SetView::init(hdr, &geo, key, id, uid, gid, mode, sync::realtime_secs());
-            shm::fchmod(&c.fd, file_mode(mode))?;
+            // The mode given at the create was masked by the umask.
+            shm::fchmod(&c.fd, TRANSITION_MODE)?;
             Ok::<_, Error>((map, id))
         })();
         let (map, id) = match made {
@@ -529,6 +579,15 @@ impl Namespace {
             }
             unlink_file();
             return Ok(Made::KeyTaken);
+        }
+        if let Err(e) = shm::fchmod(&c.fd, file_mode(mode)) {
+            // Never live: its claims and file go, as a failed creation's.
+            let _ = dir.unlink(&key_name(&self.name, key));
+            if let Some(st) = dir.lstat(&iname)? {
+                dir.unlink_if_same(&iname, &st)?;
+            }
+            unlink_file();
+            return Err(e);
         }
         shm::ofd_unlock(&c.fd, CREATION_LOCK_BYTE);
         self.set_hints(idx, seq);
@@ -577,6 +636,10 @@ impl Namespace {
         if shm::file_id_of(&file) != h.map.file_id() {
             return;
         }
+        // First the mark only the file's owner (or root) can make: a
+        // remover that dies from here on leaves a set any later process of
+        // the owner's uid finishes.
+        let _ = h.map.set_mode(&h.name, TRANSITION_MODE);
         let t = Target {
             idx: h.idx,
             seq: h.seq,
@@ -645,8 +708,8 @@ impl Namespace {
     }
 
     /// Crash leftovers this process may remove (its uid's, or any for
-    /// root): half-removed sets, half-made ones (creation lock free, key
-    /// never claimed), claims naming nothing, set files nothing claims.
+    /// root): sets left half made or half removed ([`Namespace::finishable`]),
+    /// claims naming nothing, set files nothing claims.
     /// Returns (sets finished and stale claims removed, files unlinked).
     pub(super) fn clean_up(&self) -> Result<(usize, usize)> {
         let dir = Dir::open()?;
@@ -656,11 +719,9 @@ impl Namespace {
             let iname = index_name(&self.name, idx);
             match self.read_claim(&dir, &iname, Some(idx))? {
                 Claim::Valid(t) => {
-                    if may_clean(t.file.st_uid) {
-                        if let Some(key) = self.half_done(&dir, &t)? {
-                            self.unlink_claims(&dir, &t, Some(key), true)?;
-                            stale += 1;
-                        }
+                    if self.finishable(&dir, &t)? {
+                        self.unlink_claims(&dir, &t, None, true)?;
+                        stale += 1;
                     }
                 }
                 Claim::Dangling { owner, link } if may_clean(owner) => {
@@ -697,42 +758,6 @@ impl Namespace {
         Ok((stale, self.unlink_orphans(&dir)?))
     }
 
-    /// Whether the set claim `t` names was left half done: removed (its
-    /// remover died before its names went), or made by a creator that died
-    /// before it claimed the key (its creation lock free, and no key claim
-    /// names it). A set whose creator is at work holds its creation lock.
-    /// `Some(the key its header says)` if it was.
-    fn half_done(&self, dir: &Dir, t: &Target) -> Result<Option<i32>> {
-        let Some((map, removed)) = self.open_set_file(dir, t)? else {
-            return Ok(None);
-        };
-        let key = header_key(&map);
-        if removed {
-            return Ok(Some(key));
-        }
-        if key == IPC_PRIVATE || self.key_claim_of(dir, t, Some(key)).is_some() {
-            return Ok(None);
-        }
-        // Keyed, and no key claim names it: dead creator, or one at work?
-        let expect = Expect {
-            owner: Some(t.file.st_uid),
-            ..Expect::ANY
-        };
-        let Open::File(c) = dir.open_file(&t.name, Access::ReadWrite, None, &expect)? else {
-            return Ok(None);
-        };
-        if !shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE)? {
-            return Ok(None);
-        }
-        // Its creator is gone: it dies as a removed one would (a process
-        // that found it by index sees it removed).
-        // SAFETY: `open_set_file` checked a set header in the mapping.
-        let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
-        // SYNC: Release as in `create_at`.
-        hdr.removed.store(1, Ordering::Release);
-        Ok(Some(key))
-    }
-
     /// Unlinks this namespace's set files that no valid index claim names,
     /// that this process may remove, and whose creation lock is free (no
     /// creator at work); returns how many.
@@ -751,34 +776,23 @@ impl Namespace {
             if !may_clean(st.st_uid) {
                 continue;
             }
-            // A regular file of a set name may have a creator at work on
-            // it (its lock held, not yet claimed); anything else under a
-            // set name of ours is garbage.
-            if parse_set_name(&self.name, &name).is_some() && shm::is_regular(&st) {
-                let expect = Expect {
-                    owner: Some(st.st_uid),
-                    ..Expect::ANY
-                };
-                match dir.open_file(&name, Access::ReadWrite, None, &expect) {
-                    Ok(Open::File(c)) => {
-                        if !shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE)? {
-                            continue;
-                        }
-                        // Claimed meanwhile (a creator between its lock
-                        // and its claim holds the lock, so this is a
-                        // creator that finished just now): leave it.
-                        if self.valid_claims(dir).iter().any(|t| t.name == name) {
-                            continue;
-                        }
-                        dir.unlink_if_same(&name, &c.st)?;
-                        n += 1;
-                    }
-                    _ => continue,
-                }
-            } else {
-                dir.unlink_if_same(&name, &st)?;
-                n += 1;
+            // A set file in transition may have a creator at work on it
+            // (its creation lock held, not yet claimed); anything else of
+            // ours under a set name that no claim names is a leftover (a
+            // creator's files are in transition until claimed) or garbage.
+            if parse_set_name(&self.name, &name).is_some()
+                && shm::is_regular(&st)
+                && in_transition(&st)
+                && !self.creation_lock_free(dir, &name, st.st_uid)?
+            {
+                continue;
             }
+            // Claimed meanwhile (a creator that finished just now): leave it.
+            if self.valid_claims(dir).iter().any(|t| t.name == name) {
+                continue;
+            }
+            dir.unlink_if_same(&name, &st)?;
+            n += 1;
         }
         Ok(n)
     }
@@ -805,12 +819,4 @@ impl Namespace {
         }
         0
     }
-}
-
-/// The key a mapped set file's header says (the mapping holds a checked
-/// set header: `open_set_file`).
-fn header_key(map: &Mapping) -> i32 {
-    // SAFETY: the mapping starts with a set header, accessed atomically.
-    let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
-    hdr.key.load(Ordering::Relaxed)
 }

@@ -420,6 +420,18 @@ impl Namespace {
             return Err(Error::Invalid);
         }
         self.check_named()?;
+        if super::euid() != 0 {
+            // Only root may chown: the file stays its owner's, who must
+            // stay the set's owner or creator (a lookup believes no header
+            // that names neither). Giving the set to a third user from an
+            // owner who is not its creator is refused (README
+            // "Differences").
+            let file_owner = crate::shm::Dir::open()?.lstat(&h.name)?.map(|st| st.st_uid);
+            let cuid = h.view.hdr.cuid.load(Ordering::Relaxed);
+            if file_owner.is_some_and(|o| uid != o && cuid != o) {
+                return Err(Error::NotPermitted);
+            }
+        }
         self.locked(h, |g, _, _| {
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
                 return Err(Error::Invalid);
