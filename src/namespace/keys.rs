@@ -64,7 +64,7 @@ enum KeyState {
     /// Nobody's: the key may be created.
     Free,
     /// A valid claim: the set it names.
-    Set(Target),
+    Set(Box<Target>),
     /// A name this process may not remove holds it (another user's garbage
     /// or dangling link, or a set removed by a process that died, not ours
     /// to finish): the key cannot be had now.
@@ -201,7 +201,7 @@ impl Namespace {
         for _ in 0..4 {
             match self.read_claim(dir, &name, None)? {
                 Claim::Absent => return Ok(KeyState::Free),
-                Claim::Valid(t) => return Ok(KeyState::Set(t)),
+                Claim::Valid(t) => return Ok(KeyState::Set(Box::new(t))),
                 Claim::Dangling { owner, link } => {
                     if !may_clean(owner) {
                         return Ok(KeyState::Taken);
@@ -718,11 +718,9 @@ impl Namespace {
         for idx in self.claimed_indices(&dir) {
             let iname = index_name(&self.name, idx);
             match self.read_claim(&dir, &iname, Some(idx))? {
-                Claim::Valid(t) => {
-                    if self.finishable(&dir, &t)? {
-                        self.unlink_claims(&dir, &t, None, true)?;
-                        stale += 1;
-                    }
+                Claim::Valid(t) if self.finishable(&dir, &t)? => {
+                    self.unlink_claims(&dir, &t, None, true)?;
+                    stale += 1;
                 }
                 Claim::Dangling { owner, link } if may_clean(owner) => {
                     dir.unlink_if_same(&iname, &link)?;
