@@ -30,22 +30,29 @@
 //!
 //! **semget(K, IPC_CREAT)** ([`keys`]): read `k.K`. Absent: take an index
 //! (cyclically from the hint, as the kernel's `ipc_idr_alloc`), create
-//! `s.IDX.SEQ` O_EXCL mode 0600 and hold its creation lock (an OFD write
-//! lock on its byte 0, `shm_layout::CREATION_LOCK_BYTE`), size it,
-//! initialise and publish the header, set the final file mode, then claim
-//! the index (`symlink` `i.IDX`; EEXIST: unlink ours, next index) and the
-//! key (`symlink` `k.K`; EEXIST: another process won: ours is marked
-//! removed and unlinked, and the lookup runs again). The lock is released
-//! once both claims stand. No registry lock: symlink(2) decides races.
+//! `s.IDX.SEQ` O_EXCL *in transition* (mode 0200: write-only for its owner,
+//! nothing for anyone else; a published set's file always gives its owner
+//! rw) and hold its creation lock (an OFD write lock on its byte 0,
+//! `shm_layout::CREATION_LOCK_BYTE`), size it, initialise and publish the
+//! header, then claim the index (`symlink` `i.IDX`; EEXIST: unlink ours,
+//! next index) and the key (`symlink` `k.K`; EEXIST: another process won:
+//! ours is unlinked and the lookup runs again), then give the file its
+//! final mode (the set is live) and let the lock go. No registry lock:
+//! symlink(2) decides races. A reader that finds a set in transition treats
+//! it as not there (semget waits for it, 1 ms at a time, 2 s at most).
 //!
 //! **IPC_RMID**: under the set's lock, the removal is committed in the set
-//! (its sleepers get EIDRM, lookups EINVAL), then `k`, `i` and `s` are
-//! unlinked, each only if it is still the set's own name. A set left half
-//! made or half removed by a process that died is finished by a later
-//! process **of the creator's uid, or root** (only they can unlink its
-//! names anyway): semget of its key, or `gc`; a half-made one only once its
-//! creation lock is free. Nothing is ever unlinked because of what another
-//! user wrote: another user's names are at most nobody's claims.
+//! (its sleepers get EIDRM, lookups EINVAL); then the file is put in
+//! transition (only its owner or root can chmod it), then `k`, `i` and `s`
+//! are unlinked, each only if it is still the set's own name. A set left
+//! half made or half removed by a process that died is finished by a later
+//! process **of the file owner's uid, or root** (only they can unlink its
+//! names anyway), on what only the owner can have written: its file in
+//! transition with its creation lock free, or the set's removal mark in a
+//! set nobody else may write. Nothing is ever unlinked because of what
+//! another user wrote: another user's names are at most nobody's claims,
+//! and what a writer of a set may scribble in it (a removal mark, a key)
+//! is not believed when others may write it.
 //!
 //! What a process the set's mode shuts out is still told (semget without
 //! flags, SEM_STAT_ANY, EFBIG before EACCES, EPERM) comes from `lstat` and
