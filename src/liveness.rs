@@ -3,8 +3,8 @@
 //!
 //! A process is named by (pid, start time): the start time (field 22 of
 //! /proc/PID/stat) does not change at exec and differs for a reused pid.
-//! Each process holds one descriptor per namespace, close-on-exec, and
-//! through it a lock on its presence byte of the namespace's registry
+//! Each process holds one descriptor per namespace, close-on-exec, of its
+//! uid's presence file, and through it a lock on its presence byte
 //! (`shm_layout::lock_bytes`), which the kernel drops when the process
 //! dies. A held lock says "alive" for the price of one system call; a free
 //! one is only a hint (a daemon may close every descriptor, an exec closes

@@ -8,9 +8,7 @@
 //! a mapping may be read as are the ones that implement [`Mapped`].
 
 use crate::sync::{AtomicI16, AtomicU64};
-use shm_layout::{
-    IntentHeader, ProcEntry, QueueSlot, RegistryEntry, RegistryHeader, SemEntry, SetHeader,
-};
+use shm_layout::{IntentHeader, ProcEntry, QueueSlot, SemEntry, SetHeader};
 
 /// A layout type made of atomics only: valid for every bit pattern, and
 /// only ever accessed atomically (by every process).
@@ -32,10 +30,6 @@ unsafe impl Mapped for ProcEntry {}
 unsafe impl Mapped for QueueSlot {}
 // SAFETY: as above.
 unsafe impl Mapped for IntentHeader {}
-// SAFETY: as above.
-unsafe impl Mapped for RegistryHeader {}
-// SAFETY: as above.
-unsafe impl Mapped for RegistryEntry {}
 // SAFETY: an atomic.
 unsafe impl Mapped for AtomicI16 {}
 // SAFETY: an atomic.

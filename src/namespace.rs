@@ -1,31 +1,83 @@
 //! Namespaces: the key space, ids and limits of one `SHMSEM_NAMESPACE`, and
 //! the four calls on them.
 //!
-//! A namespace `NS` is the shared-memory object `/shmsem.NS` (the registry:
-//! limits and one entry per set index) plus one object per set,
-//! `/shmsem.NS.INDEX.SEQ`. Creating and removing sets happens under the
-//! registry's lock, an open-file-description lock on byte 0 of the registry
-//! (the kernel frees it if its holder dies), so `IPC_CREAT|IPC_EXCL` races
-//! have exactly one winner.
+//! # DESIGN: names the filesystem arbitrates (issue #9)
 //!
-//! The registry is as large as SEMMNI entries need, but sparse: only the
-//! pages of the entries that may be used are reserved (see
-//! [`Namespace::reserve_entries`]), so an idle namespace costs a few pages
-//! of /dev/shm, not SEMMNI × 64 bytes. A namespace is finished by
-//! [`Namespace::remove_namespace`] (`shmsem ns rm`), which unlinks the
-//! registry under its lock; a process that still has it mapped then gets
-//! EIDRM from every call that needs the lock (see [`keys`]).
+//! There is no registry. /dev/shm is sticky and root-owned: nobody but a
+//! name's owner (or root) can unlink or rename it, and a name created with
+//! O_EXCL or symlink(2) has exactly one creator. So the names themselves
+//! hold the truth, each owned by whoever made it:
 //!
-//! This file holds the namespace itself (open, attach, destroy, the
-//! registry's header and entries); its rooms:
+//! | name (in /dev/shm) | kind | meaning |
+//! |---|---|---|
+//! | `shmsem.NS` | regular, 0644, O_EXCL, the version written last | the limits (immutable; for `default` the compiled-in limits are used whatever it says) |
+//! | `shmsem.NS.hints` | regular, 0666, anyone's | hints only: the next index to try and the last sequence number (forged ⇒ ids repeat sooner); for now also the file presence locks are taken on (see `liveness`) |
+//! | `shmsem.NS.s.IDX.SEQ` | regular, O_EXCL, owned by the set's creator, mode from the set's mode | the set |
+//! | `shmsem.NS.i.IDX` | symlink → `shmsem.NS.s.IDX.SEQ`, symlink(2) | claims index IDX; the target gives SEQ, so the id |
+//! | `shmsem.NS.k.KEY` | symlink → the same, symlink(2) (KEY: 8 hex digits) | claims key KEY (IPC_PRIVATE has none) |
+//!
+//! A claim (an `i` or `k` name) is read with `lstat` and `readlinkat`,
+//! never followed, and is **valid only if the link's owner is the owner of
+//! the regular file it names**, which must be a set name of this namespace
+//! (of the same index, for an `i` name). Nobody can make a link owned by
+//! another user, so another user's link to a victim's set is nobody's
+//! claim: it cannot redirect a key or an index to the victim's set. A file
+//! is opened only through [`shm::Dir::open_file`] (O_NOFOLLOW, O_NONBLOCK,
+//! then `fstat`: a regular file with the claim's owner and a size some
+//! nsems gives, before it is mapped), and its header must then name the
+//! index, sequence and key it was reached by, and its creator must be the
+//! file's owner.
+//!
+//! **semget(K, IPC_CREAT)** ([`keys`]): read `k.K`. Absent: take an index
+//! (cyclically from the hint, as the kernel's `ipc_idr_alloc`), create
+//! `s.IDX.SEQ` O_EXCL *in transition* (mode 0200: write-only for its owner,
+//! nothing for anyone else; a published set's file always gives its owner
+//! rw) and hold its creation lock (an OFD write lock on its byte 0,
+//! `shm_layout::CREATION_LOCK_BYTE`), size it, initialise and publish the
+//! header, then claim the index (`symlink` `i.IDX`; EEXIST: unlink ours,
+//! next index) and the key (`symlink` `k.K`; EEXIST: another process won:
+//! ours is unlinked and the lookup runs again), then give the file its
+//! final mode (the set is live) and let the lock go. No registry lock:
+//! symlink(2) decides races. A reader that finds a set in transition treats
+//! it as not there (semget waits for it, 1 ms at a time, 2 s at most).
+//!
+//! **IPC_RMID**: under the set's lock, the removal is committed in the set
+//! (its sleepers get EIDRM, lookups EINVAL); then the file is put in
+//! transition (only its owner or root can chmod it), then `k`, `i` and `s`
+//! are unlinked, each only if it is still the set's own name. A set left
+//! half made or half removed by a process that died is finished by a later
+//! process **of the file owner's uid, or root** (only they can unlink its
+//! names anyway), on what only the owner can have written: its file in
+//! transition with its creation lock free, or the set's removal mark in a
+//! set nobody else may write. Nothing is ever unlinked because of what
+//! another user wrote: another user's names are at most nobody's claims,
+//! and what a writer of a set may scribble in it (a removal mark, a key)
+//! is not believed when others may write it.
+//!
+//! What a process the set's mode shuts out is still told (semget without
+//! flags, SEM_STAT_ANY, EFBIG before EACCES, EPERM) comes from `lstat` and
+//! `readlinkat`, which need no permission on the file: the owner (the
+//! file's), the mode (the file's, so lossy: README "Differences"), nsems
+//! (the file's size names it exactly, see `SetGeometry::nsems_for_size`),
+//! the id (the link). IPC_INFO/SEM_INFO and the highest index come from a
+//! scan of the `i` names; SEMMNS is checked by a scan only when SEMMNI ×
+//! SEMMSL could exceed it.
+//!
+//! A namespace is finished by [`Namespace::remove_namespace`] (`shmsem ns
+//! rm`), which unlinks its sets and then its limits file; a process that
+//! still has it open notices at its next semget, IPC_RMID, IPC_SET or gc
+//! (the limits file it read is no longer the one named) and gets EIDRM.
+//!
+//! This file holds the namespace itself (open, attach, destroy, the limits
+//! and hints files, the names); its rooms:
 //!
 //! * [`cache`]: the sets mapped into this process ([`cache::SetHandle`]),
-//!   found by id;
+//!   found by id, and the claims they are found through;
 //! * [`reclaim`]: when a removed set's handle may be unmapped (no call of
 //!   this process uses it any more);
 //! * [`perm`]: credentials and the permission check;
-//! * [`keys`]: keys and ids: semget, creating and removing sets, the
-//!   registry's lock and its copy of each set, gc;
+//! * [`keys`]: keys and ids: semget, creating and removing sets, what a
+//!   shut-out process is told, gc;
 //! * [`semop`]: semop and semtimedop;
 //! * [`semctl`]: semctl, split as the kernel splits it (main, setval, stat,
 //!   info, down);
@@ -45,9 +97,10 @@ pub use tools::{NamespaceInfo, NamespaceRemoval};
 
 use crate::sync::AtomicPtr;
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::shm::{self, Mapping, Opened};
+use crate::shm::{self, Access, Dir, Expect, FileId, Open};
 use crate::sync::{self, AtomicBool, Ordering};
 use crate::{Error, Result};
 use cache::SetHandle;
@@ -102,13 +155,14 @@ impl Limits {
 /// A namespace: an isolated key space with its own ids and limits.
 pub struct Namespace {
     name: String,
-    reg: Mapping,
     limits: Limits,
-    /// Serialises this process's threads on the registry's lock; the OFD
-    /// lock serialises processes (see [`keys`]).
-    reg_lock: Mutex<()>,
+    /// The limits file this process read (a namespace removed and made
+    /// again has another one); `None` for `default` when the file could
+    /// not be read (its compiled-in limits are used).
+    ident: Option<FileId>,
     /// This process's one descriptor of the namespace, and its presence
-    /// lock (see [`crate::liveness::Presence`]).
+    /// lock (see [`crate::liveness::Presence`]); the hints are read and
+    /// written through it.
     presence: crate::liveness::Presence,
     /// Mapped sets by index, read by every call through a
     /// [`reclaim::Pin`]; written only by `sets`. See [`cache`].
@@ -116,8 +170,9 @@ pub struct Namespace {
     /// The handles `cache` holds, and those it held that a call may still
     /// use: freed once no call of this process does (see [`reclaim`]).
     sets: reclaim::Domain<SetHandle>,
-    /// This process found the namespace removed (its registry unlinked):
-    /// the object is dead, and the next `open` of the name attaches afresh.
+    /// This process found the namespace removed (its limits file unlinked
+    /// or replaced): the object is dead, and the next `open` of the name
+    /// attaches afresh.
     removed: AtomicBool,
 }
 
@@ -138,8 +193,7 @@ impl std::fmt::Debug for Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // The handles go before the fields (the registry's mapping, which
-        // their otime mirrors point into); we are the last user.
+        // The handles go before the other fields; we are the last user.
         self.sets.clear();
     }
 }
@@ -155,42 +209,204 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn registry_name(ns: &str) -> String {
-    format!("/shmsem.{ns}")
+/// The limits file of namespace `ns`.
+fn limits_name(ns: &str) -> String {
+    format!("shmsem.{ns}")
 }
 
-/// The segment of set `idx` in its `seq`-th use.
+/// The hints file of namespace `ns` (also, for now, the presence file).
+pub(crate) fn hints_name(ns: &str) -> String {
+    format!("shmsem.{ns}.hints")
+}
+
+/// The file of set `idx` in its `seq`-th use.
 fn set_name(ns: &str, idx: u32, seq: u32) -> String {
-    format!("/shmsem.{ns}.{idx}.{seq}")
+    format!("shmsem.{ns}.s.{idx}.{seq}")
 }
 
-/// The sequence number of registry entry `e` if it is LIVE (a set exists at
-/// its index).
-fn live_seq(e: &RegistryEntry) -> Option<u32> {
-    // SYNC: Acquire pairs with the Release store that makes an entry LIVE
-    // (`publish_entry`, in `Namespace::create`), after its fields.
-    let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
-    ss.is_live().then_some(ss.seq())
+/// The claim of index `idx`.
+fn index_name(ns: &str, idx: u32) -> String {
+    format!("shmsem.{ns}.i.{idx}")
 }
 
-/// The registry's mapping, `None` if there is none.
-fn open_registry(rname: &str) -> Result<Option<Mapping>> {
-    match Mapping::open(rname)? {
-        Opened::Mapped(map) if map.writable() => Ok(Some(map)),
-        Opened::Missing => Ok(None),
-        // Created 0666: only a stranger's chmod keeps us out (or lets us
-        // read only: the registry is written by every user).
-        Opened::Mapped(_) | Opened::Denied => Err(Error::PermissionDenied),
+/// The claim of key `key` (8 hex digits).
+fn key_name(ns: &str, key: i32) -> String {
+    format!("shmsem.{ns}.k.{:08x}", key as u32)
+}
+
+/// A decimal number as this library writes it (no sign, no leading zero),
+/// so that one value has one name.
+fn canonical_u32(s: &str) -> Option<u32> {
+    let v: u32 = s.parse().ok()?;
+    (v.to_string() == s).then_some(v)
+}
+
+/// (index, sequence) of a set name of namespace `ns`, if `name` is one.
+fn parse_set_name(ns: &str, name: &str) -> Option<(u32, u32)> {
+    let rest = name
+        .strip_prefix("shmsem.")?
+        .strip_prefix(ns)?
+        .strip_prefix(".s.")?;
+    let (i, q) = rest.split_once('.')?;
+    let (idx, seq) = (canonical_u32(i)?, canonical_u32(q)?);
+    (idx < SEMMNI_MAX && seq <= IPC_SEQ_MAX).then_some((idx, seq))
+}
+
+/// The index an index claim's name `name` of namespace `ns` names.
+fn parse_index_name(ns: &str, name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix("shmsem.")?
+        .strip_prefix(ns)?
+        .strip_prefix(".i.")?;
+    canonical_u32(rest).filter(|&i| i < SEMMNI_MAX)
+}
+
+/// The key a key claim's name `name` of namespace `ns` names.
+fn parse_key_name(ns: &str, name: &str) -> Option<i32> {
+    let rest = name
+        .strip_prefix("shmsem.")?
+        .strip_prefix(ns)?
+        .strip_prefix(".k.")?;
+    if rest.len() != 8
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    u32::from_str_radix(rest, 16).ok().map(|k| k as i32)
+}
+
+/// This process's effective uid (root may finish and clean anyone's).
+fn euid() -> u32 {
+    perm::creds().0
+}
+
+/// What reading a limits file found.
+enum LimitsFile {
+    Missing,
+    /// Published, valid: the limits and the file.
+    Ready(Limits, FileId),
+    /// Not yet published (version 0): its owner.
+    Unpublished(u32),
+}
+
+/// Reads namespace `ns`'s limits file (pread, never mapped): `Corrupt` for
+/// anything but a regular file of the right size with valid limits of this
+/// layout version.
+fn read_limits(dir: &Dir, ns: &str) -> Result<LimitsFile> {
+    let expect = Expect {
+        owner: None,
+        min_size: LIMITS_FILE_SIZE as u64,
+        max_size: LIMITS_FILE_SIZE as u64,
+    };
+    let c = match dir.open_file(&limits_name(ns), Access::Read, None, &expect)? {
+        Open::File(c) => c,
+        Open::Missing => return Ok(LimitsFile::Missing),
+        Open::Denied => return Err(Error::PermissionDenied),
+    };
+    let mut b = [0u8; LIMITS_FILE_SIZE];
+    shm::pread_exact(&c.fd, &mut b, 0)?;
+    let r = LimitsRecord::from_bytes(&b);
+    if r.magic != LIMITS_MAGIC {
+        return Err(Error::Corrupt);
+    }
+    if r.version == 0 {
+        return Ok(LimitsFile::Unpublished(c.st.st_uid));
+    }
+    let limits = Limits {
+        semmsl: r.semmsl,
+        semmns: r.semmns,
+        semopm: r.semopm,
+        semmni: r.semmni,
+        queue_slots: r.queue_slots,
+        proc_slots: r.proc_slots,
+    };
+    if r.version != LAYOUT_VERSION || !limits.valid() {
+        return Err(Error::Corrupt);
+    }
+    Ok(LimitsFile::Ready(limits, shm::file_id_of(&c.st)))
+}
+
+/// Creates namespace `ns`'s limits file for `limits`, exclusively (`Exists`
+/// if another process was first): mode 0644, the limits written, then the
+/// version (a second write: a reader that sees it sees the rest).
+fn create_limits(dir: &Dir, ns: &str, limits: Limits) -> Result<FileId> {
+    let name = limits_name(ns);
+    let expect = Expect {
+        owner: Some(euid()),
+        min_size: 0,
+        max_size: 0,
+    };
+    let Open::File(c) = dir.open_file(&name, Access::ReadWrite, Some(0o600), &expect)? else {
+        return Err(Error::Corrupt);
+    };
+    let r = (|| {
+        shm::size_and_reserve(&c.fd, LIMITS_FILE_SIZE as u64)?;
+        let rec = LimitsRecord {
+            magic: LIMITS_MAGIC,
+            version: 0,
+            semmsl: limits.semmsl,
+            semmns: limits.semmns,
+            semopm: limits.semopm,
+            semmni: limits.semmni,
+            queue_slots: limits.queue_slots,
+            proc_slots: limits.proc_slots,
+        };
+        shm::pwrite_all(&c.fd, &rec.to_bytes(), 0)?;
+        shm::pwrite_all(
+            &c.fd,
+            &LAYOUT_VERSION.to_le_bytes(),
+            LIMITS_VERSION_OFF as u64,
+        )?;
+        shm::fchmod(&c.fd, 0o644)
+    })();
+    if let Err(e) = r {
+        let _ = dir.unlink_if_same(&name, &c.st);
+        return Err(e);
+    }
+    Ok(shm::file_id_of(&c.st))
+}
+
+/// Makes namespace `ns`'s hints file if there is none (mode 0666: anyone
+/// may write a hint). One that is there already is left as it is, whoever
+/// made it: a hostile one costs only hints (and, for now, presence).
+fn ensure_hints(dir: &Dir, ns: &str) -> Result<()> {
+    let name = hints_name(ns);
+    if dir.lstat(&name)?.is_some() {
+        return Ok(());
+    }
+    let expect = Expect {
+        owner: Some(euid()),
+        min_size: 0,
+        max_size: 0,
+    };
+    match dir.open_file(&name, Access::ReadWrite, Some(0o600), &expect) {
+        Ok(Open::File(c)) => {
+            let r = shm::size_and_reserve(&c.fd, HINTS_FILE_SIZE as u64)
+                .and_then(|()| shm::fchmod(&c.fd, 0o666));
+            if let Err(e) = r {
+                let _ = dir.unlink_if_same(&name, &c.st);
+                return Err(e);
+            }
+            Ok(())
+        }
+        Ok(_) | Err(Error::Exists) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
 impl Namespace {
     /// The names of the namespaces that exist on this machine (their
-    /// registries in /dev/shm), sorted.
+    /// limits files in /dev/shm), sorted.
     pub fn names() -> Vec<String> {
-        let mut v: Vec<String> = shm::list("shmsem.")
+        let Ok(dir) = Dir::open() else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = dir
+            .list("shmsem.")
             .into_iter()
-            .filter_map(|n| n.strip_prefix("/shmsem.").map(str::to_string))
+            .filter_map(|n| n.strip_prefix("shmsem.").map(str::to_string))
             .filter(|n| valid_name(n))
             .collect();
         v.sort();
@@ -213,7 +429,8 @@ impl Namespace {
     }
 
     /// Opens namespace `name`, creating it with `limits` if it does not
-    /// exist (an existing namespace keeps its own limits).
+    /// exist (an existing namespace keeps its own limits; `default` always
+    /// has the compiled-in ones).
     pub fn open_with_limits(name: &str, limits: Limits) -> Result<Arc<Namespace>> {
         if !valid_name(name) || !limits.valid() {
             return Err(Error::Invalid);
@@ -264,82 +481,89 @@ impl Namespace {
         Ok(ns)
     }
 
-    /// Maps namespace `name`'s registry, creating it with `limits` if it
-    /// does not exist and `limits` is given (else `NotFound`).
+    /// Reads namespace `name`'s limits file, creating it with `limits` if
+    /// it does not exist and `limits` is given (else `NotFound`). A file
+    /// left unpublished by a creator that died (2 s without a version) is
+    /// replaced if it is ours (or we are root), else `Corrupt`. `default`
+    /// uses the compiled-in limits whatever its file says or is.
     fn attach(name: &str, limits: Option<Limits>) -> Result<Namespace> {
-        let rname = registry_name(name);
+        let dir = Dir::open()?;
+        let default = name == DEFAULT_NAMESPACE;
+        let mut found = Err(Error::Corrupt);
         for _attempt in 0..3 {
-            let Some(limits) = limits else {
-                let map = open_registry(&rname)?.ok_or(Error::NotFound)?;
-                let h = reg_header_checked(&map)?;
-                // SYNC: Acquire pairs with the Release store of `version`
-                // in `create_registry`.
-                if h.version.load(Ordering::Acquire) == 0 {
-                    // Being created (or its creator died): wait as below.
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+            match read_limits(&dir, name) {
+                Ok(LimitsFile::Ready(l, id)) => {
+                    found = Ok((l, Some(id)));
+                    break;
+                }
+                Ok(LimitsFile::Missing) => {
+                    let Some(limits) = limits else {
+                        found = Err(Error::NotFound);
+                        break;
+                    };
+                    let limits = if default { Limits::default() } else { limits };
+                    match create_limits(&dir, name, limits) {
+                        Ok(id) => {
+                            found = Ok((limits, Some(id)));
+                            break;
+                        }
+                        Err(Error::Exists) => continue,
+                        Err(e) => {
+                            found = Err(e);
+                            break;
+                        }
+                    }
+                }
+                Ok(LimitsFile::Unpublished(owner)) => {
+                    // Wait (bounded) for the creator to publish it.
+                    let until = sync::monotonic_ns() + 2_000_000_000;
+                    let mut state = LimitsFile::Unpublished(owner);
+                    while matches!(state, LimitsFile::Unpublished(_))
+                        && sync::monotonic_ns() < until
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        state = match read_limits(&dir, name) {
+                            Ok(s) => s,
+                            Err(_) => break,
+                        };
+                    }
+                    if matches!(state, LimitsFile::Unpublished(_)) {
+                        // Its creator died half-way: nobody can have used
+                        // it. Only its owner (or root) may replace it.
+                        if owner != euid() && euid() != 0 {
+                            found = Err(Error::Corrupt);
+                            break;
+                        }
+                        if let Some(st) = dir.lstat(&limits_name(name))? {
+                            dir.unlink_if_same(&limits_name(name), &st)?;
+                        }
+                    }
                     continue;
                 }
-                return Namespace::from_map(name, map);
-            };
-            match create_registry(&rname, limits) {
-                Ok(map) => return Namespace::from_map(name, map),
-                Err(Error::Exists) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    found = Err(e);
+                    break;
+                }
             }
-            let Some(map) = open_registry(&rname)? else {
-                continue;
-            };
-            // Wait (bounded) for the creator to publish the version.
-            let h = reg_header_checked(&map)?;
-            let until = sync::monotonic_ns() + 2_000_000_000;
-            // SYNC: Acquire pairs with the Release store of `version` in
-            // `create_registry`.
-            while h.version.load(Ordering::Acquire) == 0 && sync::monotonic_ns() < until {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            // SYNC: as above.
-            if h.version.load(Ordering::Acquire) == 0 {
-                // The creator died half-way: nobody can have used it.
-                shm::unlink(&rname)?;
-                continue;
-            }
-            return Namespace::from_map(name, map);
         }
-        Err(Error::Corrupt)
-    }
-
-    fn from_map(name: &str, reg: Mapping) -> Result<Namespace> {
-        let h = reg_header_checked(&reg)?;
-        // SYNC: Acquire pairs with the Release store of `version` in
-        // `create_registry`, after the limits.
-        if h.magic.load(Ordering::Relaxed) != REGISTRY_MAGIC
-            || h.version.load(Ordering::Acquire) != LAYOUT_VERSION
-        {
-            return Err(Error::Corrupt);
-        }
-        let limits = Limits {
-            semmsl: h.semmsl.load(Ordering::Relaxed),
-            semmns: h.semmns.load(Ordering::Relaxed),
-            semopm: h.semopm.load(Ordering::Relaxed),
-            semmni: h.semmni.load(Ordering::Relaxed),
-            queue_slots: h.queue_slots.load(Ordering::Relaxed),
-            proc_slots: h.proc_slots.load(Ordering::Relaxed),
+        let (limits, ident) = match found {
+            Ok((l, id)) if !default => (l, id),
+            Ok((_, id)) => (Limits::default(), id),
+            // A squatter's file cannot shrink, nor kill, the default
+            // namespace.
+            Err(Error::NotFound) => return Err(Error::NotFound),
+            Err(_) if default => (Limits::default(), None),
+            Err(e) => return Err(e),
         };
-        if !limits.valid()
-            || reg.len() != registry_size(limits.semmni)
-            || h.size.load(Ordering::Relaxed) != reg.len() as u64
-        {
-            return Err(Error::Corrupt);
-        }
+        ensure_hints(&dir, name)?;
         let cache = (0..limits.semmni)
             .map(|_| AtomicPtr::new(core::ptr::null_mut()))
             .collect();
         Ok(Namespace {
             name: name.to_string(),
-            presence: crate::liveness::Presence::new(name, &registry_name(name), reg.file_id()),
-            reg,
+            presence: crate::liveness::Presence::new(name),
             limits,
-            reg_lock: Mutex::new(()),
+            ident,
             cache,
             sets: reclaim::Domain::new(&reclaim::REGISTRY),
             removed: AtomicBool::new(false),
@@ -356,86 +580,33 @@ impl Namespace {
         self.limits
     }
 
-    /// The registry's entries that may be in use: those whose pages are
-    /// reserved (`RegistryHeader::reserved`). Every scan and every lookup
-    /// of an index that came from outside goes through this slice, so that
-    /// nobody touches the sparse rest of the file: a read fault there would
-    /// allocate a page (tmpfs allocates on any fault), and on a full
-    /// /dev/shm be a SIGBUS.
-    fn entries(&self) -> &[RegistryEntry] {
-        // SYNC: Acquire pairs with the Release store of `reserved` in
-        // `reserve_entries`, made after the pages were reserved.
-        let n = self.header().reserved.load(Ordering::Acquire);
-        &self.slots()[..n.min(self.limits.semmni) as usize]
-    }
-
-    /// Every entry slot of the registry (SEMMNI), reserved or not. Only for
-    /// an index known to be reserved: a mapped set's, found through
-    /// [`Namespace::entries`] (reserved pages are never given back while
-    /// the registry lives, whatever `reserved` says later).
-    fn slots(&self) -> &[RegistryEntry] {
-        // SAFETY: from_map checked that the mapping holds semmni entries
-        // after REGISTRY_ENTRIES_OFF; entries are atomics, 4-aligned.
-        unsafe {
-            crate::mapped::slice_at(
-                self.reg.base(),
-                REGISTRY_ENTRIES_OFF,
-                self.limits.semmni as usize,
-            )
-        }
-    }
-
-    /// Makes entries `[0, want)` usable (the caller holds the registry
-    /// lock, `l`): reserves the pages that hold them, then publishes the
-    /// new bound. A full /dev/shm is therefore ENOSPC here, from the semget
-    /// that needs the entries, never a SIGBUS at a later write; and since
-    /// only reserved entries are ever read or written, nothing else of the
-    /// registry takes space.
-    ///
-    /// Reserved pages are never given back while the namespace lives:
-    /// other processes read entries without the lock (lookups by id,
-    /// IPC_INFO), and a page given back under such a reader would be
-    /// allocated again by its read, or be its SIGBUS on a full /dev/shm. So
-    /// a namespace costs, at rest, the pages of the most indices it ever
-    /// needed at once: as the kernel, new sets take indices below
-    /// `max(in use × 3/2, 64)` (see `free_index`), so 8 KiB for a namespace
-    /// that never held more than 42 sets at a time, the full SEMMNI × 64
-    /// bytes only for one that held about SEMMNI × 2/3. Removing the
-    /// namespace gives everything back.
-    fn reserve_entries(&self, l: &keys::RegLock<'_>, want: u32) -> Result<()> {
-        let want = want.min(self.limits.semmni);
-        if self.entries().len() >= want as usize {
-            return Ok(());
-        }
-        let bytes = registry_bytes_for(want).min(self.reg.len());
-        l.with_fd(|fd| {
-            rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, bytes as u64)
-                .map_err(Error::from)
-        })?;
-        let n = registry_entries_in(bytes).min(self.limits.semmni);
-        let h = self.header();
-        // A forged value above ours stays (the pages under it may be
-        // sparse: what a forger can do to the registry anyway).
-        // SYNC: Release publishes the reservation (made by fallocate above,
-        // in program order before this store) to the Acquire load in
-        // `entries`; fetch_max, as the pages below any published value are
-        // reserved.
-        h.reserved.fetch_max(n, Ordering::Release);
-        Ok(())
-    }
-
-    /// Whether the registry this process mapped still has its name (one
-    /// stat; `open` of a name already open asks it, so that opening a
+    /// Whether the limits file this process read still has its name (one
+    /// lstat; `open` of a name already open asks it, so that opening a
     /// removed namespace's name gives the namespace there is now).
     fn still_named(&self) -> bool {
         // SYNC: Relaxed, as in `mark_removed`.
         if self.removed.load(Ordering::Relaxed) {
             return false;
         }
-        match shm::FileId::of_path(&format!("/dev/shm{}", registry_name(&self.name))) {
-            Ok(id) => id == self.reg.file_id(),
+        let Some(ident) = self.ident else {
+            return true;
+        };
+        match Dir::open().and_then(|d| d.lstat(&limits_name(&self.name))) {
+            Ok(Some(st)) => shm::file_id_of(&st) == ident,
+            Ok(None) => false,
             // Not gone, only unreadable (EACCES on /dev/shm, ...): keep it.
-            Err(e) => e != rustix::io::Errno::NOENT,
+            Err(_) => true,
+        }
+    }
+
+    /// `Removed` (EIDRM) if the namespace was removed since this process
+    /// attached (see the module's notes).
+    fn check_named(&self) -> Result<()> {
+        if self.still_named() {
+            Ok(())
+        } else {
+            self.mark_removed();
+            Err(Error::Removed)
         }
     }
 
@@ -455,25 +626,56 @@ impl Namespace {
         }
     }
 
-    /// The registry's header: limits and usage counts.
-    fn header(&self) -> &RegistryHeader {
-        reg_header(&self.reg)
+    /// The hints file, opened read-write (it is 0666; `None` if it cannot be
+    /// used: then there are no hints).
+    fn hints_file(&self) -> Option<OwnedFd> {
+        let dir = Dir::open().ok()?;
+        let expect = Expect {
+            owner: None,
+            min_size: HINTS_FILE_SIZE as u64,
+            max_size: HINTS_FILE_SIZE as u64,
+        };
+        match dir.open_file(&hints_name(&self.name), Access::ReadWrite, None, &expect) {
+            Ok(Open::File(c)) => Some(c.fd),
+            _ => None,
+        }
+    }
+
+    /// The hints: (next index to try, sequence number of the last set
+    /// made), each reduced into range; (0, 0) when there are none to read.
+    fn hints(&self) -> (u32, u32) {
+        let mut b = [0u8; 8];
+        let read = self
+            .hints_file()
+            .map(|fd| shm::pread_exact(&fd, &mut b, HINTS_NEXT_IDX_OFF as u64));
+        if !matches!(read, Some(Ok(()))) {
+            return (0, 0);
+        }
+        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (
+            w(HINTS_NEXT_IDX_OFF) % self.limits.semmni,
+            w(HINTS_SEQ_OFF) % (IPC_SEQ_MAX + 1),
+        )
+    }
+
+    /// Records the hints after a set was made at `idx` with `seq`.
+    fn set_hints(&self, idx: u32, seq: u32) {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&(idx + 1).to_le_bytes());
+        b[4..].copy_from_slice(&seq.to_le_bytes());
+        if let Some(fd) = self.hints_file() {
+            let _ = shm::pwrite_all(&fd, &b, HINTS_NEXT_IDX_OFF as u64);
+        }
     }
 
     /// Removes every set of the namespace (their sleepers get EIDRM) and the
-    /// namespace itself, leaving nothing in /dev/shm. Meant for tests and
-    /// tear-down; other processes' later calls fail or recreate it.
+    /// namespace itself, leaving nothing of this process's uid in /dev/shm.
+    /// Meant for tests and tear-down; other processes' later calls fail or
+    /// recreate it.
     pub fn destroy(&self) -> Result<()> {
-        for idx in 0..self.entries().len() as u32 {
-            if self
-                .entries()
-                .get(idx as usize)
-                .and_then(live_seq)
-                .is_none()
-            {
-                continue;
-            }
-            // A set this process cannot map stays; its name goes below.
+        let dir = Dir::open()?;
+        for idx in self.claimed_indices(&dir) {
+            // A set this process cannot map stays; its names go below.
             if let Ok(cache::Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) {
                 let removed = self.remove(&h).is_ok();
                 h.end();
@@ -482,10 +684,16 @@ impl Namespace {
                 }
             }
         }
-        for name in shm::list(&format!("shmsem.{}.", self.name)) {
-            shm::unlink(&name)?;
+        let ours = |r: Result<()>| match r {
+            // Another user's name: theirs to remove (the directory is
+            // sticky).
+            Err(Error::NotPermitted) | Err(Error::PermissionDenied) => Ok(()),
+            r => r,
+        };
+        for name in dir.list(&format!("shmsem.{}.", self.name)) {
+            ours(dir.unlink(&name))?;
         }
-        shm::unlink(&registry_name(&self.name))?;
+        ours(dir.unlink(&limits_name(&self.name)))?;
         if let Some(m) = OPEN.get() {
             m.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -493,69 +701,4 @@ impl Namespace {
         }
         Ok(())
     }
-}
-
-/// Creates registry `rname` exclusively for `limits` and publishes it
-/// (`Exists` if another process was first).
-///
-/// The file has its full size (every process maps all SEMMNI entries) but
-/// only the pages of the header and the first index cycle (64 entries)
-/// stay reserved; the rest is a hole until `reserve_entries` needs it.
-/// (`create_exclusive` reserves the whole file, which is given back here
-/// before anyone can use it: the registry is unpublished, version 0.)
-fn create_registry(rname: &str, limits: Limits) -> Result<Mapping> {
-    let size = registry_size(limits.semmni);
-    let map = Mapping::create_exclusive(rname, size)?;
-    let keep = registry_bytes_for(IPC_MIN_CYCLE.min(limits.semmni)).min(size);
-    if keep < size {
-        // The mapping keeps no descriptor: one of the name, checked to be
-        // the file mapped, closed (close-on-exec meanwhile) at once.
-        let fd = shm::open_for_locks(rname)?;
-        if shm::FileId::of(&fd)? != map.file_id() {
-            // Not ours any more (unlinked and made again meanwhile): leave
-            // it alone.
-            return Err(Error::Corrupt);
-        }
-        let punched = rustix::fs::fallocate(
-            &fd,
-            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-            keep as u64,
-            (size - keep) as u64,
-        );
-        if let Err(e) = punched {
-            let _ = shm::unlink(rname);
-            return Err(e.into());
-        }
-    }
-    let h = reg_header(&map);
-    h.reserved.store(
-        registry_entries_in(keep).min(limits.semmni),
-        Ordering::Relaxed,
-    );
-    h.magic.store(REGISTRY_MAGIC, Ordering::Relaxed);
-    h.semmsl.store(limits.semmsl, Ordering::Relaxed);
-    h.semmns.store(limits.semmns, Ordering::Relaxed);
-    h.semopm.store(limits.semopm, Ordering::Relaxed);
-    h.semmni.store(limits.semmni, Ordering::Relaxed);
-    h.queue_slots.store(limits.queue_slots, Ordering::Relaxed);
-    h.proc_slots.store(limits.proc_slots, Ordering::Relaxed);
-    h.size.store(size as u64, Ordering::Relaxed);
-    // SYNC: Release publishes the fields above to the Acquire loads of
-    // `version` in `Namespace::attach` and `Namespace::from_map`.
-    h.version.store(LAYOUT_VERSION, Ordering::Release);
-    map.set_mode(rname, 0o666)?;
-    Ok(map)
-}
-
-fn reg_header(map: &Mapping) -> &RegistryHeader {
-    // SAFETY: every registry mapping is at least one page (registry_size),
-    // page-aligned, and accessed only through atomics.
-    unsafe { crate::mapped::at(map.base(), 0) }
-}
-
-fn reg_header_checked(map: &Mapping) -> Result<&RegistryHeader> {
-    if map.len() < REGISTRY_ENTRIES_OFF {
-        return Err(Error::Corrupt);
-    }
-    Ok(reg_header(map))
 }

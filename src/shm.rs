@@ -1,7 +1,9 @@
-//! The one module that maps memory: POSIX shared-memory objects, their
-//! mappings, and the byte-range (open-file-description) locks on them.
+//! The one module that maps memory and the one that touches /dev/shm:
+//! the names there ([`Dir`]: every open goes through [`Dir::open_file`],
+//! which never follows a link and checks what it opened before anyone
+//! uses it), their mappings, and the byte-range (open-file-description)
+//! locks on them.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::{Error, Result};
@@ -42,16 +44,6 @@ impl FileId {
             return None;
         }
         Some(FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-        })
-    }
-
-    /// The file `path` names (a symbolic link followed); the OS's error
-    /// as it is, so that a caller can tell a name that is gone (ENOENT).
-    pub fn of_path(path: &str) -> rustix::io::Result<FileId> {
-        let st = rustix::fs::stat(path)?;
-        Ok(FileId {
             dev: st.st_dev,
             ino: st.st_ino,
         })
@@ -224,40 +216,25 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above: all access goes through atomic types.
 unsafe impl Sync for Mapping {}
 
-/// What [`Mapping::open`] found.
-pub enum Opened {
-    /// The object, mapped.
-    Mapped(Mapping),
-    /// No object has the name (ENOENT).
-    Missing,
-    /// The object exists, but its mode does not let this process open it
-    /// (EACCES).
-    Denied,
-}
-
 impl Mapping {
-    /// Maps the object `fd` refers to, shared, read-write if `writable`
-    /// (else PROT_READ: `fd` was opened O_RDONLY), then closes `fd`
-    /// (shm_open opened it close-on-exec, so it never reached another
-    /// program).
-    fn map(fd: OwnedFd, writable: bool) -> Result<Mapping> {
-        // Only a regular file is mapped: a FIFO, a device, a directory or a
-        // socket put under our name by someone else is not ours (a
-        // symbolic link was not followed: ELOOP).
-        let st = rustix::fs::fstat(&fd)?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    /// Maps the first `len` bytes of the file `fd` refers to (the caller
+    /// checked it with [`Dir::open_file`]), shared, read-write if `writable`
+    /// (else PROT_READ: `fd` was opened O_RDONLY). The descriptor stays the
+    /// caller's: a set's creator holds its creation lock through it.
+    pub fn map_fd(fd: &OwnedFd, len: u64, writable: bool) -> Result<Mapping> {
+        let len = usize::try_from(len).map_err(|_| Error::Corrupt)?;
+        if len == 0 {
             return Err(Error::Corrupt);
         }
-        let id = FileId::of(&fd)?;
-        let file = File::from(fd);
-        let opts = memmap2::MmapOptions::new();
+        let id = FileId::of(fd)?;
+        let mut opts = memmap2::MmapOptions::new();
+        opts.len(len);
         let map = if writable {
-            opts.map_raw(&file)
+            opts.map_raw(fd.as_raw_fd())
         } else {
-            opts.map_raw_read_only(&file)
+            opts.map_raw_read_only(fd.as_raw_fd())
         }
         .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        drop(file);
         let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
         Ok(Mapping {
             map,
@@ -267,53 +244,8 @@ impl Mapping {
         })
     }
 
-    /// Creates `name` exclusively with owner-only permissions and size
-    /// `size`, reserving its pages (so a full /dev/shm is ENOSPC now, not a
-    /// SIGBUS later), and maps it. The caller initialises it and then calls
-    /// [`Mapping::set_mode`].
-    pub fn create_exclusive(name: &str, size: usize) -> Result<Mapping> {
-        use rustix::fs::OFlags as F;
-        let fd = open_in_dev_shm(
-            name.trim_start_matches('/'),
-            F::CREATE | F::EXCL | F::RDWR,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(Error::from)?;
-        let r = (|| {
-            rustix::fs::ftruncate(&fd, size as u64)?;
-            rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size as u64)?;
-            Mapping::map(fd, true)
-        })();
-        if r.is_err() {
-            let _ = rustix::shm::unlink(name);
-        }
-        r
-    }
-
-    /// Opens and maps an existing object: read-write if the file's mode
-    /// lets this process write it, else read-only (O_RDONLY, PROT_READ:
-    /// see [`Mapping::writable`]). Errors are the OS's (EMFILE, ENFILE,
-    /// ENOMEM, ...), each as itself.
-    pub fn open(name: &str) -> Result<Opened> {
-        use rustix::fs::OFlags as F;
-        let base = name.trim_start_matches('/');
-        let (r, writable) = match open_in_dev_shm(base, F::RDWR, Mode::empty()) {
-            Err(rustix::io::Errno::ACCESS) => {
-                (open_in_dev_shm(base, F::RDONLY, Mode::empty()), false)
-            }
-            r => (r, true),
-        };
-        match r {
-            Ok(fd) => Mapping::map(fd, writable).map(Opened::Mapped),
-            Err(rustix::io::Errno::NOENT) => Ok(Opened::Missing),
-            Err(rustix::io::Errno::ACCESS) => Ok(Opened::Denied),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Sets the permission bits of the object mapped, found by `name`
-    /// (after initialisation, and for IPC_SET). `Removed` if the name no
-    /// longer names the object mapped.
+    /// (IPC_SET). `Removed` if the name no longer names the object mapped.
     pub fn set_mode(&self, name: &str, mode: u32) -> Result<()> {
         let fd = self.reopen_path(name)?;
         // fchmod does not take an O_PATH descriptor; the /proc link of one
@@ -336,20 +268,16 @@ impl Mapping {
     /// An O_PATH descriptor of `name`, checked to be the object mapped (a
     /// name removed and created again names another file).
     fn reopen_path(&self, name: &str) -> Result<OwnedFd> {
-        let path = format!("/dev/shm{name}");
-        let fd = rustix::fs::open(
-            path.as_str(),
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::NOENT => Error::Removed,
-            e => e.into(),
-        })?;
-        if FileId::of(&fd)? != self.id {
+        let dir = Dir::open()?;
+        let c = match dir.open_file(name, Access::Path, None, &Expect::ANY)? {
+            Open::File(c) => c,
+            Open::Missing => return Err(Error::Removed),
+            Open::Denied => return Err(Error::PermissionDenied),
+        };
+        if FileId::of(&c.fd)? != self.id {
             return Err(Error::Removed);
         }
-        Ok(fd)
+        Ok(c.fd)
     }
 
     /// Start of the mapping.
@@ -382,49 +310,303 @@ fn proc_fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Opens `name` for this process's own byte-range locks (see
-/// `shm_layout::lock_bytes`): read-write (an exclusive lock needs write
-/// access) and close-on-exec, so that no other program inherits it.
-/// `Removed` if the name is gone.
-pub fn open_for_locks(name: &str) -> Result<OwnedFd> {
-    let fd = open_in_dev_shm(
-        name.trim_start_matches('/'),
-        rustix::fs::OFlags::RDWR,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NOENT => Error::Removed,
-        e => Error::from(e),
-    })?;
-    let st = rustix::fs::fstat(&fd)?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(Error::Corrupt);
-    }
-    Ok(fd)
+/// The directory every shmsem name lives in (sticky and root-owned: only a
+/// name's owner, or root, may unlink or rename it).
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// How [`Dir::open_file`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// O_PATH: names the inode, reads and writes nothing (IPC_SET's chmod).
+    Path,
+    /// O_RDONLY.
+    Read,
+    /// O_WRONLY (enough for a write lock; a file in transition is
+    /// write-only for its owner).
+    WriteOnly,
+    /// O_RDWR.
+    ReadWrite,
 }
 
-/// Removes the name of a shared-memory object (mappings stay valid).
-pub fn unlink(name: &str) -> Result<()> {
-    match rustix::shm::unlink(name) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
+/// What a file opened under /dev/shm must be, checked with `fstat` before
+/// the caller touches it: a regular file (always), owned by `owner` (if
+/// given), of a size in `min_size..=max_size`.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    /// The owner it must have, if known.
+    pub owner: Option<u32>,
+    /// Smallest size accepted.
+    pub min_size: u64,
+    /// Largest size accepted.
+    pub max_size: u64,
+}
+
+impl Expect {
+    /// Any regular file.
+    pub const ANY: Expect = Expect {
+        owner: None,
+        min_size: 0,
+        max_size: u64::MAX,
+    };
+}
+
+/// A file opened and checked by [`Dir::open_file`]: the descriptor and
+/// what `fstat` said of it.
+pub struct Checked {
+    /// The descriptor (close-on-exec).
+    pub fd: OwnedFd,
+    /// Its `fstat`.
+    pub st: rustix::fs::Stat,
+}
+
+/// What [`Dir::open_file`] found.
+pub enum Open {
+    /// The file, opened and checked.
+    File(Checked),
+    /// No file has the name (ENOENT).
+    Missing,
+    /// The file's mode does not let this process open it (EACCES, EPERM).
+    Denied,
+}
+
+/// What [`Dir::lstat`] says of a name (never following a link).
+pub type Stat = rustix::fs::Stat;
+
+/// Whether `st` is a regular file.
+pub fn is_regular(st: &Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+}
+
+/// Whether `st` is a symbolic link.
+pub fn is_symlink(st: &Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+}
+
+/// The identity of the file `st` describes.
+pub fn file_id_of(st: &Stat) -> FileId {
+    FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
     }
 }
 
-/// Names of the shared-memory objects whose name starts with `prefix`
-/// (without the leading slash), from /dev/shm.
-pub fn list(prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/dev/shm") {
-        for e in rd.flatten() {
-            if let Some(n) = e.file_name().to_str() {
+/// /dev/shm, opened once for a few operations relative to it (every name
+/// below is a bare name in it, no slash). Every operation on a shmsem name
+/// goes through one of its methods; every open through
+/// [`Dir::open_file`].
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// Opens /dev/shm (close-on-exec; closed when dropped).
+    pub fn open() -> Result<Dir> {
+        let fd = rustix::fs::open(
+            SHM_DIR,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC
+                | rustix::fs::OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(Error::from)?;
+        Ok(Dir { fd })
+    }
+
+    /// **The one open** of a file under /dev/shm (sets, the limits file,
+    /// the hints file, presence): `openat` on the directory with
+    /// O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK|O_NOCTTY (and, with `create`,
+    /// O_CREAT|O_EXCL and that mode), then `fstat`: it must be a regular
+    /// file with `expect`'s owner and size, before the caller maps, reads
+    /// or locks anything. A symbolic link (ELOOP), FIFO, device, socket or
+    /// directory, a wrong owner or an implausible size is `Corrupt`
+    /// (EUCLEAN), never a hang (O_NONBLOCK: a FIFO does not wait for a
+    /// writer) nor a mapping of another file. With `create`, an existing
+    /// name is `Exists` whatever it is.
+    pub fn open_file(
+        &self,
+        name: &str,
+        access: Access,
+        create: Option<u32>,
+        expect: &Expect,
+    ) -> Result<Open> {
+        use rustix::fs::OFlags;
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::Invalid);
+        }
+        let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        flags |= match access {
+            Access::Path => OFlags::PATH,
+            Access::Read => OFlags::RDONLY,
+            Access::WriteOnly => OFlags::WRONLY,
+            Access::ReadWrite => OFlags::RDWR,
+        };
+        let mut mode = Mode::empty();
+        if let Some(m) = create {
+            flags |= OFlags::CREATE | OFlags::EXCL;
+            mode = Mode::from_raw_mode(m);
+        }
+        let fd = match rustix::fs::openat(&self.fd, name, flags, mode) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Open::Missing),
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => return Ok(Open::Denied),
+            Err(rustix::io::Errno::EXIST) => return Err(Error::Exists),
+            // A symbolic link (O_NOFOLLOW), or a FIFO with no reader.
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => return Err(Error::Corrupt),
+            Err(e) => return Err(e.into()),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(Error::from)?;
+        if !is_regular(&st)
+            || expect.owner.is_some_and(|u| u != st.st_uid)
+            || (st.st_size as u64) < expect.min_size
+            || (st.st_size as u64) > expect.max_size
+        {
+            return Err(Error::Corrupt);
+        }
+        Ok(Open::File(Checked { fd, st }))
+    }
+
+    /// `lstat` of `name` (a link is not followed): `None` if there is none.
+    pub fn lstat(&self, name: &str) -> Result<Option<Stat>> {
+        match rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The target of the symbolic link `name`, read with `readlinkat`
+    /// (never followed): `None` if there is none; `Corrupt` if it is not a
+    /// link or its target is not a short UTF-8 name.
+    pub fn readlink(&self, name: &str) -> Result<Option<String>> {
+        let mut buf = [0u8; 256];
+        let n = match rustix::fs::readlinkat_raw(&self.fd, name, &mut buf[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::INVAL) => return Err(Error::Corrupt),
+            Err(e) => return Err(e.into()),
+        };
+        if n >= buf.len() {
+            return Err(Error::Corrupt);
+        }
+        let s = core::str::from_utf8(&buf[..n]).map_err(|_| Error::Corrupt)?;
+        Ok(Some(s.to_string()))
+    }
+
+    /// Creates the symbolic link `name` → `target`, exclusively: `false`
+    /// if the name exists (whatever it is).
+    pub fn symlink(&self, target: &str, name: &str) -> Result<bool> {
+        match rustix::fs::symlinkat(target, &self.fd, name) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the name `name` (a file's other names and mappings stay).
+    /// Gone already is success; EPERM (the sticky directory: not ours) is
+    /// returned as such.
+    pub fn unlink(&self, name: &str) -> Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes `name` if it is still the very name `was` described (the
+    /// same inode, by `lstat` just before): a name that was removed and
+    /// made again meanwhile (by its owner) is left alone.
+    pub fn unlink_if_same(&self, name: &str, was: &Stat) -> Result<()> {
+        match self.lstat(name)? {
+            Some(st) if st.st_dev == was.st_dev && st.st_ino == was.st_ino => self.unlink(name),
+            _ => Ok(()),
+        }
+    }
+
+    /// Changes the owner of the name `name` itself (a link is not
+    /// followed), if it is still the very name `was` described. Only root
+    /// may.
+    pub fn lchown_if_same(&self, name: &str, was: &Stat, uid: u32, gid: u32) -> Result<()> {
+        match self.lstat(name)? {
+            Some(st) if st.st_dev == was.st_dev && st.st_ino == was.st_ino => rustix::fs::chownat(
+                &self.fd,
+                name,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(Error::from),
+            _ => Ok(()),
+        }
+    }
+
+    /// The names in /dev/shm that start with `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(fd) = rustix::fs::openat(
+            &self.fd,
+            ".",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return out;
+        };
+        let Ok(mut rd) = rustix::fs::Dir::read_from(&fd) else {
+            return out;
+        };
+        while let Some(Ok(e)) = rd.next() {
+            if let Ok(n) = e.file_name().to_str() {
                 if n.starts_with(prefix) {
-                    out.push(format!("/{n}"));
+                    out.push(n.to_string());
                 }
             }
         }
+        out
     }
-    out
+}
+
+/// Reads exactly `buf.len()` bytes at `off` of `fd` (a short file is
+/// `Corrupt`).
+pub fn pread_exact(fd: impl AsFd, buf: &mut [u8], off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&fd, &mut buf[done..], off + done as u64) {
+            Ok(0) => return Err(Error::Corrupt),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` at `off` of `fd`.
+pub fn pwrite_all(fd: impl AsFd, buf: &[u8], off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pwrite(&fd, &buf[done..], off + done as u64) {
+            Ok(0) => return Err(Error::NoSpace),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Gives a file just created its size and reserves its pages (so that a
+/// full /dev/shm is ENOSPC now, not a SIGBUS later).
+pub fn size_and_reserve(fd: impl AsFd, size: u64) -> Result<()> {
+    rustix::fs::ftruncate(&fd, size).map_err(Error::from)?;
+    rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size).map_err(Error::from)
+}
+
+/// Sets the permission bits of an open file (not a name: nobody can swap
+/// the file under us).
+pub fn fchmod(fd: impl AsFd, mode: u32) -> Result<()> {
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(Error::from)
 }
 
 /// The calling thread's errno after a failed call (EIO if there is none).
@@ -504,21 +686,4 @@ pub fn open_in_dev_shm(
         flags | F::NOFOLLOW | F::CLOEXEC | F::NONBLOCK | F::NOCTTY,
         mode,
     )
-}
-
-/// Blocks until an exclusive OFD lock on `byte` is ours (used as the
-/// namespace registry's mutex: the kernel frees it if the holder dies).
-pub fn ofd_lock_wait(fd: impl AsFd, byte: i64) -> Result<()> {
-    let fl = flock(libc::F_WRLCK, byte);
-    loop {
-        // SAFETY: as in ofd_try_lock.
-        let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
-        if r == 0 {
-            return Ok(());
-        }
-        match last_errno() {
-            libc::EINTR => continue,
-            e => return Err(Error::from_errno(e)),
-        }
-    }
 }

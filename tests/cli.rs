@@ -711,34 +711,31 @@ fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
-fn round_to_pages(bytes: usize) -> usize {
-    bytes.div_ceil(page_size()) * page_size()
-}
-
 #[test]
 fn cli_ns_ls_counts_sets_and_rm_refuses_until_empty() {
     let env = TestEnv::new("cli_ns_rm", 60);
     let ns = &env.ns;
     let name = ns.name().to_string();
-    let reg = support::registry_path(&name);
+    let lim = support::limits_path(&name);
+    let own = || bytes_used(&lim) + bytes_used(&support::hints_path(&name));
     let a = env.set_with(&[1]);
     let key = 0x5e10_0000 | (std::process::id() as i32 & 0xffff);
     let b = ns.semget(key, 2, IPC_CREAT | 0o600).expect("a keyed set");
 
-    // Listed, with its two sets and what its registry takes.
+    // Listed, with its two sets and what its own files take.
     let list = ns_list(&[&name]);
     let me = ns_entry(&list, &name).unwrap_or_else(|| panic!("{name} not listed: {list}"));
     assert_eq!(me["sets"], 2, "{me}");
     assert_eq!(me["segments"], 2, "{me}");
-    assert_eq!(me["registry_bytes"], bytes_used(&reg), "{me}");
+    assert_eq!(me["ns_bytes"], own(), "{me}");
     assert_eq!(
-        me["registry_size"],
-        std::fs::metadata(&reg).unwrap().len(),
+        me["limits_size"],
+        std::fs::metadata(&lim).unwrap().len(),
         "{me}"
     );
     // SAFETY: geteuid has no preconditions.
     assert_eq!(me["uid"], unsafe { libc::geteuid() }, "{me}");
-    assert_eq!(me["mode"], 0o666, "{me}");
+    assert_eq!(me["mode"], 0o644, "{me}");
     assert_eq!(me["problem"], Value::Null, "{me}");
     let text = run_env(&["ns", "ls"], &[]);
     let line = row(&text.stdout, &name);
@@ -746,14 +743,14 @@ fn cli_ns_ls_counts_sets_and_rm_refuses_until_empty() {
         line[1..5],
         [
             "2",
-            &bytes_used(&reg).to_string(),
+            &own().to_string(),
             "2",
             &me["segment_bytes"].to_string()
         ],
         "{}",
         text.stdout
     );
-    assert_eq!(line[6], "666", "{}", text.stdout);
+    assert_eq!(line[6], "644", "{}", text.stdout);
 
     // Refused while sets remain: status 1, one line, nothing changed.
     let r = run_env(&["ns", "rm", &name], &[]);
@@ -766,7 +763,11 @@ fn cli_ns_ls_counts_sets_and_rm_refuses_until_empty() {
     assert!(msg.contains("--force"), "{msg}");
     assert_eq!(a.value(0), Ok(1), "the sets are untouched");
     assert_eq!(ns.semget(key, 0, 0), Ok(b));
-    assert_eq!(set_files(&name), 3, "registry and two sets");
+    assert_eq!(
+        set_files(&name).len(),
+        7,
+        "limits, hints, two set files, two index claims, one key claim"
+    );
 
     // One set removed by IPC_RMID here, one by the command: still refused
     // after the first.
@@ -920,9 +921,10 @@ fn cli_ns_rm_force_removes_sets_and_wakes_sleepers_with_eidrm() {
     let zero = kids.spawn(|| support::rc(set.op(&[Op::zero(1)])));
     wait_zcnt(&set, 1, 1);
 
-    // Not the registry's owner (it is this process's euid): refused, and
-    // nothing is removed.
+    // Not the limits file's owner (it is this process's euid): refused,
+    // and nothing is removed.
     if support::is_root() {
+        let files = set_files(&name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmsem"));
         {
             use std::os::unix::process::CommandExt;
@@ -942,7 +944,7 @@ fn cli_ns_rm_force_removes_sets_and_wakes_sleepers_with_eidrm() {
             &format!("shmsem: namespace {name}: EPERM: "),
         );
         assert_eq!(ncnt(&set, 0), 1, "the sleeper still sleeps");
-        assert_eq!(set_files(&name), 3);
+        assert_eq!(set_files(&name), files);
     }
 
     let out = ok(ns, &["ns", "rm", &name, "--force"]);
@@ -957,27 +959,20 @@ fn cli_ns_rm_force_removes_sets_and_wakes_sleepers_with_eidrm() {
     assert_eq!(set.value(0), Err(Error::Invalid), "the set is gone");
 }
 
-/// An idle namespace costs two pages of /dev/shm, not SEMMNI × 64 bytes
-/// (2,052,096 bytes with the default SEMMNI of 32000, before): its header
-/// (64 bytes) and the entries of the kernel's smallest index cycle (64 ×
-/// 64 bytes), 4160 bytes in whole pages. New sets take indices in that
-/// cycle while few are in use, so create/remove cycles never reach
-/// further. More sets at once reserve more, and every live set's entry is
-/// in reserved pages.
+/// A namespace's own files (limits and hints) cost two pages of /dev/shm
+/// whatever its history: there is no table of SEMMNI entries any more (it
+/// was 2,052,096 bytes with the default SEMMNI of 32000, then two pages at
+/// rest with more reserved as sets were made). Ids still follow the
+/// kernel's window: 100 sets at once take indices below 99 × 3/2 = 148.
 #[test]
-fn cli_ns_registry_at_rest_costs_two_pages() {
+fn cli_ns_files_at_rest_cost_two_pages() {
     let env = TestEnv::new("cli_ns_rest", 90);
     let ns = &env.ns;
     let name = ns.name().to_string();
-    let reg = support::registry_path(&name);
-    let entries = |n: usize| 64 + n * 64;
-    let bound = round_to_pages(entries(64)) as u64;
+    let own = || bytes_used(&support::limits_path(&name)) + bytes_used(&support::hints_path(&name));
+    let bound = 2 * page_size() as u64;
 
-    assert!(
-        bytes_used(&reg) <= bound,
-        "a new namespace takes {} bytes",
-        bytes_used(&reg)
-    );
+    assert!(own() <= bound, "a new namespace takes {} bytes", own());
     // A peak of 40 sets at once, then 150 create/remove cycles (the cycle
     // of 64 indices wraps twice).
     let sets: Vec<SemaphoreSet> = (0..40).map(|_| env.set_with(&[0])).collect();
@@ -987,53 +982,43 @@ fn cli_ns_registry_at_rest_costs_two_pages() {
     for _ in 0..150 {
         env.set_with(&[0]).remove().expect("IPC_RMID");
     }
-    let at_rest = bytes_used(&reg);
+    let at_rest = own();
     assert!(
         at_rest <= bound,
-        "at rest the registry takes {at_rest} bytes in /dev/shm (bound {bound})"
+        "at rest the namespace's files take {at_rest} bytes in /dev/shm (bound {bound})"
     );
     let me = ns_entry(&ns_list(&[&name]), &name)
         .cloned()
         .expect("listed");
-    assert_eq!(me["registry_bytes"], at_rest, "{me}");
+    assert_eq!(me["ns_bytes"], at_rest, "{me}");
     assert_eq!(me["sets"], 0, "{me}");
     assert_eq!(
-        me["registry_size"],
-        shmsem::layout::registry_size(shmsem::Limits::default().semmni) as u64,
+        me["limits_size"],
+        shmsem::layout::LIMITS_FILE_SIZE as u64,
         "{me}"
     );
 
-    // 100 at once: the 100th took an index below 99 × 3/2 = 148, whose
-    // pages were reserved first.
+    // 100 at once: the 100th took an index below 99 × 3/2 = 148; the
+    // namespace's own files did not grow.
     let sets: Vec<SemaphoreSet> = (0..100).map(|_| env.set_with(&[0])).collect();
-    let busy = bytes_used(&reg);
     let highest = sets.iter().map(|s| s.id() & 0x7fff).max().unwrap() as usize;
     assert!(highest < 148, "index {highest}");
-    assert!(
-        busy >= round_to_pages(entries(highest + 1)) as u64,
-        "{busy} bytes reserved for an entry at index {highest}"
-    );
-    assert!(
-        busy <= round_to_pages(entries(148)) as u64,
-        "{busy} bytes for 100 sets"
-    );
+    assert_eq!(own(), at_rest, "100 sets");
     for s in sets {
         s.remove().expect("IPC_RMID");
     }
-    // Reserved pages stay while the namespace lives (readers without the
-    // lock may be on them); removing the namespace gives them back.
-    assert_eq!(bytes_used(&reg), busy);
+    assert_eq!(own(), at_rest);
     ok(ns, &["ns", "rm", &name]);
     assert_eq!(support::ns_files(&name), Vec::<String>::new());
 }
 
-/// How many of namespace `name`'s files in /dev/shm are its registry and
-/// sets (not the presence files of the uids that use it).
-fn set_files(name: &str) -> usize {
+/// Namespace `name`'s files in /dev/shm but the presence files of the uids
+/// that use it: its limits and hints, set files and claims.
+fn set_files(name: &str) -> Vec<String> {
     support::ns_files(name)
-        .iter()
+        .into_iter()
         .filter(|n| !n.contains(".p."))
-        .count()
+        .collect()
 }
 
 /// Files removed on drop.
@@ -1047,24 +1032,23 @@ impl Drop for ShmFiles {
     }
 }
 
-/// A registry header: magic, version, semmni, reserved, size (the rest 0).
-fn registry_bytes(version: u32, semmni: u32, reserved: u32, size: u64, len: usize) -> Vec<u8> {
-    use shmsem::layout::{RegistryHeader, REGISTRY_MAGIC};
-    use std::mem::offset_of;
-    let mut b = vec![0u8; len.max(64)];
-    let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-    put(
-        offset_of!(RegistryHeader, magic),
-        &REGISTRY_MAGIC.to_le_bytes(),
-    );
-    put(offset_of!(RegistryHeader, version), &version.to_le_bytes());
-    put(offset_of!(RegistryHeader, semmni), &semmni.to_le_bytes());
-    put(
-        offset_of!(RegistryHeader, reserved),
-        &reserved.to_le_bytes(),
-    );
-    put(offset_of!(RegistryHeader, size), &size.to_le_bytes());
-    b.truncate(len);
+/// A limits file's bytes: magic, version, semmni (the other limits valid),
+/// cut or padded to `len`.
+fn limits_bytes(version: u32, semmni: u32, len: usize) -> Vec<u8> {
+    use shmsem::layout::{LimitsRecord, LIMITS_MAGIC};
+    let d = shmsem::Limits::default();
+    let rec = LimitsRecord {
+        magic: LIMITS_MAGIC,
+        version,
+        semmsl: d.semmsl,
+        semmns: d.semmns,
+        semopm: d.semopm,
+        semmni,
+        queue_slots: d.queue_slots,
+        proc_slots: d.proc_slots,
+    };
+    let mut b = rec.to_bytes().to_vec();
+    b.resize(len, 0);
     b
 }
 
@@ -1074,50 +1058,50 @@ fn registry_bytes(version: u32, semmni: u32, reserved: u32, size: u64, len: usiz
 /// follows a link, and the real namespaces are still listed right.
 #[test]
 fn cli_ns_ls_survives_garbage_and_unreadable_files() {
-    use shmsem::layout::{
-        registry_size, EntryState, RegistryEntry, ENTRY_LIVE, LAYOUT_VERSION, REGISTRY_ENTRIES_OFF,
-    };
+    use shmsem::layout::{LAYOUT_VERSION, LIMITS_FILE_SIZE};
     let env = TestEnv::new("cli_ns_garbage", 60);
     let name = env.ns.name().to_string();
     env.set_with(&[0]);
     let g = |what: &str| format!("{name}-{what}");
-    let path = |what: &str| support::registry_path(&g(what));
+    let path = |what: &str| support::limits_path(&g(what));
     let mut files = ShmFiles(Vec::new());
+    let mut links = Vec::new();
     let mut write = |what: &str, bytes: &[u8]| {
         files.0.push(path(what));
         std::fs::write(path(what), bytes).expect("write a garbage file");
     };
     write("magic", &[0xa5; 100]);
     write("empty", &[]);
-    write("v4", &registry_bytes(4, 64, 64, 8192, 8192));
+    write("v4", &limits_bytes(4, 64, LIMITS_FILE_SIZE));
     write(
         "sizes",
-        &registry_bytes(LAYOUT_VERSION, u32::MAX, 0, 8192, 8192),
+        &limits_bytes(LAYOUT_VERSION, u32::MAX, LIMITS_FILE_SIZE),
     );
-    write("short", &registry_bytes(LAYOUT_VERSION, 64, 64, 8192, 100));
-    // A registry that looks right, with `reserved` past SEMMNI and three
-    // LIVE entries of which only one has its segment file.
-    let size = registry_size(64);
-    let mut hostile = registry_bytes(LAYOUT_VERSION, 64, u32::MAX, size as u64, size);
-    for (idx, seq) in [(3usize, 7u32), (9, 1), (63, 2)] {
-        let off = REGISTRY_ENTRIES_OFF
-            + idx * std::mem::size_of::<RegistryEntry>()
-            + std::mem::offset_of!(RegistryEntry, state_seq);
-        hostile[off..off + 4]
-            .copy_from_slice(&EntryState::new(seq, ENTRY_LIVE).raw().to_le_bytes());
+    write("short", &limits_bytes(LAYOUT_VERSION, 64, 100));
+    // A limits file that looks right, with hostile claims: index 3 names
+    // a set file of the same owner (counted), index 9 one that is gone,
+    // index 63 a file of another namespace, and a key claim names garbage.
+    let ok_limits = limits_bytes(LAYOUT_VERSION, 64, LIMITS_FILE_SIZE);
+    write("hostile", &ok_limits);
+    let h = g("hostile");
+    write("hostile.s.3.7", &[0u8; 10]);
+    for (link, target) in [
+        (format!("shmsem.{h}.i.3"), format!("shmsem.{h}.s.3.7")),
+        (format!("shmsem.{h}.i.9"), format!("shmsem.{h}.s.9.1")),
+        (format!("shmsem.{h}.i.63"), format!("shmsem.{name}.s.0.0")),
+        (format!("shmsem.{h}.k.00000001"), "/etc/passwd".to_string()),
+    ] {
+        links.push(format!("/dev/shm/{link}"));
+        std::os::unix::fs::symlink(target, format!("/dev/shm/{link}")).unwrap();
     }
-    write("hostile", &hostile);
-    write("hostile.3.7", &[0; 10]);
-    // A private registry (root's, 0600; only a check as another user).
-    write(
-        "private",
-        &registry_bytes(LAYOUT_VERSION, 64, 64, size as u64, size),
-    );
+    // A private limits file (root's, 0600; only a check as another user).
+    write("private", &ok_limits);
     std::fs::set_permissions(
         path("private"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    files.0.extend(links);
     // Not regular files.
     files.0.push(path("dir"));
     std::fs::create_dir(path("dir")).unwrap();
@@ -1198,17 +1182,18 @@ fn cli_ns_ls_survives_garbage_and_unreadable_files() {
 /// Exit code of the /dev/shm child when it cannot set up its tmpfs.
 const SKIPPED: i32 = 77;
 
-/// On a full /dev/shm the registry's growth is part of the semget that
-/// needs it: ENOSPC then, and never a SIGBUS, or a set written where no
-/// other process sees it, at a later write. In a private mount namespace
+/// On a full /dev/shm a semget that needs a page is ENOSPC and makes
+/// nothing (no half-made set, no claim), never a SIGBUS or a set written
+/// where no other process sees it; the sets made once there is room are
+/// seen by every process. In a private mount namespace
 /// (the machine's /dev/shm is untouched) a 1 MiB tmpfs is mounted on
 /// /dev/shm. Needs CAP_SYS_ADMIN; without it the test says so and checks
 /// nothing.
 #[test]
-fn cli_ns_registry_growth_on_a_full_dev_shm_is_enospc() {
+fn cli_ns_a_full_dev_shm_is_enospc_and_makes_nothing() {
     let env = TestEnv::new("cli_ns_full", 120);
     let mut kids = Kids::long();
-    let child = kids.spawn(registry_growth_on_a_full_dev_shm);
+    let child = kids.spawn(full_dev_shm_makes_nothing);
     match kids.wait(child, "the /dev/shm child") {
         WaitStatus::Exited(_, OK) => {}
         WaitStatus::Exited(_, SKIPPED) => {
@@ -1252,7 +1237,7 @@ fn free_one_page(file: &std::fs::File) {
 }
 
 /// Panics (exit code PANICKED, message on stderr) on a failed check.
-fn registry_growth_on_a_full_dev_shm() -> i32 {
+fn full_dev_shm_makes_nothing() -> i32 {
     use shmsem::layout::IPC_EXCL;
     use shmsem::Limits;
     // SAFETY: unshare(CLONE_NEWNS) only changes this (single-threaded,
@@ -1286,7 +1271,8 @@ fn registry_growth_on_a_full_dev_shm() -> i32 {
     };
     assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
 
-    // One-page sets, so that a page of /dev/shm is a set.
+    // One-page sets, so that a page of /dev/shm is a set (its claims are
+    // short symbolic links, kept in their inodes: no page).
     let limits = Limits {
         semmni: 256,
         queue_slots: 1,
@@ -1295,44 +1281,38 @@ fn registry_growth_on_a_full_dev_shm() -> i32 {
     };
     let name = format!("full-{}", std::process::id());
     let ns = Namespace::open_with_limits(&name, limits).unwrap();
-    let reg = support::registry_path(&name);
-    let two_pages = round_to_pages(64 + 64 * 64) as u64;
-    assert_eq!(bytes_used(&reg), two_pages, "a new registry");
+    let own = || bytes_used(&support::limits_path(&name)) + bytes_used(&support::hints_path(&name));
+    let two_pages = 2 * page_size() as u64;
+    assert_eq!(own(), two_pages, "a new namespace");
     let key = |i: i32| 0x8600 + i;
     let mk = |i: i32| ns.semget(key(i), 1, IPC_CREAT | IPC_EXCL | 0o600);
     let filler = std::fs::File::create("/dev/shm/filler").unwrap();
 
-    // 86 sets (indices 0..85) fit the first two pages (127 entries). With
-    // 86 in use the next takes an index below 86 × 3/2 = 129: the window's
-    // third page is reserved first. On a full /dev/shm, and with one page
-    // free (the registry's, but not the segment's), that semget is ENOSPC
-    // and makes nothing; with two it works. (Were the page not reserved
-    // first, a scan of the window on the full /dev/shm would fault on it:
-    // a SIGBUS, after which this process's writes there would be its own,
-    // and the set at index 127 below one nobody else sees.)
     for i in 0..86 {
         mk(i).unwrap_or_else(|e| panic!("set {i}: {e}"));
     }
-    assert_eq!(bytes_used(&reg), two_pages, "86 sets in two pages");
+    assert_eq!(own(), two_pages, "86 sets");
     fill_dev_shm(&filler);
-    // Twice: a retry scans the entries the first one would have added.
+    let files = support::ns_files(&name);
+    // Twice: a failed attempt leaves nothing in the way of the next.
     for attempt in 1..=2 {
         assert_eq!(
             mk(86),
             Err(Error::NoSpace),
             "a full /dev/shm, try {attempt}"
         );
+        assert_eq!(
+            support::ns_files(&name),
+            files,
+            "nothing made, try {attempt}"
+        );
     }
-    free_one_page(&filler);
-    assert_eq!(mk(86), Err(Error::NoSpace), "one page free");
     assert_eq!(ns.semget(key(86), 0, 0), Err(Error::NotFound));
     free_one_page(&filler);
-    mk(86).expect("two pages free: the registry's and the segment's");
-    let three_pages = bytes_used(&reg);
-    assert!(three_pages > two_pages, "the registry grew: {three_pages}");
+    mk(86).expect("one page free: the set's");
+    assert_eq!(own(), two_pages);
 
-    // Up to index 126, then full again: the set at index 127, in the third
-    // page, needs only its segment's page (the registry's was reserved).
+    // Up to index 126, then full again: the set at index 127.
     filler.set_len(0).unwrap();
     for i in 87..127 {
         mk(i).unwrap_or_else(|e| panic!("set {i}: {e}"));
@@ -1340,9 +1320,9 @@ fn registry_growth_on_a_full_dev_shm() -> i32 {
     fill_dev_shm(&filler);
     assert_eq!(mk(127), Err(Error::NoSpace), "a full /dev/shm, again");
     free_one_page(&filler);
-    let id = mk(127).expect("one page free: the segment's");
-    assert_eq!(id & 0x7fff, 127, "the index in the third page");
-    assert_eq!(bytes_used(&reg), three_pages);
+    let id = mk(127).expect("one page free: the set's");
+    assert_eq!(id & 0x7fff, 127, "the next index");
+    assert_eq!(own(), two_pages);
 
     // Other processes (run afresh: nothing of this one's memory) see all
     // 128 sets, the last one included.

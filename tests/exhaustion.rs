@@ -749,7 +749,12 @@ fn full_dev_shm_in_private_mount() -> i32 {
 
     let n = sets.len();
     let files = ns_files(ns.name());
-    assert_eq!(files.len(), 1 + n, "files of the full namespace: {files:?}");
+    // The limits and hints files, and per set its file and index claim.
+    assert_eq!(
+        files.len(),
+        2 + 2 * n,
+        "files of the full namespace: {files:?}"
+    );
     assert_eq!(usage_counts(&ns), (n as i32, 8 * n as i32));
 
     // Full: ENOSPC for every kind of create, and nothing left behind.
@@ -776,7 +781,7 @@ fn full_dev_shm_in_private_mount() -> i32 {
     assert_eq!(ns_files(ns.name()), files, "segments after the failures");
     assert_eq!(usage_counts(&ns), (n as i32, 8 * n as i32));
     assert_eq!(usage_counts(&tiny).0, tiny_sets);
-    // A new namespace cannot be made either, and leaves no registry file.
+    // A new namespace cannot be made either, and leaves no file.
     let other = format!("other-{pid}");
     match Namespace::open_with_limits(&other, tiny_limits) {
         Err(e) => assert_eq!(e, Error::NoSpace, "a new namespace on a full /dev/shm"),
@@ -784,7 +789,7 @@ fn full_dev_shm_in_private_mount() -> i32 {
     }
     assert!(
         ns_files(&other).is_empty(),
-        "half-made registry: {:?}",
+        "half-made namespace: {:?}",
         ns_files(&other)
     );
 

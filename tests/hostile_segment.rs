@@ -31,7 +31,8 @@
 //!   words anywhere, chosen fields of the header (lock word, sequence
 //!   counter, FIFO heads, sizes...), semaphore words and counts, process
 //!   table, undo cells, queue slots, the region after the queue (the
-//!   intent record), the registry's header and entries; plausible values (a
+//!   intent record), the hints file and garbage names (claims naming
+//!   nothing or another set, garbage and FIFO set files); plausible values (a
 //!   live process's lock token, a dead holder's, an odd sequence counter,
 //!   valid-looking indices, a committed intent record of a valid kind with
 //!   garbage contents followed by a dead lock holder, so that the next
@@ -50,8 +51,8 @@
 //! * hand-written cases for what the fuzzer cannot make likely or what is
 //!   worth a name: a sequence counter left odd, a lock word naming a live
 //!   process, wrong magic / version / sizes for new openers (set and
-//!   registry), a grown file, a truncated set segment or registry, garbage
-//!   registry entries and counters.
+//!   limits file), a grown file, a truncated set segment, hints or limits
+//!   file, garbage claims and hints.
 //!
 //! Run: `cargo test --test hostile_segment` (as root, some users run as
 //! uid 65534). Workers are started as `/proc/self/exe`, so rebuilding
@@ -75,8 +76,7 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 use shmsem::layout::{
-    self, IntentHeader, ProcEntry, QueueSlot, RegistryEntry, RegistryHeader, SemEntry, SetGeometry,
-    SetHeader, REGISTRY_ENTRIES_OFF,
+    self, IntentHeader, ProcEntry, QueueSlot, SemEntry, SetGeometry, SetHeader, SEMMNI_MAX,
 };
 use shmsem::sysv::{
     Sembuf, SemctlArg, SemidDs, Seminfo, Timespec, GETALL, GETNCNT, GETPID, GETVAL, GETZCNT,
@@ -85,8 +85,8 @@ use shmsem::sysv::{
 };
 use shmsem::{Error, Limits, Namespace, Op, SemaphoreSet};
 use support::{
-    env_list, env_u64, errno_symbol, is_root, ns_paths, panic_message, registry_path, serial,
-    set_path, unique_ns_name, RawMap,
+    env_list, env_u64, errno_symbol, hints_path, is_root, limits_path, ns_paths, panic_message,
+    serial, set_path, unique_ns_name, RawMap,
 };
 
 /// Limits of the test namespaces: small tables, so that random offsets hit
@@ -710,7 +710,8 @@ impl Round {
             "setup output:\n{}",
             out.join("\n")
         );
-        round.reg = Some(RawMap::open(&registry_path(&ns)).expect("mapping the registry"));
+        // The hints file: what every user may write (the registry was).
+        round.reg = Some(RawMap::open(&hints_path(&ns)).expect("mapping the hints file"));
         round
     }
 
@@ -979,7 +980,7 @@ impl Round {
             self.finding(format!("LEAK: destroy() succeeded but left {left:?}"));
         }
         if !destroyed {
-            // A corrupt registry cannot be opened; the library cannot
+            // A corrupt limits file cannot be read; the library cannot
             // remove what it cannot read. Not a failure: clean up by hand.
             self.log.push(format!(
                 "teardown: {}",
@@ -1025,8 +1026,8 @@ const KINDS: &[(&str, u64)] = &[
     ("undo", 5),
     ("queue", 12),
     ("tail", 4),
-    ("registry-entry", 5),
-    ("registry-header", 3),
+    ("claims", 5),
+    ("hints", 3),
     ("intent-recovery", 5),
     ("lock-dead", 3),
     ("respawn", 4),
@@ -1093,31 +1094,6 @@ fn queue_fields() -> Vec<(&'static str, usize, usize)> {
         ("cont", offset_of!(QueueSlot, cont), 4),
         ("op0", offset_of!(QueueSlot, ops), 8),
         ("op1", offset_of!(QueueSlot, ops) + 8, 8),
-    ]
-}
-
-fn registry_header_fields() -> Vec<(&'static str, usize, usize)> {
-    vec![
-        ("magic", offset_of!(RegistryHeader, magic), 8),
-        ("version", offset_of!(RegistryHeader, version), 4),
-        ("semmni", offset_of!(RegistryHeader, semmni), 4),
-        ("next_idx", offset_of!(RegistryHeader, next_idx), 4),
-        ("next_idx", offset_of!(RegistryHeader, next_idx), 4),
-        ("seq", offset_of!(RegistryHeader, seq), 4),
-        ("seq", offset_of!(RegistryHeader, seq), 4),
-        ("used_sets", offset_of!(RegistryHeader, used_sets), 4),
-        ("used_sems", offset_of!(RegistryHeader, used_sems), 4),
-        ("size", offset_of!(RegistryHeader, size), 8),
-    ]
-}
-
-fn registry_entry_fields() -> Vec<(&'static str, usize, usize)> {
-    vec![
-        ("state_seq", offset_of!(RegistryEntry, state_seq), 4),
-        ("state_seq", offset_of!(RegistryEntry, state_seq), 4),
-        ("key", offset_of!(RegistryEntry, key), 4),
-        ("nsems", offset_of!(RegistryEntry, nsems), 4),
-        ("creator", offset_of!(RegistryEntry, creator), 4),
     ]
 }
 
@@ -1367,46 +1343,92 @@ impl Round {
                     Some((format!("tail+{}", off - start), off, 4, v))
                 }
             }
-            "registry-entry" => {
-                let reg = self.reg.as_ref().expect("registry mapped");
-                let semmni = SEMMNI as usize;
+            "claims" => {
+                // Garbage under the names a set is found by: claims that
+                // name nothing, another index's set, a FIFO, garbage set
+                // files (the fuzzer is the users' own uid here, so they
+                // may clean these up: what they must not do is crash,
+                // hang, or take one for a set).
+                let ns = &self.ns;
                 let idx = if r.pct(60) {
-                    (s.info.id & 0x7fff) as usize
+                    (s.info.id & 0x7fff) as u32
                 } else {
-                    r.below(semmni as u64) as usize
+                    r.below(SEMMNI as u64) as u32
                 };
-                let base = REGISTRY_ENTRIES_OFF + idx * size_of::<RegistryEntry>();
-                let fields = registry_entry_fields();
-                let (f, off, size) = fields[r.below(fields.len() as u64) as usize];
-                let cur = load(reg, base + off, size);
-                let v = if f == "state_seq" && r.pct(60) {
-                    // LIVE with some sequence number.
-                    layout::EntryState::new(r.below(4) as u32, layout::ENTRY_LIVE).raw() as u64
-                } else {
-                    interesting(r, cur, size, 4)
+                let other = r.below(SEMMNI as u64) as u32;
+                let any = r.next() & 0xffff_ffff;
+                let key = r.pick(&[0x4000u64, s.info.key as u32 as u64, any]) as u32;
+                let (what, name) = match r.below(6) {
+                    0 => ("dangling index claim", format!("shmsem.{ns}.i.{idx}")),
+                    1 => (
+                        "index claim of another index",
+                        format!("shmsem.{ns}.i.{other}"),
+                    ),
+                    2 => ("dangling key claim", format!("shmsem.{ns}.k.{key:08x}")),
+                    3 => (
+                        "key claim of another set",
+                        format!("shmsem.{ns}.k.{key:08x}"),
+                    ),
+                    4 => (
+                        "garbage set file",
+                        format!("shmsem.{ns}.s.{idx}.{}", r.below(3)),
+                    ),
+                    _ => (
+                        "FIFO set file",
+                        format!("shmsem.{ns}.s.{idx}.{}", r.below(3)),
+                    ),
                 };
-                let old = store(reg, base + off, size, v);
-                self.log.push(format!(
-                    "registry entry[{idx}].{f} @{:#x}: {old:#x} -> {v:#x}",
-                    base + off
-                ));
+                let path = format!("/dev/shm/{name}");
+                let target = match what {
+                    "dangling index claim" => format!("shmsem.{ns}.s.{idx}.9999"),
+                    "dangling key claim" => format!("shmsem.{ns}.s.{}.7", r.below(SEMMNI as u64)),
+                    _ => set_path(ns, s.info.id)
+                        .trim_start_matches("/dev/shm/")
+                        .to_string(),
+                };
+                let made = match what {
+                    // A name not yet used (a live set's file is left alone:
+                    // truncating it is the "truncated" cases' business).
+                    "garbage set file" => std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, &[0xa5u8; 4096]))
+                        .is_ok(),
+                    "FIFO set file" => nix::unistd::mkfifo(
+                        path.as_str(),
+                        nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    )
+                    .is_ok(),
+                    _ => std::os::unix::fs::symlink(&target, &path).is_ok(),
+                };
+                if made {
+                    self.log.push(format!("{what}: {name} -> {target}"));
+                }
                 None
             }
-            "registry-header" => {
-                let reg = self.reg.as_ref().expect("registry mapped");
-                let fields = registry_header_fields();
-                let (f, off, size) = fields[r.below(fields.len() as u64) as usize];
-                let cur = load(reg, off, size);
+            "hints" => {
+                let reg = self.reg.as_ref().expect("hints mapped");
+                let (f, off) = if r.pct(50) {
+                    ("next_idx", layout::HINTS_NEXT_IDX_OFF)
+                } else {
+                    ("seq", layout::HINTS_SEQ_OFF)
+                };
+                if off + 4 > reg.len() {
+                    // Truncated meanwhile: nothing to write.
+                    return;
+                }
+                let cur = load(reg, off, 4);
                 let v = match f {
                     "seq" if r.pct(50) => r.pick(&[u32::MAX as u64, 0xffff, 0x10000, 0x8000_0000]),
                     "next_idx" if r.pct(50) => {
                         r.pick(&[SEMMNI as u64 - 1, SEMMNI as u64, u32::MAX as u64])
                     }
-                    _ => interesting(r, cur, size, SEMMNI as u64),
+                    _ => interesting(r, cur, 4, SEMMNI as u64),
                 };
-                let old = store(reg, off, size, v);
+                let old = store(reg, off, 4, v);
                 self.log
-                    .push(format!("registry header.{f} @{off:#x}: {old:#x} -> {v:#x}"));
+                    .push(format!("hints.{f} @{off:#x}: {old:#x} -> {v:#x}"));
                 None
             }
             "lock-dead" => {
@@ -1975,9 +1997,11 @@ fn truncated_set_segment_does_not_crash_users() {
     fail_with("truncated_set_segment_does_not_crash_users", &findings);
 }
 
-/// The namespace registry is truncated while processes have it mapped.
+/// The namespace's hints file (anyone may write it) and its limits file
+/// are truncated while processes use the namespace. (Was: the registry,
+/// truncated while processes had it mapped.)
 #[test]
-fn truncated_registry_does_not_crash_users() {
+fn truncated_hints_and_limits_do_not_crash_users() {
     let _g = serial();
     let mut round = Round::new("truncreg", 300, &[2]);
     round.ops_allowed = Some("semget-key,sem-stat,info,create-remove,getval,semop-nowait".into());
@@ -1986,27 +2010,38 @@ fn truncated_registry_does_not_crash_users() {
         round
             .reg
             .as_ref()
-            .expect("registry")
+            .expect("hints")
             .set_file_len(0)
-            .expect("truncating the registry");
-        round.log.push("registry truncated to 0 bytes".into());
+            .expect("truncating the hints file");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(limits_path(&round.ns))
+            .and_then(|f| f.set_len(0))
+            .expect("truncating the limits file");
+        round
+            .log
+            .push("hints and limits files truncated to 0 bytes".into());
         round.wait_progress(20);
     }
     let rep = round.finish();
-    fail_with("truncated_registry_does_not_crash_users", &rep.findings);
+    fail_with(
+        "truncated_hints_and_limits_do_not_crash_users",
+        &rep.findings,
+    );
 }
 
-/// Garbage in the registry: entries that say LIVE for sets that do not
-/// exist, a wrong key and nsems for a live set, and header counters at
-/// their extremes (a sequence number about to overflow, the allocation
-/// index at the end). Calls give errors or work; semget never returns a
-/// negative id; nothing crashes, panics or hangs.
+/// Garbage names and hints: index claims that name sets that do not
+/// exist, a key claim naming garbage, garbage and FIFO set files, and the
+/// hints at their extremes (a sequence number about to overflow, the
+/// cursor at the end or past SEMMNI). Calls give errors or work; semget
+/// never returns a negative id; nothing crashes, panics or hangs. (Was:
+/// LIVE garbage entries and counters at their extremes in the registry.)
 #[test]
-fn corrupt_registry_entries_and_counters() {
+fn corrupt_claims_and_hints() {
     let _g = serial();
     let mut findings = Vec::new();
     let variants: &[(&str, u64, u64)] = &[
-        // (what, registry seq, next_idx)
+        // (what, seq hint, next_idx hint)
         (
             "seq u32::MAX, next_idx at the end",
             u32::MAX as u64,
@@ -2017,24 +2052,25 @@ fn corrupt_registry_entries_and_counters() {
     ];
     for (i, (what, seq, next)) in variants.iter().enumerate() {
         let mut round = Round::new("badreg", 400 + i as u64, &[2]);
-        let reg = round.reg.as_ref().expect("registry");
-        // Garbage entries: LIVE, with sequence numbers no file has.
-        for idx in [SEMMNI as usize - 1, 7, 9] {
-            let base = REGISTRY_ENTRIES_OFF + idx * size_of::<RegistryEntry>();
-            reg.store_u32(
-                base + offset_of!(RegistryEntry, state_seq),
-                layout::EntryState::new(3, layout::ENTRY_LIVE).raw(),
+        let ns = round.ns.clone();
+        // Garbage claims: with sequence numbers no file has.
+        for idx in [SEMMNI - 1, 7, 9] {
+            let _ = std::os::unix::fs::symlink(
+                format!("shmsem.{ns}.s.{idx}.3"),
+                format!("/dev/shm/shmsem.{ns}.i.{idx}"),
             );
-            reg.store_u32(base + offset_of!(RegistryEntry, key), 0x4000);
-            reg.store_u32(base + offset_of!(RegistryEntry, nsems), u32::MAX);
         }
-        reg.store_u32(offset_of!(RegistryHeader, seq), *seq as u32);
-        reg.store_u32(offset_of!(RegistryHeader, next_idx), *next as u32);
-        reg.store_u32(offset_of!(RegistryHeader, used_sets), u32::MAX);
-        reg.store_u32(offset_of!(RegistryHeader, used_sets), 1);
-        reg.store_u32(offset_of!(RegistryHeader, used_sems), 0);
+        let _ = std::fs::write(format!("/dev/shm/shmsem.{ns}.k.00004000"), [0u8; 64]);
+        let _ = std::fs::write(format!("/dev/shm/shmsem.{ns}.s.8.0"), [0xffu8; 4096]);
+        let _ = nix::unistd::mkfifo(
+            format!("/dev/shm/shmsem.{ns}.s.10.0").as_str(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        );
+        let reg = round.reg.as_ref().expect("hints");
+        reg.store_u32(layout::HINTS_SEQ_OFF, *seq as u32);
+        reg.store_u32(layout::HINTS_NEXT_IDX_OFF, *next as u32);
         round.log.push(format!(
-            "registry: {what}; LIVE garbage entries at 7, 9, {}",
+            "hints: {what}; garbage claims at 7, 9, {}; a garbage key claim; garbage and FIFO set files",
             SEMMNI - 1
         ));
         round.ops_allowed = Some(
@@ -2043,48 +2079,52 @@ fn corrupt_registry_entries_and_counters() {
         run_users(&mut round, &[false, true], 60);
         findings.extend(round.finish().findings);
     }
-    fail_with("corrupt_registry_entries_and_counters", &findings);
+    fail_with("corrupt_claims_and_hints", &findings);
 }
 
-/// The registry's header damaged: a process that opens the namespace after
-/// the damage cannot (EUCLEAN), and nobody crashes or hangs. (Version 0
-/// means "being created": an opener waits for it, bounded, then treats the
-/// registry as a creator's leftover and makes a new one.)
+/// The limits file damaged (its owner may write it; nobody else can): a
+/// process that opens the namespace after the damage cannot (EUCLEAN), and
+/// nobody crashes or hangs. (Version 0 means "being created": an opener
+/// waits for it, bounded, then, the file being its own uid's, treats it as
+/// a creator's leftover and makes a new one.) (Was: the registry's header.)
 #[test]
-fn damaged_registry_header_new_openers_get_errors() {
+fn damaged_limits_file_new_openers_get_errors() {
     let _g = serial();
     let mut findings = Vec::new();
-    let cases: &[(&str, usize, usize, u64)] = &[
-        ("magic", offset_of!(RegistryHeader, magic), 8, 0x1234),
-        ("version 99", offset_of!(RegistryHeader, version), 4, 99),
-        ("version 0", offset_of!(RegistryHeader, version), 4, 0),
-        ("semmni 0", offset_of!(RegistryHeader, semmni), 4, 0),
-        (
-            "semmni huge",
-            offset_of!(RegistryHeader, semmni),
-            4,
-            u32::MAX as u64,
-        ),
-        (
-            "semmni x 2",
-            offset_of!(RegistryHeader, semmni),
-            4,
-            SEMMNI as u64 * 2,
-        ),
-        ("size", offset_of!(RegistryHeader, size), 8, 1 << 40),
+    let lim = |f: &str| match f {
+        "magic" => 0,
+        "version" => layout::LIMITS_VERSION_OFF,
+        "semmni" => std::mem::offset_of!(layout::LimitsRecord, semmni),
+        _ => unreachable!(),
+    };
+    let cases: &[(&str, &str, usize, u64)] = &[
+        ("magic", "magic", 8, 0x1234),
+        ("version 99", "version", 4, 99),
+        ("version 0", "version", 4, 0),
+        ("semmni 0", "semmni", 4, 0),
+        ("semmni huge", "semmni", 4, u32::MAX as u64),
+        ("semmni x 2", "semmni", 4, SEMMNI_MAX as u64 * 2),
+        ("size", "size", 0, 1 << 20),
     ];
-    for (i, &(what, off, size, v)) in cases.iter().enumerate() {
+    for (i, &(what, field, size, v)) in cases.iter().enumerate() {
         let mut round = Round::new("badreghdr", 500 + i as u64, &[2]);
         round.start_users(&[false]);
         if !round.wait_progress(5) {
             findings.extend(round.finish().findings);
             continue;
         }
-        let reg = round.reg.as_ref().expect("registry");
-        let old = store(reg, off, size, v);
-        round
-            .log
-            .push(format!("registry header {what}: {old:#x} -> {v:#x}"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(limits_path(&round.ns))
+            .expect("the limits file");
+        if field == "size" {
+            file.set_len(v).expect("grow the limits file");
+        } else {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&v.to_le_bytes()[..size], lim(field) as u64)
+                .expect("damage the limits file");
+        }
+        round.log.push(format!("limits file {what}: -> {v:#x}"));
         // With version 0 every open waits 2 s for the "creator" first.
         round.max_ops = if what == "version 0" { 3 } else { 30 };
         round.nobody.push(true);
@@ -2098,15 +2138,15 @@ fn damaged_registry_header_new_openers_get_errors() {
             if let Some(new) = rep.per_worker.get(1) {
                 if new.contains_key(&("open".to_string(), "ok".to_string())) {
                     findings.push(format!(
-                        "WRONG RESULT: after registry damage '{what}', a new process opened the \
-                         namespace: {new:?}"
+                        "WRONG RESULT: after limits file damage '{what}', a new process opened \
+                         the namespace: {new:?}"
                     ));
                 }
             }
         }
         findings.extend(rep.findings);
     }
-    fail_with("damaged_registry_header_new_openers_get_errors", &findings);
+    fail_with("damaged_limits_file_new_openers_get_errors", &findings);
 }
 
 /// The header's `id` is garbage too: the library must not take it for the

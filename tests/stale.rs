@@ -40,7 +40,7 @@ fn rmid_writes(env: &TestEnv, kids: &mut Kids) -> u64 {
 
 /// Every process of a namespace is SIGKILLed: one holding units with
 /// SEM_UNDO, one asleep in the queue, one in the middle of IPC_RMID (holding
-/// the registry lock and the set's lock). The next process finds the key
+/// the set's lock). The next process finds the key
 /// free, the other set whole with its units back, and gc finds nothing
 /// left to do but the dead processes' entries.
 #[test]
@@ -105,9 +105,10 @@ fn a_namespace_whose_processes_all_died_is_usable() {
 }
 
 /// A remover killed after its last write to the set but before it freed the
-/// id leaves an entry for a removed set; and a creator killed after making
-/// the file leaves a file nobody names. Both are cleaned: the entry by the
-/// next semget of its key (or gc), the file by gc.
+/// id leaves the names (key and index claims, file) of a removed set; and a
+/// creator killed after making the file leaves a file nobody names. Both
+/// are cleaned: the names by the next semget of its key (or gc), the file
+/// by gc.
 #[test]
 fn gc_removes_what_half_done_removals_leave() {
     let env = TestEnv::new("gcstale", 60);
@@ -133,8 +134,9 @@ fn gc_removes_what_half_done_removals_leave() {
         let again = SemaphoreSet::create(ns, 0xabc, 1, 0o600).expect("the key is free");
         again.remove().expect("remove");
     }
-    // A file of this namespace that no entry names.
-    let orphan = format!("/dev/shm/shmsem.{}.7.42", ns.name());
+    // A set file of this namespace that no index claim names (its
+    // creation lock free: a creator that died before it claimed an index).
+    let orphan = format!("/dev/shm/shmsem.{}.s.7.42", ns.name());
     std::fs::write(&orphan, b"left by a dead creator").expect("write the orphan");
     let r = ns.gc().expect("gc");
     assert_eq!(r.orphan_segments, 1, "{r:?}");

@@ -12,9 +12,10 @@
 //!
 //! Two kinds of segment exist:
 //!
-//! * the **registry** of a namespace (`/shmsem.<ns>`): a [`RegistryHeader`]
-//!   followed by `semmni` [`RegistryEntry`] records, one per set index;
-//! * one **set segment** per semaphore set (`/shmsem.<ns>.<index>.<seq>`): a
+//! * the **limits file** of a namespace (`/shmsem.<ns>`, [`LimitsRecord`])
+//!   and its **hints file** (`/shmsem.<ns>.hints`), read and written with
+//!   pread/pwrite, never mapped;
+//! * one **set segment** per semaphore set (`/shmsem.<ns>.s.<index>.<seq>`): a
 //!   [`SetHeader`], then `nsems` [`SemEntry`], `proc_slots` [`ProcEntry`],
 //!   `proc_slots * nsems` undo adjustments (`i16`), then `queue_slots`
 //!   [`QueueSlot`], then the [`IntentHeader`] and `nsems` intent entries.
@@ -47,8 +48,7 @@
 //! | [`QueueSlot::ops`]              | [`pack_op`]    | sem_num, sem_op, sem_flg                 |
 //! | [`IntentHeader::commit`]        | `INTENT_*`     | none / committed (table at [`IntentHeader`]) |
 //! | intent entries                  | [`pack_intent`]| semaphore, value, adjustment             |
-//! | [`RegistryEntry::state_seq`]    | [`EntryState`] | FREE / CREATING / LIVE, sequence         |
-//! | [`RegistryEntry::otime_tagged`] | [`TaggedTime`] | seconds, sequence tag                    |
+//! | (an otime mirror)               | [`TaggedTime`] | seconds, sequence tag                    |
 //!
 //! Under `cfg(shmsem_loom)` the atomics are loom's, so that models can build
 //! a segment on the heap; the size assertions only hold for the real types.
@@ -65,9 +65,9 @@ mod lock_bytes;
 mod lock_word;
 mod proc_entry;
 mod queue_slot;
-mod registry_entry;
 mod sem_word;
 mod set_header;
+mod tagged_time;
 #[cfg(test)]
 mod testing;
 
@@ -76,9 +76,9 @@ pub use lock_bytes::*;
 pub use lock_word::*;
 pub use proc_entry::*;
 pub use queue_slot::*;
-pub use registry_entry::*;
 pub use sem_word::*;
 pub use set_header::*;
+pub use tagged_time::*;
 
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{
@@ -92,15 +92,16 @@ pub use loom::sync::atomic::{
 /// Version of this layout. Openers refuse any other value (and 0, which
 /// means "still being initialised"). 6: a queue slot can be WITHDRAWN by
 /// its sleeper, the intent record has a serial over its application. 7: the
-/// registry reserves its pages as entries are needed
-/// ([`RegistryHeader::reserved`]). 8: a process-table entry names its
-/// owner's uid and the claim it was taken by ([`ProcEntry::owner`]), whose
-/// presence and claim bytes are in that uid's presence file.
-pub const LAYOUT_VERSION: u32 = 8;
+/// registry reserves its pages as entries are needed. 8: no registry: the
+/// names in /dev/shm are the truth (a limits file, a hints file, one file
+/// per set, symbolic links claiming indices and keys), and a set's file is
+/// exactly [`SetGeometry::new`]`.size` bytes (not page-rounded). 9: a
+/// process-table entry names its owner's uid and the claim it was taken by
+/// ([`ProcEntry::owner`]), whose presence and claim bytes are in that
+/// uid's presence file.
+pub const LAYOUT_VERSION: u32 = 9;
 /// Magic at offset 0 of a set segment.
 pub const SET_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMst");
-/// Magic at offset 0 of a namespace registry.
-pub const REGISTRY_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMns");
 
 // ---------------------------------------------------------------------------
 // The System V ABI (x86-64 / aarch64 Linux)
@@ -251,78 +252,94 @@ pub struct IntentHeader {
 }
 
 // ---------------------------------------------------------------------------
-// Registry segment
+// The small files of a namespace
 // ---------------------------------------------------------------------------
 
-/// Start of a namespace registry segment.
+/// The limits file `shmsem.NS`: written once by the namespace's creator
+/// (created exclusively, mode 0644), the version last; never changed after.
+/// Read with `pread`, never mapped. Little-endian fields at the offsets of
+/// this `#[repr(C)]` record; the file is [`LIMITS_FILE_SIZE`] bytes.
 #[repr(C)]
-pub struct RegistryHeader {
-    /// [`REGISTRY_MAGIC`].
-    pub magic: AtomicU64,
-    /// [`LAYOUT_VERSION`], stored last (release) when initialisation is done.
-    pub version: AtomicU32,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitsRecord {
+    /// [`LIMITS_MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`], written last (a second write) when the rest is.
+    pub version: u32,
     /// Limit: semaphores per set.
-    pub semmsl: AtomicU32,
+    pub semmsl: u32,
     /// Limit: semaphores in the namespace.
-    pub semmns: AtomicU32,
+    pub semmns: u32,
     /// Limit: operations per call.
-    pub semopm: AtomicU32,
-    /// Limit: sets in the namespace (also the number of entries).
-    pub semmni: AtomicU32,
-    /// Pending-queue slots in each new set.
-    pub queue_slots: AtomicU32,
-    /// Process-table entries in each new set.
-    pub proc_slots: AtomicU32,
-    /// Next index to try when allocating (cyclic, as the kernel's).
-    pub next_idx: AtomicU32,
-    /// Sequence number given to the next set.
-    pub seq: AtomicU32,
-    /// Sets in use.
-    pub used_sets: AtomicU32,
-    /// Semaphores in use.
-    pub used_sems: AtomicU32,
-    /// Entries `[0, reserved)` lie in pages reserved with `fallocate`, so
-    /// that writing them can never fault for want of space; nobody reads or
-    /// writes an entry at or past it (the file is sparse there). Only
-    /// grows, under the registry lock, after the pages are reserved.
-    pub reserved: AtomicU32,
-    /// Total size of the segment in bytes.
-    pub size: AtomicU64,
+    pub semopm: u32,
+    /// Limit: sets in the namespace.
+    pub semmni: u32,
+    /// Pending-queue slots in each set.
+    pub queue_slots: u32,
+    /// Process-table entries in each set.
+    pub proc_slots: u32,
 }
 
-/// One set index of a namespace.
-#[repr(C)]
-pub struct RegistryEntry {
-    /// State and sequence: an [`EntryState`].
-    pub state_seq: AtomicU32,
-    /// The set's key.
-    pub key: AtomicI32,
-    /// The set's number of semaphores.
-    pub nsems: AtomicU32,
-    /// Pid of the creator (diagnostics).
-    pub creator: AtomicI32,
-    /// Mirror of the set's owner uid, for processes that cannot open the
-    /// segment (written under the registry lock; see README difference 9).
-    pub uid: AtomicU32,
-    /// Mirror of the owner gid.
-    pub gid: AtomicU32,
-    /// Mirror of the creator uid.
-    pub cuid: AtomicU32,
-    /// Mirror of the creator gid.
-    pub cgid: AtomicU32,
-    /// Mirror of the permission bits.
-    pub mode: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
-    /// Mirror of the set's otime, tagged with the set's sequence number
-    /// (a [`TaggedTime`]) so that a late writer of a removed set cannot
-    /// touch the entry's next set.
-    pub otime_tagged: AtomicU64,
-    /// Mirror of the set's ctime, tagged the same way.
-    pub ctime_tagged: AtomicU64,
-    /// Reserved (zero).
-    pub _reserved: AtomicU64,
+/// Magic at offset 0 of a namespace's limits file.
+pub const LIMITS_MAGIC: u64 = u64::from_le_bytes(*b"SHMSEMns");
+/// Size of the limits file.
+pub const LIMITS_FILE_SIZE: usize = 64;
+/// Offset of [`LimitsRecord::version`] in the limits file.
+pub const LIMITS_VERSION_OFF: usize = 8;
+
+impl LimitsRecord {
+    /// The file's bytes (version included as it is in `self`).
+    pub fn to_bytes(&self) -> [u8; LIMITS_FILE_SIZE] {
+        let mut b = [0u8; LIMITS_FILE_SIZE];
+        b[0..8].copy_from_slice(&self.magic.to_le_bytes());
+        let words = [
+            self.version,
+            self.semmsl,
+            self.semmns,
+            self.semopm,
+            self.semmni,
+            self.queue_slots,
+            self.proc_slots,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[8 + 4 * i..12 + 4 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    /// The record in `b` (any bytes: the reader validates every field).
+    pub fn from_bytes(b: &[u8; LIMITS_FILE_SIZE]) -> LimitsRecord {
+        let w = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut m = [0u8; 8];
+        m.copy_from_slice(&b[0..8]);
+        LimitsRecord {
+            magic: u64::from_le_bytes(m),
+            version: w(8),
+            semmsl: w(12),
+            semmns: w(16),
+            semopm: w(20),
+            semmni: w(24),
+            queue_slots: w(28),
+            proc_slots: w(32),
+        }
+    }
 }
+
+/// The hints file `shmsem.NS.hints` (mode 0666, anyone may write it): the
+/// next index to try (u32 at [`HINTS_NEXT_IDX_OFF`]) and the sequence
+/// number of the last set made (u32 at [`HINTS_SEQ_OFF`]), little-endian,
+/// read and written with `pread`/`pwrite`. Hints only: a forged value makes
+/// ids repeat sooner, as the kernel's do when its sequence wraps.
+pub const HINTS_FILE_SIZE: usize = 64;
+/// Offset of the next-index hint.
+pub const HINTS_NEXT_IDX_OFF: usize = 0;
+/// Offset of the sequence hint.
+pub const HINTS_SEQ_OFF: usize = 4;
+
+/// The kernel's smallest index cycle (`ipc_min_cycle`, RADIX_TREE_MAP_SIZE):
+/// new sets take indices below `max(sets in use * 3 / 2, IPC_MIN_CYCLE)`
+/// (at most SEMMNI), cyclically.
+pub const IPC_MIN_CYCLE: u32 = 64;
 
 // ---------------------------------------------------------------------------
 // Set segment
@@ -533,7 +550,10 @@ impl SetGeometry {
         let undo_row = align_up(nsems as usize * 2, 8);
         let queue_off = align_up(undo_off + proc_slots as usize * undo_row, 64);
         let intent_off = align_up(queue_off + queue_slots as usize * 128, 64);
-        let size = align_up(intent_off + 64 + nsems as usize * 8, 4096);
+        // Exact, not rounded to a page: the size names nsems (see
+        // `nsems_for_size`), so that a process the set's mode shuts out
+        // learns it from `stat` alone, never from a copy anyone may forge.
+        let size = intent_off + 64 + nsems as usize * 8;
         SetGeometry {
             nsems,
             proc_slots,
@@ -546,58 +566,41 @@ impl SetGeometry {
             size,
         }
     }
+    /// The `nsems` (at most `max`) whose set, with these table sizes, is
+    /// exactly `size` bytes: the inverse of [`SetGeometry::new`]'s size,
+    /// which grows strictly with nsems. `None` if no nsems gives `size`.
+    pub const fn nsems_for_size(
+        size: u64,
+        proc_slots: u32,
+        queue_slots: u32,
+        max: u32,
+    ) -> Option<u32> {
+        let (mut lo, mut hi) = (1u32, max);
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let s = SetGeometry::new(mid, proc_slots, queue_slots).size as u64;
+            if s == size {
+                return Some(mid);
+            }
+            if s < size {
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        None
+    }
     /// Bytes between two processes' undo rows.
     pub const fn undo_row(&self) -> usize {
         align_up(self.nsems as usize * 2, 8)
     }
 }
 
-/// Size of a registry with `semmni` entries.
-pub const fn registry_size(semmni: u32) -> usize {
-    align_up(
-        64 + semmni as usize * core::mem::size_of::<RegistryEntryLayout>(),
-        4096,
-    )
-}
-
-/// The plain layout of [`RegistryEntry`], for size computations.
-#[repr(C)]
-pub struct RegistryEntryLayout {
-    _f: [u64; 8],
-}
-
-/// Offset of entry 0 in the registry.
-pub const REGISTRY_ENTRIES_OFF: usize = 64;
-
-/// The bytes at the start of a registry that hold its header and entries
-/// `[0, entries)`, in whole 4 KiB pages: what must be reserved before those
-/// entries are used.
-pub const fn registry_bytes_for(entries: u32) -> usize {
-    align_up(
-        REGISTRY_ENTRIES_OFF + entries as usize * core::mem::size_of::<RegistryEntryLayout>(),
-        4096,
-    )
-}
-
-/// The entries that `bytes` reserved bytes at the start of a registry hold.
-pub const fn registry_entries_in(bytes: usize) -> u32 {
-    if bytes <= REGISTRY_ENTRIES_OFF {
-        return 0;
-    }
-    ((bytes - REGISTRY_ENTRIES_OFF) / core::mem::size_of::<RegistryEntryLayout>()) as u32
-}
-
-/// The kernel's smallest index cycle (`ipc_min_cycle`, RADIX_TREE_MAP_SIZE):
-/// new sets take indices below `max(sets in use * 3 / 2, IPC_MIN_CYCLE)`
-/// (at most SEMMNI), cyclically.
-pub const IPC_MIN_CYCLE: u32 = 64;
-
 // What the encodings assume of the ceilings (they hold in every build).
 const _: () = {
     // A lock token's slot part holds slot + 1 for every slot.
     assert!(PROC_SLOTS_MAX <= LOCK_SLOT_MASK);
-    // A sequence number fits an entry's seq part and a time tag whole.
-    assert!(IPC_SEQ_MAX <= u32::MAX >> ENTRY_SEQ_SHIFT);
+    // A sequence number fits a time tag whole.
     assert!(IPC_SEQ_MAX as u64 <= TIME_TAG_MASK);
     // A value fits the semaphore word; a semaphore number the packed op,
     // the intent entry and the blocked word.
@@ -607,15 +610,13 @@ const _: () = {
     // Every slot state fits the state part.
     assert!(SLOT_CONT <= SLOT_STATE_MASK && SLOT_WITHDRAWN <= SLOT_STATE_MASK);
     assert!(PROC_ACTIVE <= PROC_STATE_MASK);
-    assert!(ENTRY_LIVE <= ENTRY_STATE_MASK);
 };
 
 #[cfg(not(shmsem_loom))]
 const _: () = {
     use core::mem::{align_of, size_of};
-    assert!(size_of::<RegistryHeader>() <= REGISTRY_ENTRIES_OFF);
-    assert!(size_of::<RegistryEntry>() == 64);
-    assert!(size_of::<RegistryEntryLayout>() == 64);
+    assert!(size_of::<LimitsRecord>() <= LIMITS_FILE_SIZE);
+    assert!(core::mem::offset_of!(LimitsRecord, version) == LIMITS_VERSION_OFF);
     assert!(size_of::<SetHeader>() == 136);
     assert!(size_of::<SemEntry>() == 32);
     assert!(align_of::<SemEntry>() == 8);

@@ -1,11 +1,11 @@
 //! The byte-range locks that carry what the kernel must release when a
 //! process dies: open-file-description locks (F_OFD_SETLK), on bytes past
-//! the end of the file (a lock needs no data behind it), in three disjoint
-//! ranges:
+//! the end of the data (a lock needs no data behind it):
 //!
 //! | offset                          | file                  | held by                                 |
 //! |---------------------------------|-----------------------|-----------------------------------------|
-//! | 0                               | the registry          | the registry's lock holder              |
+//! | [`CREATION_LOCK_BYTE`] (0)      | a set's own file      | its creator while it makes the set (so  |
+//! |                                 |                       | a cleaner can tell a live creator)      |
 //! | [`claim_byte`]`(set, entry)`    | the claimer's uid's   | a process claiming that entry of that   |
 //! | (2^32 ..< 2^32 + 2^31)          | presence file         | set's process table, until it is ACTIVE |
 //! | [`presence_byte`]`(pid, start)` | the process's uid's   | the process (pid, start time) while its |
@@ -26,8 +26,10 @@
 //! verdict: a process that closed its descriptors (a daemon), or that
 //! exec'd (the descriptor is close-on-exec), holds none and is still alive.
 
-/// The registry lock's byte (on the registry's file).
-pub const REGISTRY_LOCK_BYTE: i64 = 0;
+/// The byte of a set's file its creator holds while it creates the set
+/// (an OFD write lock, released when the set is published, or by the
+/// kernel when the creator dies).
+pub const CREATION_LOCK_BYTE: i64 = 0;
 
 /// First claim byte.
 const CLAIM_BASE: i64 = 1 << 32;
@@ -71,7 +73,7 @@ mod tests {
     #[test]
     fn ranges_are_disjoint() {
         let last_claim = claim_byte(crate::SEMMNI_MAX - 1, (CLAIMS_PER_SET - 1) as u32).unwrap();
-        assert!(claim_byte(0, 0).unwrap() > REGISTRY_LOCK_BYTE);
+        assert!(claim_byte(0, 0).unwrap() > CREATION_LOCK_BYTE);
         assert!(last_claim < presence_byte(1, 0).unwrap());
         let top = presence_byte(PID_LIMIT, u64::MAX).unwrap();
         assert!(top > 0, "no overflow");

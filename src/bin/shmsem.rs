@@ -117,8 +117,9 @@ enum Cmd {
     /// Sweep dead processes and clean up after crashes; prints what it did.
     ///
     /// Applies the undo of dead processes and frees their queue slots and
-    /// table entries, frees registry entries and segments left by creators
-    /// and removers that died half-way. Never removes a set.
+    /// table entries, finishes sets left half made or half removed by
+    /// creators and removers that died (this user's, or anyone's for root),
+    /// and unlinks set files nothing names. Never removes a live set.
     Gc {
         /// Clean up every namespace on this machine.
         #[arg(long, short = 'a')]
@@ -147,15 +148,16 @@ enum Cmd {
 enum NsCmd {
     /// List every namespace in /dev/shm.
     ///
-    /// Per namespace: its live sets, the bytes its registry takes in
-    /// /dev/shm (st_blocks × 512), the set segment files named after it and
-    /// their bytes, the registry's owner and mode. Reads the files without
+    /// Per namespace: its live sets, the bytes its own files (limits and
+    /// hints) take in /dev/shm (st_blocks × 512), the set files named after
+    /// it and their bytes, the limits file's owner and mode. Reads the files without
     /// opening, locking or changing any namespace; a file that cannot be
     /// read (another user's, garbage, another layout version) is listed
     /// with `-` and reported on stderr (status 1).
     #[command(visible_alias = "list")]
     Ls,
-    /// Remove a namespace: its registry (and crash leftovers, as gc).
+    /// Remove a namespace: its limits and hints files (and crash
+    /// leftovers, as gc).
     ///
     /// Refused (ENOTEMPTY) while sets remain, unless --force: then every
     /// set is removed first, as by IPC_RMID (its sleepers get EIDRM), which
@@ -603,10 +605,10 @@ fn ns_ls(cli: &Cli, out: &mut dyn Write) -> Res<()> {
 /// `ns rm NAME [--force]`.
 fn ns_rm(cli: &Cli, name: &str, force: bool, out: &mut dyn Write) -> Res<()> {
     let ns = existing(name).map_err(|f| match f.err {
-        // Without a registry it can read, the command cannot take its
-        // lock or know its sets: a person decides.
+        // Without a limits file it can read, the command cannot know the
+        // namespace's limits: a person decides.
         Error::Corrupt => f.detail(format!(
-            "not a registry this shmsem can read (see `shmsem ns ls`); \
+            "not a limits file this shmsem can read (see `shmsem ns ls`); \
              if no process uses it, remove /dev/shm/shmsem.{name} and its sets' files by hand"
         )),
         _ => f,
@@ -624,7 +626,7 @@ fn ns_rm(cli: &Cli, name: &str, force: bool, out: &mut dyn Write) -> Res<()> {
                 })
             }
             Error::NotPermitted => f.detail(
-                "only the registry's owner or root may remove a namespace, \
+                "only the limits file's owner or root may remove a namespace, \
                  and --force needs the right to IPC_RMID every set",
             ),
             Error::PermissionDenied => f.detail("a set of it is one this process cannot open"),

@@ -30,11 +30,6 @@
 //! numbers unchecked: a wrong answer there is "not held", which only sends
 //! the liveness check to /proc, or "held" by a file of the program's own,
 //! which keeps an entry only while its pid exists.
-//!
-//! The namespace's registry lock (byte 0 of the registry) is taken through
-//! a descriptor of the registry, [`Presence::checked`], held only while
-//! the lock is ([`Presence::release_registry`]); it holds nothing else, and
-//! goes with the registry.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
@@ -183,10 +178,6 @@ struct Others {
 pub struct Presence {
     /// The namespace's name (presence files are `shmsem.NS.p.UID`).
     ns: String,
-    /// The registry's name and file, for the registry lock only.
-    reg_name: String,
-    reg_file: FileId,
-    reg: Mutex<Option<Held>>,
     /// The own presence file: the descriptor's number (-1: none), its
     /// owner and the pid that opened it (0: none), for lock tests without
     /// the mutex.
@@ -208,8 +199,11 @@ pub fn presence_name(ns: &str, uid: u32) -> String {
 /// where nobody looks any more: its liveness comes from /proc until it
 /// opens the namespace again.
 pub fn unlink_presence_files(ns: &str) {
-    for name in shm::list(&format!("shmsem.{ns}.p.")) {
-        let _ = shm::unlink(&name);
+    let Ok(dir) = shm::Dir::open() else {
+        return;
+    };
+    for name in dir.list(&format!("shmsem.{ns}.p.")) {
+        let _ = dir.unlink(&name);
     }
 }
 
@@ -267,14 +261,11 @@ fn open_other(ns: &str, uid: u32) -> Option<(OwnedFd, FileId)> {
 }
 
 impl Presence {
-    /// The presence in namespace `ns`, whose registry is `reg_name` (the
-    /// file `reg_file`). Nothing is opened until first needed.
-    pub fn new(ns: &str, reg_name: &str, reg_file: FileId) -> Presence {
+    /// The presence in namespace `ns`. Nothing is opened until first
+    /// needed.
+    pub fn new(ns: &str) -> Presence {
         Presence {
             ns: ns.to_string(),
-            reg_name: reg_name.to_string(),
-            reg_file,
-            reg: Mutex::new(None),
             own_pid: AtomicI32::new(0),
             own_fd: AtomicI32::new(-1),
             own_uid: AtomicU32::new(0),
@@ -284,46 +275,6 @@ impl Presence {
                 tick: 0,
                 slots: [const { None }; OTHERS],
             }),
-        }
-    }
-
-    /// The registry lock's descriptor of the registry, checked to be the
-    /// registry's and opened by this process (opened, or opened again, if
-    /// not). Runs `f` with it under the mutex, so that no other thread
-    /// replaces it meanwhile. It serves the registry lock alone (byte 0:
-    /// `namespace::keys`), and goes with the registry.
-    pub fn checked<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
-        let mut held = self.reg.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = identity::pid();
-        if !held.as_ref().is_some_and(|h| h.valid(pid)) {
-            if let Some(old) = held.take() {
-                old.abandon(pid);
-            }
-            let fd = shm::open_for_locks(&self.reg_name)?;
-            let id = FileId::of(&fd)?;
-            if id != self.reg_file {
-                // The registry's name now names another file (destroyed
-                // and created again): this namespace is gone.
-                return Err(crate::Error::Corrupt);
-            }
-            *held = Some(Held::new(pid, id, fd));
-        }
-        f(held.as_ref().expect("set above").borrow())
-    }
-
-    /// Closes the registry lock's descriptor (if this process's own and
-    /// still the registry's), which releases the lock if it is held: the
-    /// descriptor is held only while the lock is, so that a process holds
-    /// one descriptor per namespace, its presence file's, between calls.
-    pub fn release_registry(&self) {
-        let mut held = self.reg.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = held.take() {
-            let pid = identity::pid();
-            if h.valid(pid) {
-                drop(h);
-            } else {
-                h.abandon(pid);
-            }
         }
     }
 

@@ -1,45 +1,54 @@
-//! Keys and ids: semget, creating and removing sets, and the registry that
-//! holds them (one entry per index: its state and sequence number, the
-//! key, and a copy of the set's ownership, mode and times), changed under
-//! the registry's lock; and gc, which cleans the registry and the sets up
-//! after crashes.
+//! Keys and ids: semget, creating and removing sets, what a process the
+//! set's mode shuts out is told, and gc, which finishes what processes that
+//! died left half done. The names and the rules they follow are the
+//! namespace's DESIGN notes (`super`); here is how each call walks them.
 //!
-//! The registry lock is taken only through the namespace's presence
-//! descriptor, which is checked to be of the very file this process mapped
-//! (see [`crate::liveness::Presence`]), and after it is taken the file must
-//! still have its name (a link count above 0): a namespace removed by `shmsem ns rm`
-//! (its registry unlinked under the lock) is EIDRM for every process that
-//! still has it mapped, at its next call that needs the lock. Such a
-//! process can therefore never create a set in a registry nobody else can
-//! find; `Namespace::open` of the name afterwards gives a fresh namespace.
+//! Nothing here takes a lock that another process could hold for ever:
+//! creation races are decided by symlink(2), a set's creation lock is only
+//! ever tried (never waited for), and a set's own lock is taken only by
+//! IPC_RMID, as any call on the set takes it.
+//!
+//! Every unlink is of a name this process checked just before (`lstat`,
+//! same inode) and only ever succeeds for a name this process's uid owns,
+//! or for root (/dev/shm is sticky): another user's names are at most
+//! nobody's claims, never removed because of what they say. Two processes
+//! of the same uid finishing the same half-done removal may race on a name
+//! between the check and the unlink; that is the uid's own processes, not
+//! another user.
 
-use crate::set::{Guard, SetView, Sweep};
-use crate::shm::{self, Mapping};
-use crate::sync::{self, AtomicU64, Ordering};
+use crate::set::{SetView, Sweep};
+use crate::shm::{self, Access, Dir, Expect, Mapping, Open};
+use crate::sync::{self, Ordering};
 use crate::sysv::SetId;
-use crate::{liveness, Error, Result};
+use crate::{Error, Result};
 use shm_layout::*;
 
-use super::cache::{Found, SetHandle};
+use super::cache::{in_transition, Claim, Found, SetHandle, Target, TRANSITION_MODE};
 use super::perm::{creds, file_mode, Perm};
-use super::{live_seq, reclaim, set_name, Namespace};
+use super::{
+    euid, index_name, key_name, parse_index_name, parse_key_name, parse_set_name, reclaim,
+    set_name, Namespace,
+};
 
 /// What [`Namespace::gc`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Live sets looked at.
     pub sets: usize,
-    /// Registry entries of sets that were gone (a remover died half-way).
+    /// Sets left half made or half removed by a process that died, whose
+    /// removal was finished (their names unlinked), and claims naming sets
+    /// that are gone.
     pub stale_entries: usize,
-    /// Segment files no registry entry named, unlinked.
+    /// Set files that no index claim named, unlinked.
     pub orphan_segments: usize,
     /// Dead processes reaped from sets' process tables.
     pub dead_processes: usize,
 }
 
-/// What the registry knows of a set, for a process that may not open its
-/// segment (README difference 8): enough for semget, SEM_STAT_ANY and the
-/// errors the kernel gives such a process.
+/// What `lstat` and `readlinkat` tell of a set, for a process that may not
+/// open it (README difference 8): enough for semget, SEM_STAT_ANY and the
+/// errors the kernel gives such a process. Nothing of it comes from a copy
+/// anyone could forge.
 pub(super) struct Meta {
     pub(super) id: i32,
     pub(super) key: i32,
@@ -50,393 +59,647 @@ pub(super) struct Meta {
     pub(super) ctime: i64,
 }
 
-/// Registry lock guard: releases the OFD lock, then the process mutex.
-pub(super) struct RegLock<'a> {
-    ns: &'a Namespace,
-    _g: std::sync::MutexGuard<'a, ()>,
+/// What the key claim of a key says.
+enum KeyState {
+    /// Nobody's: the key may be created.
+    Free,
+    /// A valid claim: the set it names.
+    Set(Box<Target>),
+    /// A name this process may not remove holds it (another user's garbage
+    /// or dangling link, or a set removed by a process that died, not ours
+    /// to finish): the key cannot be had now.
+    Taken,
 }
 
-impl RegLock<'_> {
-    /// Runs `f` with this process's descriptor of the registry, the one
-    /// the lock is held through (see [`crate::liveness::Presence`]).
-    pub(super) fn with_fd<T>(
-        &self,
-        f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.ns.presence.checked(f)
-    }
+/// What one attempt to make a set at an index did.
+enum Made {
+    /// The set, with this id.
+    Id(i32),
+    /// The index (or its set file's name) was taken: try the next.
+    Busy,
+    /// Another process claimed the key first: look it up again.
+    KeyTaken,
 }
 
-impl Drop for RegLock<'_> {
-    fn drop(&mut self) {
-        // Through the descriptor the lock was taken with (if the program
-        // closed that one, the lock went with it).
-        let _ = self.ns.presence.checked(|fd| {
-            shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
-            Ok(())
-        });
-        // The registry's descriptor is held only while its lock is.
-        self.ns.presence.release_registry();
-    }
+/// May this process remove names of `owner` (its own, or root)?
+fn may_clean(owner: u32) -> bool {
+    let me = euid();
+    me == 0 || me == owner
 }
 
 impl Namespace {
-    /// Takes the registry's lock: this process's mutex, then the OFD lock
-    /// on the registry's lock byte (which the kernel frees if we die),
-    /// through this process's own descriptor of the registry (a forked
-    /// child gets its own at once: OFD locks of one open file description
-    /// do not exclude each other). `Removed` (EIDRM) if the namespace was
-    /// removed: the registry this process mapped has lost its name (see
-    /// the module's notes).
-    pub(super) fn lock_registry(&self) -> Result<RegLock<'_>> {
-        // SYNC: Relaxed: our own flag, set by this process's `mark_removed`.
-        if self.removed.load(Ordering::Relaxed) {
-            return Err(Error::Removed);
-        }
-        let g = self.reg_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Whether `checked` got as far as a descriptor of the mapped
-        // registry: an error before that is its name gone (`Removed`) or
-        // naming another file (`Corrupt`), both the namespace removed.
-        let mut reached = false;
-        let linked = self.presence.checked(|fd| {
-            reached = true;
-            shm::ofd_lock_wait(fd, REGISTRY_LOCK_BYTE)?;
-            // Removed while we waited, or since we last held it: the
-            // remover unlinks the name while it holds the lock, so a link
-            // count read under the lock is the truth.
-            match rustix::fs::fstat(fd) {
-                Ok(st) if st.st_nlink > 0 => Ok(true),
-                Ok(_) => {
-                    shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
-                    Ok(false)
-                }
-                Err(e) => {
-                    shm::ofd_unlock(fd, REGISTRY_LOCK_BYTE);
-                    Err(e.into())
-                }
-            }
-        });
-        match linked {
-            Ok(true) => Ok(RegLock { ns: self, _g: g }),
-            Ok(false) => Err(self.removed_now()),
-            Err(Error::Removed | Error::Corrupt) if !reached => Err(self.removed_now()),
-            // EMFILE, ENFILE, ...: as themselves.
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Records that the namespace was removed; the error to return.
-    fn removed_now(&self) -> Error {
-        self.mark_removed();
-        Error::Removed
-    }
-
     /// `semget(2)`.
     pub fn semget(&self, key: i32, nsems: i32, semflg: i32) -> Result<i32> {
         if nsems < 0 || nsems as u32 > self.limits.semmsl {
             return Err(Error::Invalid);
         }
-        let l = self.lock_registry()?;
-        self.clean_creating();
+        self.check_named()?;
         // Unmap what other processes removed (a semget is how a process
         // that only creates and uses sets notices).
         self.notice_removed();
-        if key != IPC_PRIVATE {
-            let found = self.find_key(key).filter(|&idx| !self.free_if_zombie(idx));
-            if let Some(idx) = found {
-                if semflg & IPC_CREAT != 0 && semflg & IPC_EXCL != 0 {
-                    return Err(Error::Exists);
+        let mode = (semflg & 0o777) as u32;
+        let dir = Dir::open()?;
+        if key == IPC_PRIVATE {
+            return match self.create(&dir, key, nsems as u32, mode)? {
+                Some(id) => Ok(id),
+                None => Err(Error::Corrupt),
+            };
+        }
+        // Each round either answers, or removed a name that was in the way
+        // (a half-removed set, a dangling claim), or found the key's set in
+        // transition (being made or removed by another process: looked at
+        // again 1 ms later, for 2 s at most); a creator that loses the key
+        // to another looks again. Bounded: never waits long for anyone.
+        let until = sync::monotonic_ns() + 2_000_000_000;
+        for _round in 0..4096 {
+            match self.resolve_key(&dir, key)? {
+                KeyState::Set(t) => {
+                    match self.semget_existing(&dir, &t, key, nsems as u32, semflg)? {
+                        Some(r) => return r,
+                        None if in_transition(&t.file) && sync::monotonic_ns() < until => {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        None => {}
+                    }
                 }
-                let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
-                if nsems as u32 > e.nsems.load(Ordering::Relaxed) {
-                    return Err(Error::Invalid);
+                KeyState::Free => {
+                    if semflg & IPC_CREAT == 0 {
+                        return Err(Error::NotFound);
+                    }
+                    if let Some(id) = self.create(&dir, key, nsems as u32, mode)? {
+                        return Ok(id);
+                    }
                 }
-                let perm = match self.lookup_slow(reclaim::pin(), idx, None)? {
-                    Found::Mapped(h) => self.perm(&h)?,
-                    // Not ours to open: the registry's copy decides, as
-                    // the kernel lets any class through with no flags.
-                    Found::Unmappable => self.meta_locked(idx, None)?.perm,
-                };
-                if !perm.permits((semflg & 0o777) as u32) {
-                    return Err(Error::PermissionDenied);
+                KeyState::Taken => {
+                    if semflg & IPC_CREAT == 0 {
+                        return Err(Error::NotFound);
+                    }
+                    return Err(Error::NoSpace);
                 }
-                return Ok(self.meta_locked(idx, None)?.id);
-            }
-            if semflg & IPC_CREAT == 0 {
-                return Err(Error::NotFound);
             }
         }
-        self.create(&l, key, nsems as u32, (semflg & 0o777) as u32)
+        Err(Error::WouldBlock)
     }
 
-    /// The index of the live set with key `key`.
-    fn find_key(&self, key: i32) -> Option<u32> {
-        self.entries()
+    /// semget of key `key` whose claim names set `t`: its id, or the
+    /// kernel's error; `None` if the set turned out to be gone (a removal
+    /// finished on the way) or in transition (being made or removed by
+    /// another process): look the key up again.
+    fn semget_existing(
+        &self,
+        dir: &Dir,
+        t: &Target,
+        key: i32,
+        nsems: u32,
+        semflg: i32,
+    ) -> Result<Option<Result<i32>>> {
+        let (set_nsems, perm) = match self.lookup_slow(reclaim::pin(), t.idx, Some(t.seq)) {
+            Ok(Found::Mapped(h)) => {
+                if Namespace::key_of(&h) != key {
+                    // The owner's own claim names a set of another key.
+                    return Err(Error::Corrupt);
+                }
+                (h.reader().nsems() as u32, self.perm(&h)?)
+            }
+            // Not ours to open: `lstat` decides, as the kernel lets any
+            // class through with no flags.
+            Ok(Found::Unmappable) => {
+                let m = self.meta_of(dir, t)?;
+                (m.nsems, m.perm)
+            }
+            Err(Error::Invalid) => {
+                // Removed (its remover died before its names went), or
+                // being made or removed, or its index claim is not this
+                // one: finish it if it is ours and nobody is at work on it.
+                if self.finish_removed(dir, t)? || in_transition(&t.file) {
+                    return Ok(None);
+                }
+                return Ok(Some(if semflg & IPC_CREAT == 0 {
+                    Err(Error::NotFound)
+                } else {
+                    Err(Error::NoSpace)
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        if semflg & IPC_CREAT != 0 && semflg & IPC_EXCL != 0 {
+            return Ok(Some(Err(Error::Exists)));
+        }
+        if nsems > set_nsems {
+            return Ok(Some(Err(Error::Invalid)));
+        }
+        if !perm.permits((semflg & 0o777) as u32) {
+            return Ok(Some(Err(Error::PermissionDenied)));
+        }
+        Ok(Some(Ok(SetId::new(t.idx, t.seq).raw())))
+    }
+
+    /// The key claim of `key`: a dangling or bogus one that is ours (or
+    /// any, for root) is removed on the way.
+    fn resolve_key(&self, dir: &Dir, key: i32) -> Result<KeyState> {
+        let name = key_name(&self.name, key);
+        for _ in 0..4 {
+            match self.read_claim(dir, &name, None)? {
+                Claim::Absent => return Ok(KeyState::Free),
+                Claim::Valid(t) => return Ok(KeyState::Set(Box::new(t))),
+                Claim::Dangling { owner, link } => {
+                    if !may_clean(owner) {
+                        return Ok(KeyState::Taken);
+                    }
+                    dir.unlink_if_same(&name, &link)?;
+                }
+                // Only its owner's (not even root's: root's IPC_SET makes
+                // a claim bogus for a moment while it gives the names away).
+                Claim::Bogus { owner, link } => {
+                    if owner != euid() {
+                        return Ok(KeyState::Taken);
+                    }
+                    dir.unlink_if_same(&name, &link)?;
+                }
+            }
+        }
+        Ok(KeyState::Taken)
+    }
+
+    /// Finishes the removal of the set claim `t` names if it was left half
+    /// done and this process may ([`Namespace::finishable`]), or if its
+    /// index claim does not name it (a key claim left behind). Returns
+    /// whether its names went.
+    fn finish_removed(&self, dir: &Dir, t: &Target) -> Result<bool> {
+        if !may_clean(t.link.st_uid) {
+            return Ok(false);
+        }
+        let indexed = matches!(
+            self.read_claim(dir, &index_name(&self.name, t.idx), Some(t.idx))?,
+            Claim::Valid(ref i) if i.seq == t.seq
+        );
+        if indexed && !self.finishable(dir, t)? {
+            return Ok(false);
+        }
+        self.unlink_claims(dir, t, None, indexed)?;
+        Ok(true)
+    }
+
+    /// Whether the set claim `t` names was left half done by a process
+    /// that died and may be finished by this one (its file's owner, or
+    /// root). Only what the file's owner alone can have done counts, never
+    /// what a writer of the set may have scribbled:
+    ///
+    /// * its file is in transition (write-only for its owner: a creator
+    ///   not yet done, or a remover under way) and its creation lock is
+    ///   free (no creator at work); or
+    /// * the set says it is removed and its file lets nobody but its owner
+    ///   write it (so that only the owner's uid, or root, can have said
+    ///   so): a remover died before it marked the file.
+    ///
+    /// A set another class may write, removed by a remover that died
+    /// before it marked the file, stays (removed, every call EINVAL) until
+    /// its owner or root removes the names by hand.
+    fn finishable(&self, dir: &Dir, t: &Target) -> Result<bool> {
+        if !may_clean(t.file.st_uid) {
+            return Ok(false);
+        }
+        if in_transition(&t.file) {
+            return self.creation_lock_free(dir, &t.name, t.file.st_uid);
+        }
+        if t.file.st_mode & 0o022 != 0 {
+            return Ok(false);
+        }
+        Ok(matches!(self.open_set_file(dir, t)?, Some((_, true))))
+    }
+
+    /// Maps the file claim `t` names, checked as a lookup checks it, and
+    /// says whether its header says removed; `None` if it cannot be opened
+    /// or is not a published set of this id.
+    fn open_set_file(&self, dir: &Dir, t: &Target) -> Result<Option<(Mapping, bool)>> {
+        let size = t.file.st_size as u64;
+        if self.nsems_for_size(t.file.st_size).is_none() {
+            return Ok(None);
+        }
+        let expect = Expect {
+            owner: Some(t.file.st_uid),
+            min_size: size,
+            max_size: size,
+        };
+        let c = match dir.open_file(&t.name, Access::ReadWrite, None, &expect) {
+            Ok(Open::File(c)) => c,
+            Ok(_) | Err(Error::Corrupt) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let map = Mapping::map_fd(&c.fd, size, true)?;
+        // SAFETY: the mapping is page-aligned and `len` bytes long; all
+        // access is atomic; the view is dropped before the mapping.
+        let removed = match unsafe { SetView::from_raw(map.base(), map.len()) } {
+            Ok(v) if v.hdr.id.load(Ordering::Relaxed) == SetId::new(t.idx, t.seq).raw() => {
+                // SYNC: Acquire as in `Namespace::find`.
+                v.hdr.removed.load(Ordering::Acquire) != 0
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some((map, removed)))
+    }
+
+    /// Whether set file `name` (of `owner`) has no creator at work: its
+    /// creation lock can be taken (and is let go at once).
+    fn creation_lock_free(&self, dir: &Dir, name: &str, owner: u32) -> Result<bool> {
+        let expect = Expect {
+            owner: Some(owner),
+            ..Expect::ANY
+        };
+        match dir.open_file(name, Access::WriteOnly, None, &expect) {
+            Ok(Open::File(c)) => shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE),
+            Ok(_) => Ok(false),
+            Err(Error::Corrupt) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unlinks the names of the set `t` names: its key claim (that of
+    /// `key`, the key its header says, if it names the set; with `None`,
+    /// whichever does), its index claim (if it names it), and with `file`
+    /// its file, each only if it is still what was checked. (A header
+    /// someone scribbled a wrong key on leaves the key claim dangling once
+    /// the file is gone: the next semget of the key or gc removes it.)
+    fn unlink_claims(&self, dir: &Dir, t: &Target, key: Option<i32>, file: bool) -> Result<()> {
+        let key = self.key_claim_of(dir, t, key);
+        if let Some((name, link)) = key {
+            dir.unlink_if_same(&name, &link)?;
+        }
+        let iname = index_name(&self.name, t.idx);
+        if let Claim::Valid(i) = self.read_claim(dir, &iname, Some(t.idx))? {
+            if i.seq == t.seq {
+                dir.unlink_if_same(&iname, &i.link)?;
+            }
+        }
+        if file {
+            dir.unlink_if_same(&t.name, &t.file)?;
+        }
+        Ok(())
+    }
+
+    /// The key claim (name and `lstat`) that names the set file `t` names,
+    /// if any: with `hint` (the key the set's header says), that key's
+    /// claim only; else a scan of the key claims.
+    fn key_claim_of(
+        &self,
+        dir: &Dir,
+        t: &Target,
+        hint: Option<i32>,
+    ) -> Option<(String, shm::Stat)> {
+        let names = match hint {
+            Some(IPC_PRIVATE) => return None,
+            Some(k) => vec![key_name(&self.name, k)],
+            None => dir.list(&format!("shmsem.{}.k.", self.name)),
+        };
+        for name in names {
+            if parse_key_name(&self.name, &name).is_none() {
+                continue;
+            }
+            if let Ok(Claim::Valid(k)) = self.read_claim(dir, &name, None) {
+                if k.name == t.name && k.file.st_ino == t.file.st_ino {
+                    return Some((name, k.link));
+                }
+            }
+        }
+        None
+    }
+
+    /// What `lstat` says of the set claim `t` names (see [`Meta`]).
+    fn meta_of(&self, dir: &Dir, t: &Target) -> Result<Meta> {
+        let nsems = self.nsems_for_size(t.file.st_size).ok_or(Error::Corrupt)?;
+        let key = self
+            .key_claim_of(dir, t, None)
+            .and_then(|(name, _)| parse_key_name(&self.name, &name))
+            .unwrap_or(IPC_PRIVATE);
+        let (uid, gid) = (t.file.st_uid, t.file.st_gid);
+        Ok(Meta {
+            id: SetId::new(t.idx, t.seq).raw(),
+            key,
+            nsems,
+            seq: t.seq,
+            perm: Perm {
+                uid,
+                gid,
+                cuid: uid,
+                cgid: gid,
+                mode: t.file.st_mode & 0o777,
+            },
+            otime: 0,
+            ctime: t.file.st_ctime,
+        })
+    }
+
+    /// What `lstat` says of set `idx` (whose sequence must be `seq` if
+    /// given), for a process that may not open it. EINVAL as `find`.
+    pub(super) fn meta(&self, idx: u32, seq: Option<u32>) -> Result<Meta> {
+        if idx >= self.limits.semmni {
+            return Err(Error::Invalid);
+        }
+        let dir = Dir::open()?;
+        let Claim::Valid(t) = self.read_claim(&dir, &index_name(&self.name, idx), Some(idx))?
+        else {
+            return Err(Error::Invalid);
+        };
+        if seq.is_some_and(|s| s != t.seq) {
+            return Err(Error::Invalid);
+        }
+        self.meta_of(&dir, &t)
+    }
+
+    /// The indices some name claims (valid or not), from a scan.
+    pub(super) fn claimed_indices(&self, dir: &Dir) -> Vec<u32> {
+        let prefix = format!("shmsem.{}.i.", self.name);
+        let mut v: Vec<u32> = dir
+            .list(&prefix)
             .iter()
-            .position(|e| live_seq(e).is_some() && e.key.load(Ordering::Relaxed) == key)
-            .map(|i| i as u32)
+            .filter_map(|n| parse_index_name(&self.name, n))
+            .filter(|&i| i < self.limits.semmni)
+            .collect();
+        v.sort_unstable();
+        v
     }
 
-    /// Frees entry `idx` if it is LIVE but its set is gone: removed by a
-    /// remover that died before freeing the entry, or its segment missing.
-    /// The caller holds the registry lock. Returns whether it was freed.
-    fn free_if_zombie(&self, idx: u32) -> bool {
-        // Invalid from a LIVE entry means exactly that (a corrupt segment
-        // gives another error, an inaccessible one Unmappable: both are
-        // left alone).
-        if !matches!(
-            self.lookup_slow(reclaim::pin(), idx, None),
-            Err(Error::Invalid)
-        ) {
-            return false;
-        }
-        let Some(e) = self.entries().get(idx as usize) else {
-            return false;
+    /// The valid index claims: (the sets they name), from a scan.
+    pub(super) fn valid_claims(&self, dir: &Dir) -> Vec<Target> {
+        self.claimed_indices(dir)
+            .into_iter()
+            .filter_map(
+                |idx| match self.read_claim(dir, &index_name(&self.name, idx), Some(idx)) {
+                    Ok(Claim::Valid(t)) => Some(t),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// (sets, semaphores) the valid index claims name, and the highest
+    /// index among them: IPC_INFO and SEM_INFO, from a scan (the sizes of
+    /// the files give their nsems).
+    pub(super) fn usage(&self) -> (u32, u64, Option<u32>) {
+        let Ok(dir) = Dir::open() else {
+            return (0, 0, None);
         };
-        let Some(seq) = live_seq(e) else {
-            return false;
-        };
-        self.free_entry(SetId::new(idx, seq).raw(), e.nsems.load(Ordering::Relaxed));
-        let _ = shm::unlink(&set_name(&self.name, idx, seq));
-        true
+        let claims = self.valid_claims(&dir);
+        let sems = claims
+            .iter()
+            .map(|t| self.nsems_for_size(t.file.st_size).unwrap_or(0) as u64)
+            .sum();
+        let max = claims.iter().map(|t| t.idx).max();
+        (claims.len() as u32, sems, max)
     }
 
-    /// Entries left CREATING by a creator that died holding the registry
-    /// lock (we hold it now, so nobody else is creating).
-    fn clean_creating(&self) {
-        for (i, e) in self.entries().iter().enumerate() {
-            // SYNC: Acquire pairs with the Release store of CREATING in
-            // `Namespace::create`.
-            let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
-            if ss.is_creating() {
-                let _ = shm::unlink(&set_name(&self.name, i as u32, ss.seq()));
-                // SYNC: Release pairs with the Acquire loads of the entry's
-                // state (`live_seq`, `Namespace::free_index`).
-                e.state_seq.store(ss.freed().raw(), Ordering::Release);
-            }
-        }
-    }
-
-    /// Creates a set: an index, its segment, then its entry goes LIVE.
-    fn create(&self, l: &RegLock<'_>, key: i32, nsems: u32, mode: u32) -> Result<i32> {
+    /// Creates a set of key `key` (IPC_PRIVATE: none): an index, its file,
+    /// its claims. `None` if another process claimed the key first.
+    fn create(&self, dir: &Dir, key: i32, nsems: u32, mode: u32) -> Result<Option<i32>> {
         if nsems == 0 {
             return Err(Error::Invalid);
         }
-        let h = self.header();
-        if h.used_sems.load(Ordering::Relaxed) as u64 + nsems as u64 > self.limits.semmns as u64 {
-            return Err(Error::NoSpace);
-        }
-        if h.used_sets.load(Ordering::Relaxed) >= self.limits.semmni {
-            return Err(Error::NoSpace);
-        }
-        let id = self.free_index(l)?;
-        let e = self
-            .entries()
-            .get(id.index as usize)
-            .ok_or(Error::Corrupt)?;
-        // SYNC: Release pairs with the Acquire load in `clean_creating`.
-        e.state_seq.store(
-            EntryState::new(id.seq, ENTRY_CREATING).raw(),
-            Ordering::Release,
-        );
-        let (uid, gid) = creds();
-        let ctime = match self.create_segment(id, key, nsems, mode, (uid, gid)) {
-            Ok(t) => t,
-            Err(err) => {
-                // SYNC: Release as in `clean_creating`.
-                e.state_seq
-                    .store(EntryState::new(id.seq, ENTRY_FREE).raw(), Ordering::Release);
-                return Err(err);
+        let l = self.limits;
+        // SEMMNS can only be reached when SEMMNI sets of SEMMSL could pass
+        // it (never with the default limits): then a scan counts.
+        if l.semmni as u64 * l.semmsl as u64 > l.semmns as u64 {
+            let (_, used, _) = self.usage();
+            if used + nsems as u64 > l.semmns as u64 {
+                return Err(Error::NoSpace);
             }
-        };
-        publish_entry(e, id.seq, key, nsems, (uid, gid, mode), ctime);
-        h.next_idx.store(id.index + 1, Ordering::Relaxed);
-        h.seq.store(id.seq, Ordering::Relaxed);
-        h.used_sets.fetch_add(1, Ordering::Relaxed);
-        h.used_sems.fetch_add(nsems, Ordering::Relaxed);
-        Ok(id.raw())
-    }
-
-    /// The next free index and its sequence number, as the kernel's
-    /// `ipc_idr_alloc`: cyclically from `next_idx` within the first
-    /// `max(in use × 3/2, 64)` indices (at most SEMMNI), the sequence
-    /// advancing when the allocation wraps (an index below `next_idx`).
-    /// The caller holds the registry lock, `l`; the window's pages are
-    /// reserved first (ENOSPC on a full /dev/shm).
-    fn free_index(&self, l: &RegLock<'_>) -> Result<SetId> {
-        let h = self.header();
-        let n = self.limits.semmni;
-        // SYNC: Acquire pairs with the Release stores that free an entry
-        // (`free_entry`, `clean_creating`).
-        let is_free =
-            |e: &RegistryEntry| EntryState::from_raw(e.state_seq.load(Ordering::Acquire)).is_free();
-        // Counted, not `used_sets` (a counter anyone may scribble on): a
-        // window too small for the sets in it would be a false ENOSPC.
-        let in_use = self.entries().iter().filter(|e| !is_free(e)).count() as u32;
-        let window = (in_use.saturating_mul(3) / 2).max(IPC_MIN_CYCLE).min(n);
-        self.reserve_entries(l, window)?;
-        let entries = self.entries();
-        let window = window.min(entries.len() as u32);
-        let next = h.next_idx.load(Ordering::Relaxed) % n;
-        let seq = h.seq.load(Ordering::Relaxed) % (IPC_SEQ_MAX + 1);
-        for idx in (next..window).chain(0..next.min(window)) {
-            if is_free(&entries[idx as usize]) {
-                let seq = if idx < next {
-                    (seq + 1) % (IPC_SEQ_MAX + 1)
-                } else {
-                    seq
-                };
-                return Ok(SetId::new(idx, seq));
+        }
+        let n = l.semmni;
+        let (next, seq0) = self.hints();
+        let small = IPC_MIN_CYCLE.min(n);
+        // The kernel's ipc_idr_alloc: cyclically from `next` within the
+        // first max(in use × 3/2, 64) indices (at most SEMMNI), the
+        // sequence advancing when the allocation wraps. The window needs a
+        // scan, made only when an index at or past 64 is considered.
+        let mut window: Option<u32> = None;
+        for idx in (next..n).chain(0..next) {
+            if idx >= small {
+                let w = *window.get_or_insert_with(|| {
+                    let in_use = self.claimed_indices(dir).len() as u32;
+                    (in_use.saturating_mul(3) / 2).max(IPC_MIN_CYCLE).min(n)
+                });
+                if idx >= w {
+                    continue;
+                }
+            }
+            if dir.lstat(&index_name(&self.name, idx))?.is_some() {
+                continue;
+            }
+            let seq = if idx < next {
+                (seq0 + 1) % (IPC_SEQ_MAX + 1)
+            } else {
+                seq0
+            };
+            match self.create_at(dir, idx, seq, key, nsems, mode)? {
+                Made::Id(id) => return Ok(Some(id)),
+                Made::Busy => continue,
+                Made::KeyTaken => return Ok(None),
             }
         }
         Err(Error::NoSpace)
     }
 
-    /// Creates and initialises set `id`'s segment for owner `(uid, gid)`;
-    /// returns its ctime.
-    fn create_segment(
+    /// Makes set (`idx`, `seq`): its file created exclusively, in
+    /// transition ([`TRANSITION_MODE`]), and held by its creation lock
+    /// while it is sized, initialised and published; then the index claim,
+    /// then the key claim; then the file gets its mode (a set is live from
+    /// then on) and the lock is let go.
+    fn create_at(
         &self,
-        id: SetId,
+        dir: &Dir,
+        idx: u32,
+        seq: u32,
         key: i32,
         nsems: u32,
         mode: u32,
-        (uid, gid): (u32, u32),
-    ) -> Result<i64> {
-        let name = set_name(&self.name, id.index, id.seq);
-        let geo = SetGeometry::new(nsems, self.limits.proc_slots, self.limits.queue_slots);
-        let map = match Mapping::create_exclusive(&name, geo.size) {
-            Err(Error::Exists) => {
-                // A leftover of a crashed creator or remover: the registry
-                // says the index is free, so nobody uses it.
-                shm::unlink(&name)?;
-                Mapping::create_exclusive(&name, geo.size)?
-            }
-            r => r?,
+    ) -> Result<Made> {
+        let name = set_name(&self.name, idx, seq);
+        let (uid, gid) = creds();
+        let expect = Expect {
+            owner: Some(uid),
+            min_size: 0,
+            max_size: 0,
         };
-        // SAFETY: the fresh mapping is zeroed, page-aligned and geo.size
-        // bytes long; it starts with a SetHeader.
-        let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
-        let ctime = sync::realtime_secs();
-        SetView::init(hdr, &geo, key, id.raw(), uid, gid, mode, ctime);
-        map.set_mode(&name, file_mode(mode))?;
-        Ok(ctime)
+        let c = match dir.open_file(&name, Access::ReadWrite, Some(TRANSITION_MODE), &expect) {
+            Ok(Open::File(c)) => c,
+            // Anyone's name, whatever it is (a leftover, a link, a FIFO):
+            // never opened, never ours; the next index.
+            Err(Error::Exists) => return Ok(Made::Busy),
+            Ok(_) => return Err(Error::Corrupt),
+            Err(e) => return Err(e),
+        };
+        // Between the create and the lock, a cleaner of our uid may have
+        // taken the file for a dead creator's: then its lock is not to be
+        // had, or the name is gone or another file's.
+        if !shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE)? {
+            return Ok(Made::Busy);
+        }
+        match dir.lstat(&name)? {
+            Some(st) if shm::file_id_of(&st) == shm::file_id_of(&c.st) => {}
+            _ => return Ok(Made::Busy),
+        }
+        let unlink_file = || {
+            let _ = dir.unlink_if_same(&name, &c.st);
+        };
+        let geo = SetGeometry::new(nsems, self.limits.proc_slots, self.limits.queue_slots);
+        let made = (|| {
+            shm::size_and_reserve(&c.fd, geo.size as u64)?;
+            let map = Mapping::map_fd(&c.fd, geo.size as u64, true)?;
+            // SAFETY: the fresh mapping is zeroed, page-aligned and
+            // geo.size bytes long; it starts with a SetHeader.
+            let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
+            let id = SetId::new(idx, seq).raw();
+            SetView::init(hdr, &geo, key, id, uid, gid, mode, sync::realtime_secs());
+            // The mode given at the create was masked by the umask.
+            shm::fchmod(&c.fd, TRANSITION_MODE)?;
+            Ok::<_, Error>((map, id))
+        })();
+        let (map, id) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                unlink_file();
+                return Err(e);
+            }
+        };
+        let iname = index_name(&self.name, idx);
+        if !dir.symlink(&name, &iname)? {
+            unlink_file();
+            return Ok(Made::Busy);
+        }
+        if key != IPC_PRIVATE && !dir.symlink(&name, &key_name(&self.name, key))? {
+            // Another process claimed the key first. The set was visible
+            // by index for a moment: it dies as a removed one would.
+            // SAFETY: as above.
+            let hdr: &SetHeader = unsafe { crate::mapped::at(map.base(), 0) };
+            // SYNC: Release pairs with the Acquire loads of `removed` by
+            // lookups (`Namespace::find`, `map_set`).
+            hdr.removed.store(1, Ordering::Release);
+            if let Some(st) = dir.lstat(&iname)? {
+                dir.unlink_if_same(&iname, &st)?;
+            }
+            unlink_file();
+            return Ok(Made::KeyTaken);
+        }
+        if let Err(e) = shm::fchmod(&c.fd, file_mode(mode)) {
+            // Never live: its claims and file go, as a failed creation's.
+            let _ = dir.unlink(&key_name(&self.name, key));
+            if let Some(st) = dir.lstat(&iname)? {
+                dir.unlink_if_same(&iname, &st)?;
+            }
+            unlink_file();
+            return Err(e);
+        }
+        shm::ofd_unlock(&c.fd, CREATION_LOCK_BYTE);
+        self.set_hints(idx, seq);
+        Ok(Made::Id(id))
     }
 
-    /// IPC_RMID: waiters get EIDRM, the id becomes stale, the segment's name
-    /// goes (mappings of it stay valid until unmapped).
+    /// IPC_RMID: waiters get EIDRM, the id becomes stale, the set's names
+    /// go (mappings of it stay valid until unmapped).
     pub(super) fn remove(&self, h: &SetHandle) -> Result<()> {
-        // The set's lock first, then the registry's (as IPC_SET): a remover
-        // that waits for the set's holder (stopped, say) holds nothing that
-        // semget and the other registry users need. Nobody waits for a set's
-        // lock holding the registry's: semget's reads of a set never wait.
+        self.check_named()?;
         let me = self.me(h)?;
         let host = self.host(h);
         let g = h.writer()?.lock(&me, &host);
-        let _l = self.lock_registry()?;
         self.remove_locked(h, g)
     }
 
-    /// [`Namespace::remove`], the caller holding the set's lock (`g`) and
-    /// then the registry's.
-    pub(super) fn remove_locked(&self, h: &SetHandle, mut g: Guard<'_, '_>) -> Result<()> {
+    /// [`Namespace::remove`], the caller holding the set's lock (`g`).
+    pub(super) fn remove_locked(
+        &self,
+        h: &SetHandle,
+        mut g: crate::set::Guard<'_, '_>,
+    ) -> Result<()> {
         if h.removed() {
             return Err(Error::Invalid);
         }
         // The set dies first, in one committed step (its sleepers get
         // EIDRM; a woken sleeper that uses the old id gets EINVAL, as in
         // the kernel, because lookups check `removed`), and its section
-        // ends; then, under the registry's lock still, its id and name go.
-        // A remover that dies in between leaves a LIVE entry for a removed
-        // set, which the next semget of its key (or gc) clears.
+        // ends; then its names go: key, index, file. A remover that dies
+        // in between leaves names of a removed set, which the next semget
+        // of its key by the set's uid (or gc) removes.
         g.remove()?;
         drop(g);
-        self.free_entry(h.id(), h.reader().nsems() as u32);
-        shm::unlink(&h.name)
+        self.unlink_names(h);
+        Ok(())
     }
 
-    /// Frees set `id`'s entry (if LIVE) and gives its count back.
-    fn free_entry(&self, id: i32, nsems: u32) {
-        let idx = SetId::from_raw(id).index;
-        if let Some(e) = self.entries().get(idx as usize) {
-            // SYNC: Acquire as in `live_seq`.
-            let ss = EntryState::from_raw(e.state_seq.load(Ordering::Acquire));
-            if ss.is_live() {
-                // SYNC: Release pairs with the Acquire load in
-                // `Namespace::free_index` of the next creator.
-                e.state_seq.store(ss.freed().raw(), Ordering::Release);
-                let h = self.header();
-                h.used_sets.fetch_sub(1, Ordering::Relaxed);
-                h.used_sems.fetch_sub(
-                    nsems.min(h.used_sems.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-            }
-        }
-    }
-
-    /// The registry entry of a mapped set.
-    pub(super) fn entry_of(&self, h: &SetHandle) -> &RegistryEntry {
-        // A mapped set's index was found reserved, and stays so.
-        &self.slots()[h.idx as usize]
-    }
-
-    /// Copies the set's ctime to the registry (call under the set's lock).
-    pub(super) fn mirror_ctime(&self, h: &SetHandle, v: &SetView<'_>) {
-        let ctime = v.hdr.ctime.load(Ordering::Relaxed);
-        crate::set::store_tagged_time(&self.entry_of(h).ctime_tagged, h.seq, ctime);
-    }
-
-    /// The registry's copy of set `idx` (whose sequence must be `seq` if
-    /// given); the caller holds the registry lock. EINVAL as `find`.
-    pub(super) fn meta_locked(&self, idx: u32, seq: Option<u32>) -> Result<Meta> {
-        let e = self.entries().get(idx as usize).ok_or(Error::Invalid)?;
-        let eseq = live_seq(e).ok_or(Error::Invalid)?;
-        if seq.is_some_and(|s| s != eseq) {
-            return Err(Error::Invalid);
-        }
-        let time = |w: &AtomicU64| {
-            let w = TaggedTime::from_raw(w.load(Ordering::Relaxed));
-            if w.has_tag(eseq) {
-                w.secs()
-            } else {
-                0
-            }
+    /// Unlinks removed set `h`'s names (best effort: a name this process
+    /// may not remove, the set's owner not being its creator, stays for
+    /// the creator's uid to finish).
+    fn unlink_names(&self, h: &SetHandle) {
+        let Ok(dir) = Dir::open() else {
+            return;
         };
-        Ok(Meta {
-            id: SetId::new(idx, eseq).raw(),
-            key: e.key.load(Ordering::Relaxed),
-            nsems: e.nsems.load(Ordering::Relaxed),
-            seq: eseq,
-            perm: Perm {
-                uid: e.uid.load(Ordering::Relaxed),
-                gid: e.gid.load(Ordering::Relaxed),
-                cuid: e.cuid.load(Ordering::Relaxed),
-                cgid: e.cgid.load(Ordering::Relaxed),
-                mode: e.mode.load(Ordering::Relaxed),
-            },
-            otime: time(&e.otime_tagged),
-            ctime: time(&e.ctime_tagged),
-        })
+        let Ok(Some(file)) = dir.lstat(&h.name) else {
+            return;
+        };
+        if shm::file_id_of(&file) != h.map.file_id() {
+            return;
+        }
+        // First the mark only the file's owner (or root) can make: a
+        // remover that dies from here on leaves a set any later process of
+        // the owner's uid finishes.
+        let _ = h.map.set_mode(&h.name, TRANSITION_MODE);
+        let t = Target {
+            idx: h.idx,
+            seq: h.seq,
+            name: h.name.clone(),
+            link: file,
+            file,
+        };
+        let _ = self.unlink_claims(&dir, &t, Some(Namespace::key_of(h)), true);
+    }
+
+    /// Gives set `h`'s names to `uid` (root's IPC_SET): its index and key
+    /// claims, then its file, each only if it is still the set's.
+    pub(super) fn chown_names(&self, h: &SetHandle, uid: u32, gid: u32) {
+        let Ok(dir) = Dir::open() else {
+            return;
+        };
+        let Ok(Some(file)) = dir.lstat(&h.name) else {
+            return;
+        };
+        if shm::file_id_of(&file) != h.map.file_id() || file.st_uid == uid {
+            let _ = h.map.set_owner(&h.name, uid, gid);
+            return;
+        }
+        let t = Target {
+            idx: h.idx,
+            seq: h.seq,
+            name: h.name.clone(),
+            link: file,
+            file,
+        };
+        let iname = index_name(&self.name, h.idx);
+        if let Ok(Claim::Valid(i)) = self.read_claim(&dir, &iname, Some(h.idx)) {
+            if i.seq == h.seq {
+                let _ = dir.lchown_if_same(&iname, &i.link, uid, gid);
+            }
+        }
+        if let Some((kname, link)) = self.key_claim_of(&dir, &t, Some(Namespace::key_of(h))) {
+            let _ = dir.lchown_if_same(&kname, &link, uid, gid);
+        }
+        let _ = h.map.set_owner(&h.name, uid, gid);
     }
 
     /// Cleans the namespace up after crashes, printing nothing and
     /// removing no live set (a set lives until IPC_RMID, used or not):
-    /// entries left by a creator or remover that died half-way are freed,
-    /// segment files that no entry names (leftovers of such deaths) are
-    /// unlinked, and every set is swept of its dead processes (undo
-    /// applied, queue slots and process entries freed).
+    /// sets left half made or half removed by a process that died are
+    /// finished, claims naming nothing are removed, set files nothing
+    /// names are unlinked (each only if it is this process's uid's, or for
+    /// root), and every set is swept of its dead processes (undo applied,
+    /// queue slots and process entries freed).
     pub fn gc(&self) -> Result<GcReport> {
+        self.check_named()?;
         let mut r = GcReport::default();
-        let live: Vec<u32> = {
-            let _l = self.lock_registry()?;
-            let (stale, orphans) = self.clean_up_locked();
-            r.stale_entries = stale;
-            r.orphan_segments = orphans;
-            self.live_indices()
-        };
-        for idx in live {
+        let (stale, orphans) = self.clean_up()?;
+        r.stale_entries = stale;
+        r.orphan_segments = orphans;
+        let dir = Dir::open()?;
+        for t in self.valid_claims(&dir) {
             // A set this process cannot map is left to those who can.
-            let Ok(Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), idx, None) else {
+            let Ok(Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), t.idx, Some(t.seq)) else {
                 continue;
             };
             r.dead_processes += self.reap_dead(&h);
@@ -445,52 +708,92 @@ impl Namespace {
         Ok(r)
     }
 
-    /// Crash leftovers, the caller holding the registry lock: entries left
-    /// CREATING, LIVE entries of sets that are gone, segment files no entry
-    /// names. Returns (stale entries freed, orphan segments unlinked).
-    pub(super) fn clean_up_locked(&self) -> (usize, usize) {
-        self.clean_creating();
-        let stale = self
-            .live_indices()
-            .into_iter()
-            .filter(|&idx| self.free_if_zombie(idx))
-            .count();
-        (stale, self.unlink_orphans())
-    }
-
-    /// The indices of the LIVE entries.
-    pub(super) fn live_indices(&self) -> Vec<u32> {
-        self.entries()
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| live_seq(e).is_some())
-            .map(|(i, _)| i as u32)
-            .collect()
-    }
-
-    /// Unlinks this namespace's set segments that no LIVE entry names (the
-    /// caller holds the registry lock); returns how many.
-    fn unlink_orphans(&self) -> usize {
-        let named: std::collections::HashSet<String> = self
-            .entries()
-            .iter()
-            .enumerate()
-            .filter_map(|(idx, e)| live_seq(e).map(|seq| set_name(&self.name, idx as u32, seq)))
-            .collect();
-        let prefix = format!("/shmsem.{}.", self.name);
-        let mut n = 0;
-        for name in shm::list(&prefix[1..]) {
-            // Only this namespace's set files: NS.INDEX.SEQ, digits.
-            let rest = &name[prefix.len()..];
-            let ours = rest.split('.').count() == 2
-                && rest
-                    .split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-            if ours && !named.contains(&name) && shm::unlink(&name).is_ok() {
-                n += 1;
+    /// Crash leftovers this process may remove (its uid's, or any for
+    /// root): sets left half made or half removed ([`Namespace::finishable`]),
+    /// claims naming nothing, set files nothing claims.
+    /// Returns (sets finished and stale claims removed, files unlinked).
+    pub(super) fn clean_up(&self) -> Result<(usize, usize)> {
+        let dir = Dir::open()?;
+        let mut stale = 0;
+        // Index claims.
+        for idx in self.claimed_indices(&dir) {
+            let iname = index_name(&self.name, idx);
+            match self.read_claim(&dir, &iname, Some(idx))? {
+                Claim::Valid(t) if self.finishable(&dir, &t)? => {
+                    self.unlink_claims(&dir, &t, None, true)?;
+                    stale += 1;
+                }
+                Claim::Dangling { owner, link } if may_clean(owner) => {
+                    dir.unlink_if_same(&iname, &link)?;
+                    stale += 1;
+                }
+                _ => {}
             }
         }
-        n
+        // Key claims whose set is gone or not claimed by its index.
+        for name in dir.list(&format!("shmsem.{}.k.", self.name)) {
+            if parse_key_name(&self.name, &name).is_none() {
+                continue;
+            }
+            match self.read_claim(&dir, &name, None)? {
+                Claim::Valid(t) if may_clean(t.link.st_uid) => {
+                    let iname = index_name(&self.name, t.idx);
+                    let indexed = matches!(
+                        self.read_claim(&dir, &iname, Some(t.idx))?,
+                        Claim::Valid(ref i) if i.seq == t.seq
+                    );
+                    if !indexed {
+                        dir.unlink_if_same(&name, &t.link)?;
+                        stale += 1;
+                    }
+                }
+                Claim::Dangling { owner, link } if may_clean(owner) => {
+                    dir.unlink_if_same(&name, &link)?;
+                    stale += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok((stale, self.unlink_orphans(&dir)?))
+    }
+
+    /// Unlinks this namespace's set files that no valid index claim names,
+    /// that this process may remove, and whose creation lock is free (no
+    /// creator at work); returns how many.
+    fn unlink_orphans(&self, dir: &Dir) -> Result<usize> {
+        let named: std::collections::HashSet<String> =
+            self.valid_claims(dir).into_iter().map(|t| t.name).collect();
+        let prefix = format!("shmsem.{}.s.", self.name);
+        let mut n = 0;
+        for name in dir.list(&prefix) {
+            if named.contains(&name) {
+                continue;
+            }
+            let Some(st) = dir.lstat(&name)? else {
+                continue;
+            };
+            if !may_clean(st.st_uid) {
+                continue;
+            }
+            // A set file in transition may have a creator at work on it
+            // (its creation lock held, not yet claimed); anything else of
+            // ours under a set name that no claim names is a leftover (a
+            // creator's files are in transition until claimed) or garbage.
+            if parse_set_name(&self.name, &name).is_some()
+                && shm::is_regular(&st)
+                && in_transition(&st)
+                && !self.creation_lock_free(dir, &name, st.st_uid)?
+            {
+                continue;
+            }
+            // Claimed meanwhile (a creator that finished just now): leave it.
+            if self.valid_claims(dir).iter().any(|t| t.name == name) {
+                continue;
+            }
+            dir.unlink_if_same(&name, &st)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Sweeps set `h` of every dead process; returns how many it reaped.
@@ -515,36 +818,4 @@ impl Namespace {
         }
         0
     }
-}
-
-/// Fills LIVE-to-be entry `e` (sequence `seq`) for a new set and makes it
-/// LIVE: key, size, creator, owner and mode, times.
-fn publish_entry(
-    e: &RegistryEntry,
-    seq: u32,
-    key: i32,
-    nsems: u32,
-    (uid, gid, mode): (u32, u32, u32),
-    ctime: i64,
-) {
-    e.key.store(key, Ordering::Relaxed);
-    e.nsems.store(nsems, Ordering::Relaxed);
-    e.creator.store(liveness::pid(), Ordering::Relaxed);
-    for (f, x) in [
-        (&e.uid, uid),
-        (&e.gid, gid),
-        (&e.cuid, uid),
-        (&e.cgid, gid),
-        (&e.mode, mode),
-    ] {
-        f.store(x, Ordering::Relaxed);
-    }
-    e.otime_tagged
-        .store(TaggedTime::never(seq).raw(), Ordering::Relaxed);
-    e.ctime_tagged
-        .store(TaggedTime::new(ctime, seq).raw(), Ordering::Relaxed);
-    // SYNC: Release publishes key/nsems before the entry is LIVE (to the
-    // Acquire load in `live_seq`).
-    e.state_seq
-        .store(EntryState::new(seq, ENTRY_LIVE).raw(), Ordering::Release);
 }

@@ -13,7 +13,7 @@ use shm_layout::*;
 
 use super::cache::{Found, SetHandle};
 use super::perm::{allows, file_mode, ALTER, READ};
-use super::{live_seq, reclaim, Namespace};
+use super::{reclaim, Namespace};
 
 impl Namespace {
     /// `semctl(2)`. Returns what the kernel's call returns on success.
@@ -88,13 +88,14 @@ impl Namespace {
     }
 
     /// IPC_INFO and SEM_INFO: the limits (and, for SEM_INFO, the usage);
-    /// returns the highest index in use.
+    /// returns the highest index in use. The usage and the index come from
+    /// a scan of the index claims.
     fn semctl_info(&self, cmd: i32, arg: SemctlArg<'_>) -> Result<i32> {
         let SemctlArg::Info(out) = arg else {
             return Err(Error::BadAddress);
         };
         let l = self.limits;
-        let h = self.header();
+        let (sets, sems, max) = self.usage();
         let c = |x: u32| x.min(i32::MAX as u32) as i32;
         *out = Seminfo {
             semmap: c(l.semmns),
@@ -104,19 +105,14 @@ impl Namespace {
             semmsl: c(l.semmsl),
             semopm: c(l.semopm),
             semume: c(l.semopm),
-            semusz: if cmd == SEM_INFO {
-                c(h.used_sets.load(Ordering::Relaxed))
-            } else {
-                20
-            },
+            semusz: if cmd == SEM_INFO { c(sets) } else { 20 },
             semvmx: SEMVMX,
             semaem: if cmd == SEM_INFO {
-                c(h.used_sems.load(Ordering::Relaxed))
+                c(sems.min(u32::MAX as u64) as u32)
             } else {
                 SEMAEM
             },
         };
-        let max = self.entries().iter().rposition(|e| live_seq(e).is_some());
         Ok(max.unwrap_or(0) as i32)
     }
 
@@ -267,22 +263,30 @@ impl Namespace {
     fn getall_slow(&self, h: &SetHandle, out: &mut [u16]) -> Result<()> {
         let v = h.reader();
         let n = out.len();
-        let vals = self.read_set(
+        // Sized from the mapping's validated nsems (at most SEMMSL), and
+        // allocated fallibly all the same: ENOMEM, never an abort.
+        let zeros = || -> Result<Vec<u16>> {
+            let mut vals = Vec::new();
+            vals.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
+            vals.resize(n, 0);
+            Ok(vals)
+        };
+        let scratch = std::cell::RefCell::new(zeros()?);
+        let ok = self.read_set(
             h,
             |g, me, host| {
                 g.sweep_dead(me, host, Sweep::Undo);
-                let mut vals = vec![0; n];
-                g.read_all(&mut vals);
-                Some(vals)
+                g.read_all(&mut scratch.borrow_mut());
+                Some(())
             },
             |me, host| {
                 let dead = v.dead_undo_holders(me, None, host);
-                let mut vals = vec![0; n];
-                let live = v.committed_values(&mut vals, &dead)?;
-                Some(live.then_some(vals))
+                let live = v.committed_values(&mut scratch.borrow_mut(), &dead)?;
+                Some(live.then_some(()))
             },
         );
-        out.copy_from_slice(&vals.ok_or(Error::Invalid)?);
+        ok.ok_or(Error::Invalid)?;
+        out.copy_from_slice(&scratch.borrow());
         Ok(())
     }
 
@@ -348,7 +352,6 @@ impl Namespace {
                 return Err(Error::Removed);
             }
             g.setall(vals, me.pid)?;
-            self.mirror_ctime(h, g.view());
             Ok(0)
         })?
     }
@@ -374,7 +377,6 @@ impl Namespace {
                 return Err(Error::Removed);
             }
             g.setval(n, val, me.pid)?;
-            self.mirror_ctime(&h, g.view());
             Ok(0)
         })?
     }
@@ -408,33 +410,40 @@ impl Namespace {
         self.ipc_set(&h, ds)
     }
 
-    /// IPC_SET (after the owner check): the set's owner and mode, and the
-    /// registry's copy of them, change together.
+    /// IPC_SET (after the owner check): the set's owner and mode, then
+    /// the file's mode follows, and, when the caller is root (only root may
+    /// chown), its owner: the set's claims first, then the file (a claim is
+    /// valid only if its owner owns the file; in between, lookups find no
+    /// set).
     fn ipc_set(&self, h: &SetHandle, ds: &SemidDs) -> Result<i32> {
         let (uid, gid, mode) = (ds.perm.uid, ds.perm.gid, ds.perm.mode & 0o777);
         // As ipc_update_perm: (uid_t)-1 and (gid_t)-1 are no ids.
         if uid == u32::MAX || gid == u32::MAX {
             return Err(Error::Invalid);
         }
-        // The registry's copy changes with the set, under both locks, so
-        // that its readers never see half of it: the set's first (see
-        // `Namespace::remove`).
+        self.check_named()?;
+        if super::euid() != 0 {
+            // Only root may chown: the file stays its owner's, who must
+            // stay the set's owner or creator (a lookup believes no header
+            // that names neither). Giving the set to a third user from an
+            // owner who is not its creator is refused (README
+            // "Differences").
+            let file_owner = crate::shm::Dir::open()?.lstat(&h.name)?.map(|st| st.st_uid);
+            let cuid = h.writer()?.hdr.cuid.load(Ordering::Relaxed);
+            if file_owner.is_some_and(|o| uid != o && cuid != o) {
+                return Err(Error::NotPermitted);
+            }
+        }
         self.locked(h, |g, _, _| {
-            let _l = self.lock_registry()?;
             if g.view().hdr.removed.load(Ordering::Relaxed) != 0 {
-                // Its registry entry may already be another set's.
                 return Err(Error::Invalid);
             }
-            g.set_perm(uid, gid, mode)?;
-            let e = self.entry_of(h);
-            for (f, x) in [(&e.uid, uid), (&e.gid, gid), (&e.mode, mode)] {
-                f.store(x, Ordering::Relaxed);
-            }
-            self.mirror_ctime(h, g.view());
-            Ok(())
+            g.set_perm(uid, gid, mode)
         })??;
-        // Let the OS follow (best effort: only root may chown).
-        let _ = h.map.set_owner(&h.name, uid, gid);
+        // Let the OS follow (best effort: the file may be gone already).
+        if super::euid() == 0 {
+            self.chown_names(h, uid, gid);
+        }
         let _ = h.map.set_mode(&h.name, file_mode(mode));
         Ok(0)
     }
@@ -453,7 +462,7 @@ impl Namespace {
 
     /// semctl on a set whose segment the OS will not open for us: what
     /// needs no access (SEM_STAT_ANY, EPERM of IPC_SET/IPC_RMID, EINVAL of
-    /// SETVAL's semnum) comes from the registry's copy; the rest is EACCES.
+    /// SETVAL's semnum) comes from `lstat` of its names; the rest is EACCES.
     #[cold]
     fn semctl_denied(
         &self,
@@ -463,10 +472,7 @@ impl Namespace {
         cmd: i32,
         arg: SemctlArg<'_>,
     ) -> Result<i32> {
-        let m = {
-            let _l = self.lock_registry()?;
-            self.meta_locked(idx, seq)?
-        };
+        let m = self.meta(idx, seq)?;
         match cmd {
             SEM_STAT_ANY => {
                 let SemctlArg::StatOut(out) = arg else {

@@ -128,14 +128,12 @@ impl Namespace {
     }
 
     /// semop on a set whose segment the OS will not open for us: the
-    /// kernel's answers from the registry's copy (EFBIG before EACCES).
+    /// kernel's answers from `lstat` of its names (EFBIG before EACCES:
+    /// the file's size names nsems).
     #[cold]
     fn semop_denied(&self, semid: i32, sops: &[Sembuf]) -> Result<()> {
         let SetId { index, seq } = SetId::from_raw(semid);
-        let m = {
-            let _l = self.lock_registry()?;
-            self.meta_locked(index, Some(seq))?
-        };
+        let m = self.meta(index, Some(seq))?;
         if sops.iter().any(|s| s.sem_num as u32 >= m.nsems) {
             return Err(Error::SemNumOutOfRange);
         }

@@ -3,10 +3,8 @@
 //! (`shmsem ns ls`, `shmsem ns rm`), the survey of those in /dev/shm and
 //! the removal of one.
 
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-
 use crate::set::{SetReport, Sweep, LOCK_PATIENCE_NS};
-use crate::shm;
+use crate::shm::{self, Access, Dir, Expect, Open};
 use crate::sync;
 use crate::{Error, Result};
 use shm_layout::*;
@@ -14,33 +12,34 @@ use shm_layout::*;
 use super::cache::{Found, SetHandle};
 use super::perm::{creds, READ};
 use super::reclaim::{self, Held};
-use super::{registry_name, set_name, valid_name, Namespace};
+use super::{hints_name, limits_name, parse_index_name, parse_set_name, valid_name, Namespace};
 
-/// One namespace found in /dev/shm by [`Namespace::survey`]: its registry
-/// file, read as bytes (never mapped, locked or changed), and the set
-/// segments named after it.
+/// One namespace found in /dev/shm by [`Namespace::survey`]: its limits
+/// file (read as bytes, never mapped, locked or changed), its hints file,
+/// and the set files and claims named after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamespaceInfo {
-    /// The name (the registry is `/dev/shm/shmsem.NAME`).
+    /// The name (the limits file is `/dev/shm/shmsem.NAME`).
     pub name: String,
-    /// The registry file's owner (who may remove it: /dev/shm is sticky).
+    /// The limits file's owner (who may remove it: /dev/shm is sticky).
     pub uid: u32,
-    /// The registry file's permission bits.
+    /// The limits file's permission bits.
     pub mode: u32,
-    /// The registry file's size (st_size).
+    /// The limits file's size (st_size).
     pub size: u64,
-    /// What the registry takes in /dev/shm (st_blocks × 512).
+    /// What the namespace's own files (limits and hints) take in /dev/shm
+    /// (st_blocks × 512).
     pub bytes: u64,
-    /// Live sets: LIVE registry entries whose segment file exists. `None`
-    /// if the registry could not be read; `problem` says why.
+    /// Live sets: valid index claims. `None` if the limits file could not
+    /// be read; `problem` says why.
     pub sets: Option<u32>,
-    /// Why the registry could not be read: the error (EACCES; EUCLEAN for
-    /// a file that is not a registry this library reads) and a text.
+    /// Why the limits file could not be read: the error (EACCES; EUCLEAN
+    /// for a file that is not a limits file this library reads) and a text.
     pub problem: Option<(Error, String)>,
-    /// Set segment files named after the namespace (live sets, and
-    /// leftovers `gc` would remove).
+    /// Set files named after the namespace (live sets, and leftovers `gc`
+    /// would remove).
     pub segments: u32,
-    /// What those segment files take in /dev/shm (st_blocks × 512).
+    /// What those set files take in /dev/shm (st_blocks × 512).
     pub segment_bytes: u64,
 }
 
@@ -49,9 +48,10 @@ pub struct NamespaceInfo {
 pub struct NamespaceRemoval {
     /// Live sets removed (only with `force`).
     pub sets_removed: usize,
-    /// Registry entries of sets that were gone (a remover died half-way).
+    /// Half-made or half-removed sets finished, and claims naming nothing
+    /// removed (processes died half-way).
     pub stale_entries: usize,
-    /// Segment files no registry entry named, unlinked.
+    /// Set files no index claim named, unlinked.
     pub orphan_segments: usize,
 }
 
@@ -82,161 +82,142 @@ impl Namespace {
     }
 }
 
-/// `NAME` of a file `shmsem.NAME` that can be a registry (no dot, a valid
-/// namespace name), or of a set segment `shmsem.NAME.INDEX.SEQ`.
+/// `NAME` of a file `shmsem.NAME` that can be a limits file (no dot, a
+/// valid namespace name), of its hints file, or of a set file
+/// `shmsem.NAME.s.INDEX.SEQ`.
 enum ShmFile<'a> {
-    Registry(&'a str),
+    Limits(&'a str),
+    Hints(&'a str),
     Segment(&'a str),
 }
 
 fn classify(file: &str) -> Option<ShmFile<'_>> {
     let rest = file.strip_prefix("shmsem.")?;
-    let mut parts = rest.split('.');
-    let name = parts.next().filter(|n| valid_name(n))?;
-    let tail: Vec<&str> = parts.collect();
-    match tail.len() {
-        0 => Some(ShmFile::Registry(name)),
-        2 if tail
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            Some(ShmFile::Segment(name))
-        }
-        _ => None,
+    let (name, tail) = match rest.split_once('.') {
+        Some((n, t)) => (n, Some(t)),
+        None => (rest, None),
+    };
+    if !valid_name(name) {
+        return None;
+    }
+    match tail {
+        None => Some(ShmFile::Limits(name)),
+        Some("hints") => Some(ShmFile::Hints(name)),
+        Some(_) if parse_set_name(name, file).is_some() => Some(ShmFile::Segment(name)),
+        Some(_) => None,
     }
 }
 
-/// The live sets of the registry in `file` (open, of `len` bytes), read
-/// with pread: a hostile or truncated file gives an error, never a fault.
-fn count_sets(name: &str, file: &std::fs::File, len: u64) -> std::result::Result<u32, String> {
-    let mut hdr = [0u8; REGISTRY_ENTRIES_OFF];
-    file.read_exact_at(&mut hdr, 0)
-        .map_err(|e| format!("the header cannot be read: {e}"))?;
-    let u32_at = |b: &[u8], off: usize| u32::from_le_bytes(b[off..off + 4].try_into().unwrap());
-    let u64_at = |b: &[u8], off: usize| u64::from_le_bytes(b[off..off + 8].try_into().unwrap());
-    if u64_at(&hdr, core::mem::offset_of!(RegistryHeader, magic)) != REGISTRY_MAGIC {
-        return Err("not a shmsem registry (bad magic)".into());
-    }
-    match u32_at(&hdr, core::mem::offset_of!(RegistryHeader, version)) {
-        LAYOUT_VERSION => {}
-        0 => return Err("being created, or its creator died".into()),
-        v => {
-            return Err(format!(
-                "layout version {v}; this shmsem reads version {LAYOUT_VERSION}"
-            ))
-        }
-    }
-    let semmni = u32_at(&hdr, core::mem::offset_of!(RegistryHeader, semmni));
-    if !(1..=SEMMNI_MAX).contains(&semmni)
-        || registry_size(semmni) as u64 != len
-        || u64_at(&hdr, core::mem::offset_of!(RegistryHeader, size)) != len
-    {
-        return Err(format!("bad sizes (semmni {semmni}, file {len} bytes)"));
-    }
-    let reserved = u32_at(&hdr, core::mem::offset_of!(RegistryHeader, reserved)).min(semmni);
-    let entry = core::mem::size_of::<RegistryEntryLayout>();
-    let mut buf = vec![0u8; 1024 * entry];
-    let mut live = 0u32;
-    let mut idx = 0u32;
-    while idx < reserved {
-        let n = (reserved - idx).min(1024) as usize;
-        let chunk = &mut buf[..n * entry];
-        file.read_exact_at(chunk, (REGISTRY_ENTRIES_OFF + idx as usize * entry) as u64)
-            .map_err(|e| format!("entries cannot be read: {e}"))?;
-        for (k, e) in chunk.chunks_exact(entry).enumerate() {
-            let ss =
-                EntryState::from_raw(u32_at(e, core::mem::offset_of!(RegistryEntry, state_seq)));
-            let path = || format!("/dev/shm{}", set_name(name, idx + k as u32, ss.seq()));
-            // A LIVE entry without its segment is a remover's leftover.
-            if ss.is_live() && std::fs::symlink_metadata(path()).is_ok() {
-                live += 1;
-            }
-        }
-        idx += n as u32;
-    }
-    Ok(live)
-}
-
-/// The registry `/dev/shm/shmsem.NAME`, surveyed.
-fn survey_registry(name: &str) -> Option<NamespaceInfo> {
-    let path = format!("/dev/shm/shmsem.{name}");
+/// The limits file `/dev/shm/shmsem.NAME`, surveyed: opened through the
+/// one open (never followed, never blocking), read with pread.
+fn survey_limits(dir: &Dir, name: &str) -> Option<NamespaceInfo> {
+    let file = format!("shmsem.{name}");
     // Gone since the directory was read: nothing to report.
-    let meta = std::fs::symlink_metadata(&path).ok()?;
+    let meta = dir.lstat(&file).ok()??;
     let mut info = NamespaceInfo {
         name: name.to_string(),
-        uid: meta.uid(),
-        mode: meta.mode() & 0o7777,
-        size: meta.size(),
-        bytes: meta.blocks() * 512,
+        uid: meta.st_uid,
+        mode: meta.st_mode & 0o7777,
+        size: meta.st_size as u64,
+        bytes: meta.st_blocks as u64 * 512,
         sets: None,
         problem: None,
         segments: 0,
         segment_bytes: 0,
     };
-    if !meta.file_type().is_file() {
+    if !shm::is_regular(&meta) {
         info.problem = Some((Error::Corrupt, "not a regular file".into()));
         return Some(info);
     }
-    // Never follow a link, never block on a FIFO put there meanwhile.
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path);
-    let file = match opened {
-        Ok(f) => f,
+    let expect = Expect {
+        owner: Some(meta.st_uid),
+        ..Expect::ANY
+    };
+    let c = match dir.open_file(&file, Access::Read, None, &expect) {
+        Ok(Open::File(c)) => c,
+        Ok(Open::Missing) => return None,
+        Ok(Open::Denied) => {
+            info.problem = Some((Error::PermissionDenied, "cannot be opened: EACCES".into()));
+            return Some(info);
+        }
         Err(e) => {
-            let err = Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO));
-            info.problem = Some((err, format!("cannot be opened: {e}")));
+            info.problem = Some((e, format!("cannot be opened: {e}")));
             return Some(info);
         }
     };
-    match file.metadata() {
-        Ok(m) if m.file_type().is_file() => {
-            info.uid = m.uid();
-            info.mode = m.mode() & 0o7777;
-            info.size = m.size();
-            info.bytes = m.blocks() * 512;
-        }
-        Ok(_) => {
-            info.problem = Some((Error::Corrupt, "not a regular file".into()));
-            return Some(info);
-        }
-        Err(e) => {
-            let err = Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO));
-            info.problem = Some((err, format!("cannot be read: {e}")));
-            return Some(info);
-        }
+    info.uid = c.st.st_uid;
+    info.mode = c.st.st_mode & 0o7777;
+    info.size = c.st.st_size as u64;
+    info.bytes = c.st.st_blocks as u64 * 512;
+    if info.size < LIMITS_FILE_SIZE as u64 {
+        info.problem = Some((
+            Error::Corrupt,
+            format!("the header cannot be read ({} bytes)", info.size),
+        ));
+        return Some(info);
     }
-    match count_sets(name, &file, info.size) {
-        Ok(n) => info.sets = Some(n),
-        Err(why) => info.problem = Some((Error::Corrupt, why)),
+    let mut b = [0u8; LIMITS_FILE_SIZE];
+    if let Err(e) = shm::pread_exact(&c.fd, &mut b, 0) {
+        info.problem = Some((e, format!("the header cannot be read: {e}")));
+        return Some(info);
+    }
+    let r = LimitsRecord::from_bytes(&b);
+    let why = if r.magic != LIMITS_MAGIC {
+        Some("not a shmsem limits file (bad magic)".to_string())
+    } else if r.version == 0 {
+        Some("being created, or its creator died".to_string())
+    } else if r.version != LAYOUT_VERSION {
+        Some(format!(
+            "layout version {}; this shmsem reads version {LAYOUT_VERSION}",
+            r.version
+        ))
+    } else if !(1..=SEMMNI_MAX).contains(&r.semmni) || info.size != LIMITS_FILE_SIZE as u64 {
+        Some(format!(
+            "bad sizes (semmni {}, file {} bytes)",
+            r.semmni, info.size
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        info.problem = Some((Error::Corrupt, why));
     }
     Some(info)
 }
 
 impl Namespace {
-    /// Every namespace in /dev/shm (a file `shmsem.NAME` with a valid
-    /// name), sorted by name: the registry's owner, mode and the space it
-    /// takes, its live sets, the segment files named after it. Reads
-    /// without mapping, locking or changing anything; a file that is not a
-    /// registry this library can read (garbage, another user's file it may
-    /// not read, another layout version) is listed with the reason in
+    /// Every namespace in /dev/shm (a limits file `shmsem.NAME` with a
+    /// valid name), sorted by name: the limits file's owner, mode and the
+    /// space the namespace's own files take, its live sets (valid index
+    /// claims), the set files named after it. Reads without mapping,
+    /// locking or changing anything; a file that is not a limits file this
+    /// library can read (garbage, another user's file it may not read,
+    /// another layout version) is listed with the reason in
     /// [`NamespaceInfo::problem`].
     pub fn survey() -> Vec<NamespaceInfo> {
         let mut found: Vec<NamespaceInfo> = Vec::new();
         let mut segments: std::collections::HashMap<String, (u32, u64)> = Default::default();
-        let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        let mut hints: std::collections::HashMap<String, u64> = Default::default();
+        let Ok(dir) = Dir::open() else {
             return found;
         };
-        for ent in dir.flatten() {
-            let file_name = ent.file_name();
-            let Some(file) = file_name.to_str() else {
-                continue;
-            };
-            match classify(file) {
-                Some(ShmFile::Registry(name)) => found.extend(survey_registry(name)),
+        for file in dir.list("shmsem.") {
+            match classify(&file) {
+                Some(ShmFile::Limits(name)) => found.extend(survey_limits(&dir, name)),
+                Some(ShmFile::Hints(name)) => {
+                    let bytes = dir
+                        .lstat(&file)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |st| st.st_blocks as u64 * 512);
+                    hints.insert(name.to_string(), bytes);
+                }
                 Some(ShmFile::Segment(name)) => {
-                    let bytes = ent.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+                    let bytes = dir
+                        .lstat(&file)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |st| st.st_blocks as u64 * 512);
                     let s = segments.entry(name.to_string()).or_default();
                     s.0 += 1;
                     s.1 += bytes;
@@ -249,35 +230,45 @@ impl Namespace {
                 info.segments = n;
                 info.segment_bytes = b;
             }
+            if let Some(&b) = hints.get(&info.name) {
+                info.bytes += b;
+            }
+            if info.problem.is_none() {
+                info.sets = Some(count_claims(&dir, &info.name));
+            }
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         found
     }
 
-    /// Removes this namespace: its registry, and the crash leftovers `gc`
-    /// would remove (stale entries, orphan segment files), nothing else.
+    /// Removes this namespace: its sets (with `force`), the crash
+    /// leftovers `gc` would remove, its hints file and its limits file.
     ///
     /// While live sets remain it refuses with ENOTEMPTY and changes
     /// nothing, unless `force`: then every set is removed first, as by
     /// IPC_RMID (its sleepers get EIDRM), which needs IPC_RMID's right to
     /// every one of them (else EPERM, or EACCES for a set this process
-    /// cannot open, and nothing is removed). Only the registry's owner or
-    /// root may remove it (/dev/shm is sticky; else EPERM, nothing
+    /// cannot open, and nothing is removed). Only the limits file's owner
+    /// or root may remove it (/dev/shm is sticky; else EPERM, nothing
     /// removed). A set whose lock holder does not let go within 10 ms
     /// (stopped, say) makes it fail with EAGAIN, the sets before it removed.
     ///
-    /// All of it happens under the registry lock, so no set is created
-    /// meanwhile; a process that still has the namespace open gets EIDRM
-    /// from its next call that needs the lock (semget, IPC_RMID, IPC_SET,
-    /// gc), and never creates a set in the removed registry; opening the
-    /// name again gives a fresh namespace. EIDRM if it was removed already.
+    /// There is no lock over the namespace: a set created while this runs
+    /// may outlive it (found again once the name is opened again). A
+    /// process that still has the namespace open gets EIDRM from its next
+    /// semget, IPC_RMID, IPC_SET or gc (its limits file is gone); opening
+    /// the name again gives a fresh namespace. EIDRM if it was removed
+    /// already.
     pub fn remove_namespace(&self, force: bool) -> Result<NamespaceRemoval> {
-        let l = self.lock_registry()?;
+        self.check_named()?;
+        let dir = Dir::open()?;
         let mut r = NamespaceRemoval::default();
-        // LIVE entries of sets that are gone (a remover died) do not count.
+        // Claims of sets that are removed already (a remover died) do not
+        // count.
         let live: Vec<u32> = self
-            .live_indices()
+            .valid_claims(&dir)
             .into_iter()
+            .map(|t| t.idx)
             .filter(|&idx| {
                 !matches!(
                     self.lookup_slow(reclaim::pin(), idx, None),
@@ -288,15 +279,14 @@ impl Namespace {
         if !live.is_empty() && !force {
             return Err(Error::from_errno(libc::ENOTEMPTY));
         }
-        let st = l.with_fd(|fd| rustix::fs::fstat(fd).map_err(Error::from))?;
         let (euid, _) = creds();
-        if euid != 0 && euid != st.st_uid {
-            return Err(Error::NotPermitted);
+        if let Some(st) = dir.lstat(&limits_name(&self.name))? {
+            if euid != 0 && euid != st.st_uid {
+                return Err(Error::NotPermitted);
+            }
         }
         // Every set must be ours to remove before any is removed. One
-        // handle at a time (a call holds one pin): what is checked here
-        // holds in the second pass, because IPC_SET and IPC_RMID need the
-        // registry's lock, which we hold.
+        // handle at a time (a call holds one pin).
         for &idx in &live {
             match self.lookup_slow(reclaim::pin(), idx, None) {
                 Ok(Found::Mapped(h)) => {
@@ -312,17 +302,14 @@ impl Namespace {
         for &idx in &live {
             let h: Held<'_, SetHandle> = match self.lookup_slow(reclaim::pin(), idx, None) {
                 Ok(Found::Mapped(h)) => h,
-                // Gone since (a dead remover's record redone by a lock
-                // taker): nothing to remove.
+                // Gone since: nothing to remove.
                 Err(Error::Invalid) => continue,
                 Ok(Found::Unmappable) => return Err(Error::PermissionDenied),
                 Err(e) => return Err(e),
             };
-            // The registry's lock is held, so a set's lock is waited for
-            // briefly only (the order elsewhere is the set's, then the
-            // registry's: semget never waits behind a set's holder): a
-            // holder that does not let go (stopped, say) makes the removal
-            // fail with EAGAIN, the sets removed so far gone.
+            // A set's lock is waited for briefly only: a holder that does
+            // not let go (stopped, say) makes the removal fail with EAGAIN,
+            // the sets removed so far gone.
             let me = self.me(&h)?;
             let host = self.host(&h);
             let Some(g) = h.writer()?.lock_until(&me, &host, || {
@@ -336,14 +323,40 @@ impl Namespace {
                 Err(e) => return Err(e),
             }
         }
-        (r.stale_entries, r.orphan_segments) = self.clean_up_locked();
-        // The name is still ours (checked under the lock when it was
-        // taken); it goes while we hold the lock, so the next holder, in
-        // any process, finds the registry unlinked.
-        shm::unlink(&registry_name(&self.name))?;
+        (r.stale_entries, r.orphan_segments) = self.clean_up()?;
+        // The hints file may be another user's (anyone may make it): then
+        // it stays, for its owner or root.
+        match dir.unlink(&hints_name(&self.name)) {
+            Ok(()) | Err(Error::NotPermitted) | Err(Error::PermissionDenied) => {}
+            Err(e) => return Err(e),
+        }
         crate::liveness::unlink_presence_files(&self.name);
+        dir.unlink(&limits_name(&self.name))?;
         self.mark_removed();
-        drop(l);
         Ok(r)
     }
+}
+
+/// The valid index claims of namespace `ns`, counted (a survey needs no
+/// namespace object: `read_claim` is a namespace's, so this reads the
+/// claims itself, by the same rule).
+fn count_claims(dir: &Dir, ns: &str) -> u32 {
+    let mut n = 0;
+    for link in dir.list(&format!("shmsem.{ns}.i.")) {
+        let Some(idx) = parse_index_name(ns, &link) else {
+            continue;
+        };
+        let (Ok(Some(l)), Ok(Some(target))) = (dir.lstat(&link), dir.readlink(&link)) else {
+            continue;
+        };
+        if !shm::is_symlink(&l) || parse_set_name(ns, &target).map(|t| t.0) != Some(idx) {
+            continue;
+        }
+        if let Ok(Some(f)) = dir.lstat(&target) {
+            if shm::is_regular(&f) && f.st_uid == l.st_uid {
+                n += 1;
+            }
+        }
+    }
+    n
 }

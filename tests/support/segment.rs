@@ -18,20 +18,37 @@ use super::memory::SharedMap;
 // Files in /dev/shm
 // ---------------------------------------------------------------------------
 
-/// The registry file of namespace `ns`.
-pub fn registry_path(ns: &str) -> String {
+/// The limits file of namespace `ns`.
+pub fn limits_path(ns: &str) -> String {
     format!("/dev/shm/shmsem.{ns}")
 }
 
-/// The segment file of set `id` in namespace `ns`:
-/// `/dev/shm/shmsem.NS.INDEX.SEQ`.
-pub fn set_path(ns: &str, id: i32) -> String {
-    let SetId { index: idx, seq } = SetId::from_raw(id);
-    format!("/dev/shm/shmsem.{ns}.{idx}.{seq}")
+/// The hints file of namespace `ns` (anyone may write it).
+pub fn hints_path(ns: &str) -> String {
+    format!("/dev/shm/shmsem.{ns}.hints")
 }
 
-/// The names of the files of namespace `ns` in /dev/shm (the registry and
-/// every set), sorted.
+/// The segment file of set `id` in namespace `ns`:
+/// `/dev/shm/shmsem.NS.s.INDEX.SEQ`.
+pub fn set_path(ns: &str, id: i32) -> String {
+    let SetId { index: idx, seq } = SetId::from_raw(id);
+    format!("/dev/shm/shmsem.{ns}.s.{idx}.{seq}")
+}
+
+/// The index claim of index `idx` in namespace `ns` (a symbolic link to
+/// the set file).
+pub fn index_path(ns: &str, idx: u32) -> String {
+    format!("/dev/shm/shmsem.{ns}.i.{idx}")
+}
+
+/// The key claim of `key` in namespace `ns` (a symbolic link to the set
+/// file).
+pub fn key_path(ns: &str, key: i32) -> String {
+    format!("/dev/shm/shmsem.{ns}.k.{:08x}", key as u32)
+}
+
+/// The names of the files of namespace `ns` in /dev/shm (the limits and
+/// hints files, every set file and claim), sorted.
 pub fn ns_files(ns: &str) -> Vec<String> {
     try_ns_files(ns).expect("read /dev/shm")
 }

@@ -532,7 +532,7 @@ pub fn namespaces_human(found: &[NamespaceInfo]) -> String {
     let head = [
         "namespace",
         "sets",
-        "registry",
+        "ns_bytes",
         "segments",
         "seg_bytes",
         "owner",
@@ -560,8 +560,8 @@ pub fn namespaces_json(found: &[NamespaceInfo]) -> Value {
         json!({
             "namespace": n.name,
             "sets": n.sets,
-            "registry_bytes": n.bytes,
-            "registry_size": n.size,
+            "ns_bytes": n.bytes,
+            "limits_size": n.size,
             "segments": n.segments,
             "segment_bytes": n.segment_bytes,
             "uid": n.uid,
