@@ -91,6 +91,10 @@ impl User {
     /// supplementary groups), dumpable as a login process is, dying with
     /// its parent. Only in a forked, single-threaded child of root.
     pub fn become_now(&self) {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == self.uid && self.uid != 0 {
+            return; // already (a child of this user's)
+        }
         let groups: Vec<libc::gid_t> = self.groups.to_vec();
         // SAFETY: setgroups reads `groups.len()` gids from a live vector.
         let r = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
@@ -257,11 +261,14 @@ pub fn in_private_shm(what: &str, limit: Duration, body: impl FnOnce() -> i32) {
     match status {
         Ok(WaitStatus::Exited(_, 0)) => {}
         Ok(WaitStatus::Exited(_, code)) => {
-            panic!("{what}: ended with {}; reports:\n{text}", describe(code))
+            panic!(
+                "{what}: ended with {} (its reports are above)",
+                describe(code)
+            )
         }
-        Ok(other) => panic!("{what}: {other:?}; reports:\n{text}"),
+        Ok(other) => panic!("{what}: {other:?} (its reports are above)"),
         Err(WaitError::TimedOut) => {
-            panic!("{what}: still running after {limit:?} (hang); reports:\n{text}")
+            panic!("{what}: still running after {limit:?} (hang; its reports are above)")
         }
         Err(WaitError::Failed(e)) => panic!("{what}: waitpid: {e}"),
     }
