@@ -1905,7 +1905,7 @@ fn cross_round(seed: u64, mutations: u64) -> RoundReport {
 /// `HOSTILE_FUZZ_MUTATIONS` each.
 #[test]
 fn fuzz_cross_user() {
-    if !support::can_switch_users("fuzz_cross_user") {
+    if !support::can_sandbox("fuzz_cross_user") {
         return;
     }
     let _g = serial();
@@ -1913,7 +1913,7 @@ fn fuzz_cross_user() {
     let mutations = env_u64("HOSTILE_FUZZ_MUTATIONS", 40);
     let first = env_u64("HOSTILE_FUZZ_SEED", 0);
     let limit = Duration::from_secs(60 + rounds * 40);
-    support::in_private_shm("fuzz_cross_user", limit, || {
+    support::in_sandbox_ok("fuzz_cross_user", limit, || {
         let mut findings = Vec::new();
         for seed in first..first + rounds {
             let rep = cross_round(seed, mutations);

@@ -7,7 +7,7 @@
 //! Users are raw ids (alice 61001 in group 61000, mallory 61002 in alice's
 //! group or not, bob 61003): no `useradd`, no passwd entry (nothing here
 //! looks names up). Each test runs as root inside
-//! [`support::in_private_shm`]: a forked child in a private mount namespace
+//! [`support::in_sandbox_ok`]: a forked child in a private mount namespace
 //! with a fresh tmpfs on /dev/shm (mode 1777) and its own IPC namespace, so
 //! nothing reaches the host's /dev/shm or its kernel sets, and nothing is
 //! left behind. Not root: the tests are skipped (a failure under
@@ -84,7 +84,7 @@ use shmsem::sysv::{
 };
 use shmsem::{Limits, Namespace, DEFAULT_NAMESPACE};
 use support::{
-    can_switch_users, errno_name, fork_child, in_private_shm, note, ns_files, poll_until,
+    can_sandbox, errno_name, fork_child, in_sandbox_ok, note, ns_files, poll_until,
     poll_until_within, serial, shm_names, spawn_as, try_wait_for, ChildNet, Kids, RawMap, Rng,
     Shared, User, WaitError, Watchdog, ALICE, BOB, MALLORY, MALLORY_IN_GROUP, OK,
 };
@@ -117,12 +117,12 @@ const KB: i32 = 0x7e57_00b0;
 /// Runs `body` (as root, in a private /dev/shm and IPC namespace) for the
 /// test `test`, within `secs`.
 fn run(test: &str, secs: u64, body: impl FnOnce()) {
-    if !can_switch_users(test) {
+    if !can_sandbox(test) {
         return;
     }
     let _g = serial();
     let _w = Watchdog::start(test, secs + 40);
-    in_private_shm(test, Duration::from_secs(secs), || {
+    in_sandbox_ok(test, Duration::from_secs(secs), || {
         body();
         let f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
         assert!(

@@ -1,22 +1,25 @@
-//! Other users, and a /dev/shm of the test's own.
+//! Other users, and a sandbox to run them in.
 //!
-//! The cross-user tests need processes of several uids. None of them needs
-//! a passwd or group entry (the library and the kernel only compare
-//! numbers), so no user is created: a forked child switches to raw ids that
-//! no account on a usual machine has (61000–61003), with `setgroups`,
-//! `setresgid` and `setresuid`. Nothing about users is left behind.
+//! The cross-user tests (tests/trust.rs, tests/readers.rs, the fuzzer's
+//! cross-user mode) need processes of several uids. None of them needs a
+//! passwd or group entry (the library and the kernel only compare numbers),
+//! so no user is created: a forked child switches to raw ids that no account
+//! on a usual machine has (61000–61003), with `setgroups`, `setresgid` and
+//! `setresuid` ([`User::become_now`], [`as_user`], [`spawn_as`]). Nothing
+//! about users is left behind.
 //!
-//! Everything runs inside [`in_private_shm`]: a forked child that enters a
-//! mount namespace of its own (made private, so that nothing propagates to
-//! the host) with a fresh tmpfs on /dev/shm (mode 1777, as a system's), and
-//! an IPC namespace of its own (the kernel's semaphore sets made there, for
-//! comparison, die with it). When the child and its children end, both
-//! namespaces and everything in them are gone: no segment, set or mount
-//! outlives a test, pass or fail.
+//! Everything runs inside [`in_sandbox`] (or [`in_sandbox_ok`]): a forked
+//! child, as root, that enters a mount namespace of its own (made private,
+//! so that nothing propagates to the host) with a fresh tmpfs on /dev/shm
+//! (mode 1777, as a system's), and an IPC namespace of its own (the
+//! kernel's semaphore sets made there, for comparison, die with it). When
+//! the child and its children end, both namespaces and everything in them
+//! are gone: no segment, set or mount outlives a test, pass or fail. Only
+//! root can do this ([`can_sandbox`]; elsewhere the test is skipped).
 //!
-//! Children of that child report through a pipe the test reads: a panic's
-//! message (the harness's output capture does not reach forked children)
-//! and what [`note`] says.
+//! Children of that child report through a pipe the test reads and prints:
+//! a panic's message (the harness's output capture does not reach forked
+//! children) and what [`note`] says.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -76,11 +79,10 @@ pub const BOB: User = User {
 };
 
 impl User {
-    /// A user with these ids, no supplementary groups and no name
-    /// (tests/readers.rs's users).
-    pub const fn new(uid: u32, gid: u32) -> User {
+    /// A user called `name` with these ids and no supplementary groups.
+    pub const fn new(name: &'static str, uid: u32, gid: u32) -> User {
         User {
-            name: "",
+            name,
             uid,
             gid,
             groups: &[],
@@ -123,32 +125,36 @@ impl User {
     }
 }
 
+/// In a forked child (of the sandbox): becomes `user` for good, then runs
+/// `body`; its exit code (e.g. `kids.spawn(|| as_user(u, || ...))`).
+pub fn as_user(user: User, body: impl FnOnce() -> i32) -> i32 {
+    user.become_now();
+    body()
+}
+
 /// Forks a child of `kids` that becomes `user` and runs `body` (its exit
 /// code is the child's; see [`fork_child`]).
 pub fn spawn_as(kids: &mut Kids, user: User, body: impl FnOnce() -> i32) -> Pid {
-    kids.spawn(move || {
-        user.become_now();
-        body()
-    })
+    kids.spawn(move || as_user(user, body))
 }
 
-/// Whether users can be switched here (root); if not, the test is
-/// [`skipped`] (a failure under `SHMSEM_REQUIRE_ALL`).
-pub fn can_switch_users(test: &str) -> bool {
+/// Whether a sandbox can be made and users switched here (root); if not,
+/// the test `test` is [`skipped`] (a failure under `SHMSEM_REQUIRE_ALL`).
+pub fn can_sandbox(test: &str) -> bool {
     if is_root() {
         return true;
     }
     skipped(&format!(
-        "{test}: switching to other uids (alice, mallory, bob) needs root"
+        "{test}: a sandbox (mount and IPC namespaces) and other uids need root"
     ));
     false
 }
 
-/// The write end of the report pipe, in the children of [`in_private_shm`].
+/// The write end of the report pipe, in the children of [`in_sandbox`].
 static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Says `msg` to the test (a line in its output; in a child of
-/// [`in_private_shm`], through the report pipe).
+/// [`in_sandbox`], through the report pipe).
 pub fn note(msg: &str) {
     let fd = REPORT_FD.load(Ordering::Relaxed);
     if fd < 0 {
@@ -170,7 +176,7 @@ fn os_check(r: libc::c_int, what: &str) -> Result<(), String> {
 
 /// In a forked child: a mount namespace of its own, private, with a fresh
 /// tmpfs on /dev/shm, and an IPC namespace of its own.
-fn enter_private_shm() -> Result<(), String> {
+fn enter_sandbox() -> Result<(), String> {
     // SAFETY: unshare only changes this (single-threaded) process's
     // namespaces.
     os_check(
@@ -214,11 +220,11 @@ fn enter_private_shm() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `body` in a forked child inside a private /dev/shm (and IPC
-/// namespace), as root; fails the test with everything the child and its
-/// children reported if `body` panics (or returns non-zero) or does not end
-/// within `limit`. What they [`note`] is printed.
-pub fn in_private_shm(what: &str, limit: Duration, body: impl FnOnce() -> i32) {
+/// Runs `body` in a forked sandbox process (see the module), as root, and
+/// returns its exit code; what it and its children reported is printed.
+/// Fails the test if it dies of a signal or does not end within `limit`
+/// (then it is killed, and its children with it).
+pub fn in_sandbox(what: &str, limit: Duration, body: impl FnOnce() -> i32) -> i32 {
     let (mut rd, wr) = pipe();
     let (rd_fd, wr_fd) = (rd.as_raw_fd(), wr.as_raw_fd());
     let alarm = limit.as_secs() as u32 + 20;
@@ -233,7 +239,7 @@ pub fn in_private_shm(what: &str, limit: Duration, body: impl FnOnce() -> i32) {
             let pid = unsafe { libc::getpid() };
             note(&format!("PANIC in pid {pid}: {info}"));
         }));
-        if let Err(e) = enter_private_shm() {
+        if let Err(e) = enter_sandbox() {
             note(&format!("cannot make a private /dev/shm: {e}"));
             return 3;
         }
@@ -259,19 +265,24 @@ pub fn in_private_shm(what: &str, limit: Duration, body: impl FnOnce() -> i32) {
         eprint!("{text}");
     }
     match status {
-        Ok(WaitStatus::Exited(_, 0)) => {}
-        Ok(WaitStatus::Exited(_, code)) => {
-            panic!(
-                "{what}: ended with {} (its reports are above)",
-                describe(code)
-            )
-        }
+        Ok(WaitStatus::Exited(_, code)) => code,
         Ok(other) => panic!("{what}: {other:?} (its reports are above)"),
         Err(WaitError::TimedOut) => {
             panic!("{what}: still running after {limit:?} (hang; its reports are above)")
         }
         Err(WaitError::Failed(e)) => panic!("{what}: waitpid: {e}"),
     }
+}
+
+/// [`in_sandbox`], failing the test unless `body` returns 0 (a panic in
+/// it, or a check that returns non-zero, fails it).
+pub fn in_sandbox_ok(what: &str, limit: Duration, body: impl FnOnce() -> i32) {
+    let code = in_sandbox(what, limit, body);
+    assert!(
+        code == 0,
+        "{what}: ended with {} (its reports are above)",
+        describe(code)
+    );
 }
 
 /// The names in /dev/shm now, sorted.
@@ -295,86 +306,4 @@ pub fn file_of(user: User, name: &str, mode: u32, content: &[u8]) -> String {
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
         .expect("chmod");
     path
-}
-
-// ---------------------------------------------------------------------------
-// tests/readers.rs's entry points, as main had them (merged with the above in
-// the next commit).
-// ---------------------------------------------------------------------------
-
-/// Whether this process may make a sandbox (it is root).
-pub fn can_sandbox() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Runs `body` in a forked sandbox process (see the module) as root, and
-/// returns its exit code; fails the test if it does not end within
-/// `secs` seconds (its alarm kills it first).
-pub fn in_sandbox(what: &str, secs: u32, body: impl FnOnce() -> i32) -> i32 {
-    let pid = fork_child(ChildNet::alarm_and_parent_death(secs), || {
-        if let Err(e) = enter_sandbox() {
-            eprintln!("{what}: sandbox: {e}");
-            return super::children::PANICKED;
-        }
-        body()
-    });
-    match super::children::wait_for(pid, Duration::from_secs(secs as u64 + 5), what) {
-        WaitStatus::Exited(_, code) => code,
-        other => panic!("{what}: sandbox ended as {other:?}"),
-    }
-}
-
-/// Private mount and IPC namespaces, and a fresh tmpfs on /dev/shm.
-fn enter_sandbox() -> std::io::Result<()> {
-    use std::ffi::CString;
-    let check = |r: libc::c_int| {
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    let (root, shm, tmpfs) = (c"/", c"/dev/shm", c"tmpfs");
-    let opts = CString::new("mode=1777,size=64m").unwrap();
-    // SAFETY: plain system calls on this (single-threaded, forked)
-    // process, with valid C strings or nulls.
-    unsafe {
-        check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
-        // Nothing mounted from here on propagates to the host's namespace.
-        check(libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
-        check(libc::mount(
-            tmpfs.as_ptr(),
-            shm.as_ptr(),
-            tmpfs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        ))
-    }
-}
-
-/// In a forked child of the sandbox: becomes `user` for good (no
-/// supplementary groups), then runs `body`; its exit code (e.g.
-/// `kids.spawn(|| as_user(u, || ...))`).
-pub fn as_user(user: User, body: impl FnOnce() -> i32) -> i32 {
-    if let Err(e) = become_user(user) {
-        eprintln!("as {user:?}: {e}");
-        return super::children::PANICKED;
-    }
-    body()
-}
-
-/// setgroups([]), setresgid, setresuid: from root to `user` for good.
-fn become_user(user: User) -> nix::Result<()> {
-    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-    setgroups(&[])?;
-    let g = Gid::from_raw(user.gid);
-    setresgid(g, g, g)?;
-    let u = Uid::from_raw(user.uid);
-    setresuid(u, u, u)
 }
