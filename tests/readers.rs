@@ -76,7 +76,7 @@ fn poll_flag(what: &str, f: impl Fn() -> bool) -> bool {
     let start = Instant::now();
     while !f() {
         if start.elapsed() > Duration::from_secs(30) {
-            eprintln!("timed out waiting for {what}");
+            note(&format!("timed out waiting for {what}"));
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -123,7 +123,7 @@ fn victim_act(c: &Ctl, cmd: i32, val: i32) -> i32 {
     for (api, id) in [(&shm as &dyn SemApi, id), (&KERNEL, kid)] {
         let arg = if cmd == SETVAL { Arg::Val(val) } else { Arg::None };
         if let Err(e) = api.semctl(id, 0, cmd, &arg) {
-            eprintln!("victim: semctl({cmd}) = {}", errno_name(e));
+            note(&format!("victim: semctl({cmd}) = {}", errno_name(e)));
             return CHECK_FAILED;
         }
     }
@@ -339,7 +339,7 @@ fn reader(c: &Ctl, path: &str, want_mode: u32) -> i32 {
         bad.push(format!("{} answers from the kernel, {} from shmsem", k.len(), s.len()));
     }
     if std::env::var_os("READERS_VERBOSE").is_some() {
-        eprintln!("reader (uid {}): the kernel's answers:\n  {}", nix::unistd::getuid(), k.join("\n  "));
+        note(&format!("reader (uid {}): the kernel's answers:\n  {}", nix::unistd::getuid(), k.join("\n  ")));
     }
     for (k, s) in k.iter().zip(&s) {
         if k != s {
@@ -347,7 +347,7 @@ fn reader(c: &Ctl, path: &str, want_mode: u32) -> i32 {
         }
     }
     for b in &bad {
-        eprintln!("reader: {b}");
+        note(&format!("reader: {b}"));
     }
     if bad.is_empty() {
         0
@@ -414,7 +414,7 @@ fn scenario(mode: i32, who: User) -> i32 {
     let after = std::fs::read(&path).expect("read the segment");
     if before != after {
         let first = before.iter().zip(&after).position(|(a, b)| a != b);
-        eprintln!("the reader changed the segment: first difference at byte {first:?}");
+        note(&format!("the reader changed the segment: first difference at byte {first:?}"));
         return CHECK_FAILED + 1;
     }
 
@@ -463,7 +463,7 @@ fn scenario(mode: i32, who: User) -> i32 {
     c.done.store(1, Ordering::Release);
     kids.expect_exit(v, 0, "the victim");
     for b in &bad {
-        eprintln!("{b}");
+        note(b);
     }
     if bad.is_empty() {
         0
@@ -535,7 +535,7 @@ fn scenario_ipc_set() -> i32 {
             step(&mut out);
             let want = ["Err(13)", "Err(13)", "Ok(())", "Ok(())", "Err(13)", "Err(13)"];
             if out != want {
-                eprintln!("reader's V: {out:?}, want {want:?}");
+                note(&format!("reader's V: {out:?}, want {want:?}"));
                 return CHECK_FAILED;
             }
             0
@@ -557,7 +557,7 @@ fn scenario_ipc_set() -> i32 {
     c.done.store(1, Ordering::Release);
     kids.expect_exit(v, 0, "the victim");
     for b in &bad {
-        eprintln!("{b}");
+        note(b);
     }
     if bad.is_empty() {
         0
