@@ -179,6 +179,7 @@ const DONE: usize = 4;
 const COUNT: usize = 5;
 const FAILED: usize = 6;
 const ID3: usize = 7;
+const ZCNT: usize = 8;
 
 impl Board {
     fn put(&self, i: usize, v: i64) {
@@ -954,8 +955,9 @@ fn reader_fills_the_queue_with_wait_for_zero() {
                 // Let mallory's sleepers go.
                 let _ = setval(&*a, id, 0, 0);
                 note(&format!(
-                    "  {imp:?}: mallory had {} wait-for-zero asleep, {} refused; alice: {}",
+                    "  {imp:?}: mallory had {} wait-for-zero asleep (GETZCNT {}), {} refused; alice: {}",
                     b.get(COUNT),
+                    b.get(ZCNT),
                     b.get(FAILED),
                     if p.is_empty() {
                         "unaffected".to_string()
@@ -976,13 +978,21 @@ fn reader_fills_the_queue_with_wait_for_zero() {
                     }),
                 };
                 let bp: &'static Board = unsafe_static(&b);
+                // The sleepers' thread ids once they enter their call, and
+                // once they are back from it.
+                let entered: Arc<Mutex<Vec<i32>>> = Arc::default();
+                let back: Arc<Mutex<Vec<i32>>> = Arc::default();
                 let mut threads = Vec::new();
                 for _ in 0..n {
                     let a = ns_api.clone();
+                    let (entered, back) = (entered.clone(), back.clone());
                     threads.push(
                         std::thread::Builder::new()
                             .stack_size(64 << 10)
                             .spawn(move || {
+                                // SAFETY: no preconditions.
+                                let tid = unsafe { libc::gettid() };
+                                entered.lock().unwrap().push(tid);
                                 let r = a.semtimedop(
                                     id,
                                     &[sb(0, 0, 0)],
@@ -991,22 +1001,31 @@ fn reader_fills_the_queue_with_wait_for_zero() {
                                 if r.is_err() && bp.get(READY) == 0 {
                                     bp.add(FAILED, 1);
                                 }
+                                back.lock().unwrap().push(tid);
                             })
                             .expect("spawn a sleeper thread"),
                     );
                 }
+                // Every sleeper is back (refused) or asleep in its call. Not
+                // GETZCNT: a reader's wait for zero is not counted there in
+                // shmsem (a read-only mapping; README difference 14).
                 poll_until_within(
                     Duration::from_secs(30),
                     "mallory's sleepers asleep or refused",
                     || {
-                        let z = ns_api
-                            .semctl(id, 0, GETZCNT, &Arg::None)
-                            .map(|o| o.ret)
-                            .unwrap_or(0) as i64;
-                        b.put(COUNT, z);
-                        z + b.get(FAILED) >= n as i64
+                        let entered = entered.lock().unwrap().clone();
+                        let back = back.lock().unwrap().clone();
+                        let waiting: Vec<i32> =
+                            entered.into_iter().filter(|t| !back.contains(t)).collect();
+                        b.put(COUNT, waiting.len() as i64);
+                        waiting.len() + back.len() == n as usize
+                            && waiting
+                                .iter()
+                                .all(|&t| support::process_state(Pid::from_raw(t)) == Some('S'))
                     },
                 );
+                let z = ns_api.semctl(id, 0, GETZCNT, &Arg::None).map(|o| o.ret);
+                b.put(ZCNT, z.unwrap_or(-1) as i64);
                 b.put(READY, 1);
                 for t in threads {
                     let _ = t.join();
