@@ -32,27 +32,29 @@
 //! ([`Impl::Kernel`], in the private IPC namespace) and must give the same
 //! result there: the expectation is the kernel's column, checked.
 //!
-//! | test (row of the table) | kernel | outcome on main b51b1e2 |
-//! |---|---|---|
-//! | `reader_writes_a_value_into_the_file` | EACCES, value kept | FAIL (0644 and 0640): the set's file and the registry are writable by the `r--` class; alice reads 999, not 5 |
-//! | `reader_forges_the_owner_then_ipc_set_and_rmid` | EPERM, set kept | FAIL: 8 owner words forged; mallory's IPC_SET succeeds; alice's semget(K) ENOENT, IPC_STAT EINVAL |
-//! | `reader_truncates_the_file` | impossible | FAIL: no signal (own handler or SIG_DFL), but alice's live process reads uid 0, mode 0, values 0 and semget ENOENT; new processes ENOENT/EACCES |
-//! | `reader_fills_the_queue_with_wait_for_zero` | 104 asleep, alice fine | FAIL: 64 asleep, 40 refused; alice's blocking semop ENOMEM |
-//! | `readers_fill_the_process_table_with_getncnt` | alice fine | FAIL: alice's (fresh process's) blocking semop ENOMEM |
-//! | `reader_forges_the_lock_word` | impossible | FAIL: semtimedop(100 ms) returns in time (EAGAIN) but SETVAL hangs (> 5 s) |
-//! | `registry_swap_two_keys` | impossible | FAIL: semget(K1) returns mallory's set (renames are all refused by the sticky bit) |
-//! | `registry_entry_marked_creating_free_or_stale` | impossible | FAIL (all three): alice's semget(K1, IPC_CREAT) makes a new set; after her gc and root's, alice's and bob's sets are gone |
-//! | `random_writes_to_every_writable_file` | impossible | FAIL: the registry and the 0644 set's file are writable; alice EUCLEAN during the storm, the namespace EUCLEAN afterwards |
-//! | `registry_truncated_to_zero` | impossible | FAIL: alice's live process: semget ENOENT for both keys, her new set reuses id 0 of a live set; new processes fail |
-//! | `ofd_lock_on_any_byte` | nothing blocks | FAIL: byte 0: open+semget, creation, IPC_SET, gc, IPC_RMID hang (> 5 s); every byte: semget, creation, gc hang, IPC_SET, IPC_RMID, semtimedop ENOMEM |
-//! | `namespace_file_precreated` | n/a | FAIL for `default`: EUCLEAN (garbage, empty, symlinks), EACCES (0644, FIFO), EISDIR; another name: the same clear errors (accepted); no hang, nothing mapped afterwards, alice's file intact |
-//! | `set_names_precreated` | n/a | FAIL: every kind: semget(IPC_CREAT) EPERM for alice and bob (0 of 42 sets) |
-//! | `forged_nsems_then_getall` | EACCES (cannot write) | FAIL: alice's and bob's GETALL and IPC_STAT EUCLEAN (no abort under the address-space limit) |
+//! | test (row of the table) | kernel | b51b1e2 | main bb31223 (after wt-readers: `r--` is a read-only file and mapping) |
+//! |---|---|---|---|
+//! | `reader_writes_a_value_into_the_file` | EACCES, value kept | FAIL | PASS (0644 and 0640): the set's file opens `r-` for mallory, 0 values written; SETVAL, semop, SETALL EACCES; alice reads 5 |
+//! | `reader_forges_the_owner_then_ipc_set_and_rmid` | EPERM, set kept | FAIL | PASS: 0 owner words forged (nothing writable holds one); IPC_SET and IPC_RMID EPERM; alice's set intact, for her and a fresh process |
+//! | `reader_truncates_the_file` | impossible | FAIL | FAIL: only the registry (0666) can be truncated now, not the set's file; no signal (own handler or SIG_DFL), but alice's live and fresh processes: semget(K) ENOENT |
+//! | `reader_fills_the_queue_with_wait_for_zero` | 104 asleep, alice fine | FAIL | PASS: 104 asleep, 0 refused (GETZCNT 0: a reader's wait is not counted, README difference 14); alice's blocking semop, SEM_UNDO op and SETVAL work |
+//! | `readers_fill_the_process_table_with_getncnt` | alice fine | FAIL | PASS: 40 of 40 GETNCNT callers served (no process entry for a reader); alice fine |
+//! | `reader_forges_the_lock_word` | impossible | FAIL | PASS: 0 lock words forged (no writable mapping); semtimedop(100 ms) EAGAIN after 100 ms; SETVAL returns |
+//! | `registry_swap_two_keys` | impossible | FAIL | FAIL: 3 key words swapped in the registry; alice's semget(K1) returns mallory's set (renames all refused by the sticky bit) |
+//! | `registry_entry_marked_creating_free_or_stale` | impossible | FAIL | FAIL (all three): alice's semget(K1, IPC_CREAT) makes a new set; after her gc and root's, alice's and bob's sets EINVAL, bob's key ENOENT |
+//! | `random_writes_to_every_writable_file` | impossible | FAIL | FAIL: only the registry is writable now (60 M writes into it); alice semget(K1) ENOENT during the storm, 11 creations refused; the namespace EUCLEAN afterwards |
+//! | `registry_truncated_to_zero` | impossible | FAIL | FAIL: alice's live process: semget ENOENT for both keys, her new set reuses id 0 of a live set; fresh processes ENOENT |
+//! | `ofd_lock_on_any_byte` | nothing blocks | FAIL | FAIL: mallory holds a write lock on the registry, a read lock on the set's file; byte 0: open+semget, creation, IPC_SET, gc, IPC_RMID hang (> 5 s); every byte: semget, creation, gc hang, IPC_SET, IPC_RMID, semtimedop ENOMEM |
+//! | `namespace_file_precreated` | n/a | FAIL | FAIL: `default`: EUCLEAN (garbage 0666, empty, symlinks), EACCES (garbage 0644), EISDIR; a FIFO now HANGS (> 5 s; was EACCES), for another name too: mkfifo gives 0644, the open for writing is refused and the read-only open that wt-readers added waits for a writer (no O_NONBLOCK); nothing mapped, alice's file intact |
+//! | `set_names_precreated` | n/a | FAIL | FAIL: every kind: semget(IPC_CREAT) EPERM for alice and bob (0 of 42 sets) |
+//! | `forged_nsems_then_getall` | EACCES (cannot write) | FAIL | PASS: only the registry's copy could be forged (1 word); alice's and bob's GETALL [1, 2, 3], IPC_STAT nsems 3 |
 //!
-//! (The outcome column is what these tests observed on main b51b1e2; they
-//! are expected to fail there: they are what the trust-model work fixes.
-//! The assertions are the kernel's column and are not to be weakened.)
-//!
+//! (The b51b1e2 column: every row failed there, as expected; what each
+//! observed is in the commit that added this file. The bb31223 column is
+//! what these tests observed on main after wt-readers. The rows still
+//! failing are what the rest of the trust-model work fixes; the
+//! assertions are the kernel's column and are not to be weakened.)
+
 //! Limits: the two exhaustion rows run in a namespace with 64 queue slots
 //! and 32 process entries (mallory uses 104 sleepers and 40 processes),
 //! not the default 1,024 and 512 (the 1,100 and 520): the same
