@@ -54,6 +54,22 @@
 //!   limits file), a grown file, a truncated set segment, hints or limits
 //!   file, garbage claims and hints.
 //!
+//! * `fuzz_cross_user` (issue #9): the fuzzer's cross-user mode. Inside a
+//!   private /dev/shm (tests/support/users.rs), alice's processes (setup,
+//!   three users, teardown) use sets of a random mode (0600, 0640, 0644,
+//!   0660, 0666; her users never IPC_SET); the mutator opens every file of
+//!   the namespace as mallory (effective uid, gid and groups; in alice's
+//!   group or not), and mutates only what she could open for writing (set
+//!   segments, the hints file, any other file of the namespace: kind
+//!   `ns-file`; and names, which anyone may make: kind `claims`); the rest
+//!   is refused and counted. Where the mode gives her
+//!   class no write bit the round is "protected": any harm alice's users
+//!   see on their sets (EUCLEAN, EIDRM, EINVAL, ENOMEM, ENOENT, EPERM,
+//!   EACCES, ENOSPC from a set operation or the namespace's open), or a set
+//!   that the teardown no longer finds by its key or whose owner is not
+//!   alice, is a finding; elsewhere the fuzzer's own contract holds.
+//!   `HOSTILE_CROSS_ROUNDS` (default 6) rounds from `HOSTILE_FUZZ_SEED`.
+//!
 //! Run: `cargo test --test hostile_segment` (as root, some users run as
 //! uid 65534). Workers are started as `/proc/self/exe`, so rebuilding
 //! during a long run does not disturb it.
@@ -86,7 +102,7 @@ use shmsem::sysv::{
 use shmsem::{Error, Limits, Namespace, Op, SemaphoreSet};
 use support::{
     env_list, env_u64, errno_symbol, hints_path, is_root, limits_path, ns_paths, panic_message,
-    serial, set_path, unique_ns_name, RawMap,
+    serial, set_path, unique_ns_name, RawMap, User,
 };
 
 /// Limits of the test namespaces: small tables, so that random offsets hit
@@ -418,7 +434,7 @@ fn worker_setup() {
         let nsems: i32 = nsems.parse().unwrap();
         let key = 0x4000 + i as i32;
         let id = ns
-            .semget(key, nsems, IPC_CREAT | 0o666)
+            .semget(key, nsems, IPC_CREAT | set_mode())
             .expect("creating a set");
         let vals: Vec<u16> = (0..nsems).map(|_| r.range(0, 3) as u16).collect();
         ns.semctl(id, 0, SETALL, SemctlArg::SetAll(&vals))
@@ -427,10 +443,37 @@ fn worker_setup() {
     }
 }
 
-/// Destroys the namespace; prints `DESTROYED` or why not.
+/// The sets' mode: `HOSTILE_MODE` (octal; the cross-user mode), else 0666.
+fn set_mode() -> i32 {
+    std::env::var("HOSTILE_MODE")
+        .ok()
+        .and_then(|m| i32::from_str_radix(&m, 8).ok())
+        .unwrap_or(0o666)
+}
+
+/// Destroys the namespace; prints `DESTROYED` or why not. With
+/// `HOSTILE_CHECK_SETS`, first checks that every set of `HOSTILE_SETS` is
+/// still found by its key and still this user's: `SET-LOST ...` if not.
 fn worker_teardown() {
     let ns_name = env("HOSTILE_NS");
-    match Namespace::open_with_limits(&ns_name, limits()) {
+    let ns = Namespace::open_with_limits(&ns_name, limits());
+    if std::env::var_os("HOSTILE_CHECK_SETS").is_some() {
+        let ns = ns.as_ref().map_err(|e| *e);
+        for s in parse_sets(&env("HOSTILE_SETS")) {
+            let found = ns.and_then(|ns| ns.semget(s.key, 0, 0));
+            let mut ds = SemidDs::default();
+            let st = ns.and_then(|ns| ns.semctl(s.id, 0, IPC_STAT, SemctlArg::StatOut(&mut ds)));
+            // SAFETY: no preconditions.
+            let me = unsafe { libc::getuid() };
+            if found != Ok(s.id) || st.is_err() || ds.perm.uid != me || ds.perm.cuid != me {
+                println!(
+                    "SET-LOST key={:#x} id={} semget={found:?} IPC_STAT={st:?} uid={} cuid={}",
+                    s.key, s.id, ds.perm.uid, ds.perm.cuid
+                );
+            }
+        }
+    }
+    match ns {
         Ok(ns) => match ns.destroy() {
             Ok(()) => println!("DESTROYED"),
             Err(e) => println!("DESTROY-FAILED {e}"),
@@ -591,6 +634,8 @@ impl UserState {
 struct SetMap {
     info: SetInfo,
     map: RawMap,
+    /// The mutator may write it (always, but in the cross-user mode).
+    writable: bool,
     geo: SetGeometry,
 }
 
@@ -635,12 +680,84 @@ struct Round {
     respawns: u64,
     /// Mutation kinds (and `header.FIELD`s) not to make.
     exclude: Vec<String>,
+    /// The cross-user mode: who the users are and who the mutator is.
+    cross: Option<Cross>,
+    /// Cross-user mode: the namespace's other files the mutator may write
+    /// (neither a set segment nor the hints file).
+    others: Vec<(String, RawMap)>,
+    /// Mutations not made: the mutator may not write their target.
+    refused: u64,
+}
+
+/// The cross-user mode of a round: the users (setup, users, teardown)
+/// run as `victim`, their sets of mode `mode`; the mutator opens every
+/// file as `attacker` (effective ids during the opens), so it writes only
+/// what the OS lets her class write.
+#[derive(Clone, Copy, Debug)]
+struct Cross {
+    mode: u32,
+    victim: User,
+    attacker: User,
+}
+
+impl Cross {
+    /// The permission bits the mode gives the attacker's class.
+    fn class_bits(&self) -> u32 {
+        if self.attacker.groups.contains(&self.victim.gid) {
+            (self.mode >> 3) & 7
+        } else {
+            self.mode & 7
+        }
+    }
+    /// The attacker may not write the sets (`r--` or nothing): nothing of
+    /// hers may then change what the victim observes of them.
+    fn protected(&self) -> bool {
+        self.class_bits() & 2 == 0
+    }
+    fn ids(&self) -> Option<(u32, u32)> {
+        Some((self.victim.uid, self.victim.gid))
+    }
+}
+
+/// The effective ids (and groups) of `user` until dropped (root keeps its
+/// real and saved uid 0, so it can come back).
+struct EffectiveAs;
+
+impl EffectiveAs {
+    fn new(u: User) -> EffectiveAs {
+        let keep = u32::MAX; // -1: unchanged
+                             // SAFETY: plain system calls on this process's credentials; the
+                             // groups vector is live across the call.
+        unsafe {
+            assert_eq!(libc::setgroups(u.groups.len(), u.groups.as_ptr()), 0);
+            assert_eq!(libc::setresgid(keep, u.gid, keep), 0);
+            assert_eq!(libc::setresuid(keep, u.uid, keep), 0);
+        }
+        EffectiveAs
+    }
+}
+
+impl Drop for EffectiveAs {
+    fn drop(&mut self) {
+        let keep = u32::MAX;
+        // SAFETY: as above; back to root (the saved uid is 0).
+        unsafe {
+            libc::setresuid(keep, 0, keep);
+            libc::setresgid(keep, 0, keep);
+            libc::setgroups(1, [0u32].as_ptr());
+        }
+    }
 }
 
 impl Round {
     /// Creates a namespace with sets of these sizes (through a setup
     /// worker) and maps their files.
     fn new(test: &str, seed: u64, nsems: &[usize]) -> Round {
+        Round::with(test, seed, nsems, None)
+    }
+
+    /// [`Round::new`], in the cross-user mode if `cross` says so.
+    fn with(test: &str, seed: u64, nsems: &[usize], cross: Option<Cross>) -> Round {
         let ns = unique_ns(test);
         let mut round = Round {
             test: test.to_string(),
@@ -661,22 +778,25 @@ impl Round {
             rng: Rng::new(seed),
             respawns: 0,
             exclude: Vec::new(),
+            cross,
+            others: Vec::new(),
+            refused: 0,
         };
         let list = nsems
             .iter()
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let mut w = spawn_worker(
-            0,
-            &[
-                ("HOSTILE_ROLE", "setup".into()),
-                ("HOSTILE_NS", ns.clone()),
-                ("HOSTILE_SEED", seed.to_string()),
-                ("HOSTILE_NSEMS", list),
-            ],
-            false,
-        );
+        let mut setup_env = vec![
+            ("HOSTILE_ROLE", "setup".to_string()),
+            ("HOSTILE_NS", ns.clone()),
+            ("HOSTILE_SEED", seed.to_string()),
+            ("HOSTILE_NSEMS", list),
+        ];
+        if let Some(c) = cross {
+            setup_env.push(("HOSTILE_MODE", format!("{:o}", c.mode)));
+        }
+        let mut w = spawn_worker_as(0, &setup_env, cross.and_then(|c| c.ids()));
         let ended = w.wait_until(Instant::now() + Duration::from_secs(30));
         let out = w.output();
         assert!(
@@ -694,14 +814,34 @@ impl Round {
                     key: f[3].parse().unwrap(),
                 };
                 let path = set_path(&ns, info.id);
-                let map = RawMap::open(&path).unwrap_or_else(|e| panic!("mapping {path}: {e}"));
+                // Cross-user mode: opened as the attacker, read-only if
+                // that is all she may.
+                let as_attacker = cross.map(|c| EffectiveAs::new(c.attacker));
+                let opened = RawMap::open(&path);
+                drop(as_attacker);
+                // Not writable by the attacker: mapped read-only by the test
+                // itself, only to read (geometry); never written.
+                let (map, writable) = match opened {
+                    Ok(m) => (m, true),
+                    Err(_) if cross.is_some() => (
+                        RawMap::open_read_only(&path)
+                            .unwrap_or_else(|e| panic!("mapping {path} read-only: {e}")),
+                        false,
+                    ),
+                    Err(e) => panic!("mapping {path}: {e}"),
+                };
                 let geo = SetGeometry::new(
                     map.load_u32(offset_of!(SetHeader, nsems)),
                     map.load_u32(offset_of!(SetHeader, proc_slots)),
                     map.load_u32(offset_of!(SetHeader, queue_slots)),
                 );
                 assert_eq!(geo.size, map.len(), "geometry of {path}");
-                round.sets.push(SetMap { info, map, geo });
+                round.sets.push(SetMap {
+                    info,
+                    map,
+                    writable,
+                    geo,
+                });
             }
         }
         assert_eq!(
@@ -710,8 +850,33 @@ impl Round {
             "setup output:\n{}",
             out.join("\n")
         );
-        // The hints file: what every user may write (the registry was).
-        round.reg = Some(RawMap::open(&hints_path(&ns)).expect("mapping the hints file"));
+        if let Some(c) = cross {
+            let _as = EffectiveAs::new(c.attacker);
+            round.reg = RawMap::open(&hints_path(&ns)).ok();
+            let sets: Vec<String> = round
+                .sets
+                .iter()
+                .map(|s| set_path(&ns, s.info.id))
+                .collect();
+            for p in ns_paths(&ns) {
+                if p != hints_path(&ns) && !sets.contains(&p) {
+                    if let Ok(m) = RawMap::open(&p) {
+                        round.others.push((p, m));
+                    }
+                }
+            }
+            round.log.push(format!(
+                "cross-user: mode {:o}, attacker {} may write: sets {:?}, hints {}, others {:?}",
+                c.mode,
+                c.attacker.name,
+                round.sets.iter().map(|s| s.writable).collect::<Vec<_>>(),
+                round.reg.is_some(),
+                round.others.iter().map(|o| &o.0).collect::<Vec<_>>()
+            ));
+        } else {
+            // The hints file: what every user may write (the registry was).
+            round.reg = Some(RawMap::open(&hints_path(&ns)).expect("mapping the hints file"));
+        }
         round
     }
 
@@ -746,7 +911,10 @@ impl Round {
             env.push(("HOSTILE_MAX_OPS2", n.to_string()));
         }
         let nobody = self.nobody[slot];
-        let w = spawn_worker(slot, &env, nobody);
+        let w = match self.cross {
+            Some(c) => spawn_worker_as(slot, &env, c.ids()),
+            None => spawn_worker(slot, &env, nobody),
+        };
         self.log.push(format!(
             "start user {slot} (pid {}, {}, seed {seed})",
             w.pid(),
@@ -951,21 +1119,34 @@ impl Round {
     }
 
     fn teardown(&mut self) {
+        let infos = self.set_infos();
         self.sets.clear();
         self.reg = None;
-        let mut w = spawn_worker(
-            0,
-            &[
-                ("HOSTILE_ROLE", "teardown".into()),
-                ("HOSTILE_NS", self.ns.clone()),
-            ],
-            false,
-        );
+        self.others.clear();
+        let mut env = vec![
+            ("HOSTILE_ROLE", "teardown".to_string()),
+            ("HOSTILE_NS", self.ns.clone()),
+        ];
+        if self.cross.is_some() {
+            env.push(("HOSTILE_CHECK_SETS", "1".into()));
+            env.push(("HOSTILE_SETS", sets_string(&infos)));
+        }
+        let mut w = match self.cross {
+            Some(c) => spawn_worker_as(0, &env, c.ids()),
+            None => spawn_worker(0, &env, false),
+        };
         let ended = w
             .wait_until(Instant::now() + Duration::from_nanos(hang_ns()) + Duration::from_secs(10));
         let out = w.output();
         let bad = w.bad_end();
         let destroyed = out.iter().any(|l| l == "DESTROYED");
+        if self.cross.is_some_and(|c| c.protected()) {
+            for l in out.iter().filter(|l| l.starts_with("SET-LOST")) {
+                self.finding(format!(
+                    "LOST: a set the attacker may not write is lost or not the victim's: {l}"
+                ));
+            }
+        }
         if !ended {
             self.finding("HANG: destroying the namespace did not finish".to_string());
         } else if let Some(how) = bad {
@@ -975,7 +1156,19 @@ impl Round {
             );
             self.finding(msg);
         }
-        let left = ns_paths(&self.ns);
+        // What the attacker made (in the cross-user mode) is hers: the
+        // sticky /dev/shm lets nobody else remove it.
+        let attacker = self.cross.map(|c| c.attacker.uid);
+        let left: Vec<String> = ns_paths(&self.ns)
+            .into_iter()
+            .filter(|p| {
+                let owner = std::fs::symlink_metadata(p).map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.uid()
+                });
+                attacker.is_none() || owner.ok() != attacker
+            })
+            .collect();
         if destroyed && !left.is_empty() {
             self.finding(format!("LEAK: destroy() succeeded but left {left:?}"));
         }
@@ -1177,6 +1370,26 @@ impl Round {
     /// Applies one mutation of kind `kind`; logs it.
     fn mutate(&mut self, kind: &str) {
         let si = self.rng.below(self.sets.len() as u64) as usize;
+        // The cross-user mode: only what the attacker may write.
+        let registry = kind == "hints";
+        if kind == "ns-file" {
+            self.mutate_other();
+            return;
+        }
+        // Names are anyone's to make: in the cross-user mode the attacker
+        // makes them (`claims`), as herself.
+        let _as_attacker = match (kind, self.cross) {
+            ("claims", Some(c)) => Some(EffectiveAs::new(c.attacker)),
+            _ => None,
+        };
+        if (registry && self.reg.is_none())
+            || (!registry && kind != "respawn" && !self.sets[si].writable)
+        {
+            self.log
+                .push(format!("{kind} on set {si}: refused (no write access)"));
+            self.refused += 1;
+            return;
+        }
         let r = &mut self.rng;
         let s = &self.sets[si];
         let m = &s.map;
@@ -1600,6 +1813,159 @@ fn fuzz_round(seed: u64, mutations: u64, exclude: &[String]) -> RoundReport {
         }
     }
     round.finish()
+}
+
+impl Round {
+    /// Cross-user mode: a random byte or word into one of the namespace's
+    /// other files the attacker may write.
+    fn mutate_other(&mut self) {
+        if self.others.is_empty() {
+            self.log
+                .push("ns-file: refused (no other writable file)".into());
+            self.refused += 1;
+            return;
+        }
+        let i = self.rng.below(self.others.len() as u64) as usize;
+        let (name, m) = &self.others[i];
+        let size = self.rng.pick(&[1usize, 4, 8]);
+        let off = self.rng.below((m.len() / size) as u64) as usize * size;
+        let v = self.rng.next();
+        let old = store(m, off, size, v);
+        self.log.push(format!(
+            "{name} @{off:#x}: {old:#x} -> {v:#x} ({size} bytes)"
+        ));
+        self.report.mutations += 1;
+    }
+}
+
+/// The cross-user mode's mutation kinds: the fuzzer's, and random writes
+/// into the namespace's other files.
+fn cross_kinds() -> Vec<(&'static str, u64)> {
+    let mut k = KINDS.to_vec();
+    k.push(("ns-file", 6));
+    k
+}
+
+/// Results of set operations that mean the set was harmed: in a protected
+/// round (the attacker may not write the sets) none may appear.
+fn harmed(op: &str, res: &str) -> bool {
+    let set_op = touches_set(op) || op == "open";
+    set_op
+        && matches!(
+            res,
+            "EUCLEAN" | "EIDRM" | "EINVAL" | "ENOMEM" | "ENOENT" | "EPERM" | "EACCES" | "ENOSPC"
+        )
+}
+
+/// One cross-user round: alice's namespace with one or two sets of a
+/// random mode, three users of hers, and `mutations` mutations by mallory
+/// (in alice's group or not) through what she could open.
+fn cross_round(seed: u64, mutations: u64) -> RoundReport {
+    let mut r = Rng::new(seed ^ 0xc055);
+    let mode = r.pick(&[0o600u32, 0o640, 0o644, 0o660, 0o666]);
+    let attacker = if r.pct(50) {
+        support::MALLORY_IN_GROUP
+    } else {
+        support::MALLORY
+    };
+    let cross = Cross {
+        mode,
+        victim: support::ALICE,
+        attacker,
+    };
+    let nsets = if r.pct(30) { 2 } else { 1 };
+    let nsems: Vec<usize> = (0..nsets).map(|_| r.range(1, 6) as usize).collect();
+    let mut round = Round::with("cross", seed, &nsems, Some(cross));
+    // Her users never change the mode (IPC_SET) mid-round.
+    let ops: Vec<&str> = OPS
+        .iter()
+        .filter(|(n, w)| *w > 0 && *n != "ipc-set")
+        .map(|(n, _)| *n)
+        .collect();
+    round.ops_allowed = Some(ops.join(","));
+    round.start_users(&[false, false, false]);
+    let kinds = cross_kinds();
+    let total: u64 = kinds.iter().map(|k| k.1).sum();
+    if round.wait_progress(3) {
+        for _ in 0..mutations {
+            let mut x = round.rng.below(total);
+            let kind = kinds
+                .iter()
+                .find(|(_, w)| {
+                    if x < *w {
+                        true
+                    } else {
+                        x -= w;
+                        false
+                    }
+                })
+                .expect("weights")
+                .0;
+            round.mutate(kind);
+            if !round.wait_progress(2) {
+                break;
+            }
+        }
+    }
+    let refused = round.refused;
+    let log_head = round.log.first().cloned().unwrap_or_default();
+    let protected = cross.protected();
+    let mut rep = round.finish();
+    if protected {
+        for (k, n) in &rep.tally {
+            let (op, res) = k.split_once(' ').unwrap_or((k, ""));
+            if harmed(op, res) {
+                rep.findings.push(format!(
+                    "HARMED: mode {mode:o}, {}: alice's {op} gave {res} {n} times, \
+                     though the attacker may not write her sets [cross seed={seed}]\n  {log_head}",
+                    attacker.name
+                ));
+            }
+        }
+    }
+    support::note(&format!(
+        "[cross seed={seed}] mode {mode:o} vs {} ({}): {} mutations made, {refused} refused \
+         (no write access), {} user operations: {}; {} findings\n  {log_head}",
+        attacker.name,
+        if protected { "protected" } else { "writer" },
+        rep.mutations,
+        rep.ops,
+        summarize_tally(&rep.tally),
+        rep.findings.len()
+    ));
+    rep
+}
+
+/// The hostile-segment fuzzer's cross-user mode (issue #9): the mutator
+/// has only the access the set's mode gives its class (see [`Cross`]).
+/// Where that is no write bit, alice's users must see no harm at all
+/// ([`harmed`], and the teardown's check that every set is still found and
+/// still hers); elsewhere the fuzzer's own contract holds (no crash, no
+/// hang, no odd errno). Runs inside a private /dev/shm (root only);
+/// `HOSTILE_CROSS_ROUNDS` (default 6) rounds from `HOSTILE_FUZZ_SEED`,
+/// `HOSTILE_FUZZ_MUTATIONS` each.
+#[test]
+fn fuzz_cross_user() {
+    if !support::can_sandbox("fuzz_cross_user") {
+        return;
+    }
+    let _g = serial();
+    let rounds = env_u64("HOSTILE_CROSS_ROUNDS", 6);
+    let mutations = env_u64("HOSTILE_FUZZ_MUTATIONS", 40);
+    let first = env_u64("HOSTILE_FUZZ_SEED", 0);
+    let limit = Duration::from_secs(60 + rounds * 40);
+    support::in_sandbox_ok("fuzz_cross_user", limit, || {
+        let mut findings = Vec::new();
+        for seed in first..first + rounds {
+            let rep = cross_round(seed, mutations);
+            findings.extend(rep.findings);
+        }
+        for f in &findings {
+            support::note(f);
+        }
+        fail_with("fuzz_cross_user", &findings);
+        0
+    });
 }
 
 fn summarize_tally(t: &Tally) -> String {

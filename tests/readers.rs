@@ -36,11 +36,11 @@ use shmsem::sysv::{
 use shmsem::Namespace;
 use support::*;
 
-const VICTIM: User = User::new(61001, 61001);
+const VICTIM: User = User::new("victim", 61001, 61001);
 /// The other class (another uid and gid).
-const OTHER: User = User::new(61002, 61002);
+const OTHER: User = User::new("other", 61002, 61002);
 /// The group class (another uid, the victim's gid).
-const GROUP: User = User::new(61003, 61001);
+const GROUP: User = User::new("group", 61003, 61001);
 const KEY: i32 = 0x5e_ad_e4;
 const NS: &str = "readers";
 const NSEMS: usize = 3;
@@ -76,7 +76,7 @@ fn poll_flag(what: &str, f: impl Fn() -> bool) -> bool {
     let start = Instant::now();
     while !f() {
         if start.elapsed() > Duration::from_secs(30) {
-            eprintln!("timed out waiting for {what}");
+            note(&format!("timed out waiting for {what}"));
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -129,7 +129,7 @@ fn victim_act(c: &Ctl, cmd: i32, val: i32) -> i32 {
             Arg::None
         };
         if let Err(e) = api.semctl(id, 0, cmd, &arg) {
-            eprintln!("victim: semctl({cmd}) = {}", errno_name(e));
+            note(&format!("victim: semctl({cmd}) = {}", errno_name(e)));
             return CHECK_FAILED;
         }
     }
@@ -380,11 +380,11 @@ fn reader(c: &Ctl, path: &str, want_mode: u32) -> i32 {
         ));
     }
     if std::env::var_os("READERS_VERBOSE").is_some() {
-        eprintln!(
+        note(&format!(
             "reader (uid {}): the kernel's answers:\n  {}",
             nix::unistd::getuid(),
             k.join("\n  ")
-        );
+        ));
     }
     for (k, s) in k.iter().zip(&s) {
         if k != s {
@@ -392,7 +392,7 @@ fn reader(c: &Ctl, path: &str, want_mode: u32) -> i32 {
         }
     }
     for b in &bad {
-        eprintln!("reader: {b}");
+        note(&format!("reader: {b}"));
     }
     if bad.is_empty() {
         0
@@ -462,7 +462,9 @@ fn scenario(mode: i32, who: User) -> i32 {
     let after = std::fs::read(&path).expect("read the segment");
     if before != after {
         let first = before.iter().zip(&after).position(|(a, b)| a != b);
-        eprintln!("the reader changed the segment: first difference at byte {first:?}");
+        note(&format!(
+            "the reader changed the segment: first difference at byte {first:?}"
+        ));
         return CHECK_FAILED + 1;
     }
 
@@ -517,7 +519,7 @@ fn scenario(mode: i32, who: User) -> i32 {
     c.done.store(1, Ordering::Release);
     kids.expect_exit(v, 0, "the victim");
     for b in &bad {
-        eprintln!("{b}");
+        note(b);
     }
     if bad.is_empty() {
         0
@@ -594,7 +596,7 @@ fn scenario_ipc_set() -> i32 {
                 "Err(13)", "Err(13)", "Ok(())", "Ok(())", "Err(13)", "Err(13)",
             ];
             if out != want {
-                eprintln!("reader's V: {out:?}, want {want:?}");
+                note(&format!("reader's V: {out:?}, want {want:?}"));
                 return CHECK_FAILED;
             }
             0
@@ -620,7 +622,7 @@ fn scenario_ipc_set() -> i32 {
     c.done.store(1, Ordering::Release);
     kids.expect_exit(v, 0, "the victim");
     for b in &bad {
-        eprintln!("{b}");
+        note(b);
     }
     if bad.is_empty() {
         0
@@ -630,13 +632,12 @@ fn scenario_ipc_set() -> i32 {
 }
 
 fn sandboxed(name: &str, body: impl FnOnce() -> i32) {
-    if !can_sandbox() {
-        support::skipped(&format!("{name}: needs root (a sandbox, and other uids)"));
+    if !can_sandbox(name) {
         return;
     }
     let _serial = serial();
     let _w = Watchdog::start(name, 90);
-    let code = in_sandbox(name, 80, body);
+    let code = in_sandbox(name, Duration::from_secs(80), body);
     assert_eq!(code, 0, "{name}: the sandbox ended with {}", describe(code));
 }
 
@@ -703,13 +704,13 @@ fn a_fifo_or_a_link_under_the_namespace_name_is_refused_at_once() {
             for ns in ["taken-by-fifo", "taken-by-link"] {
                 match Namespace::open(ns) {
                     Ok(_) => bad.push(format!("{ns}: opened")),
-                    Err(e) => eprintln!("{}", format!("{ns}: {e:?} (errno {})", e.errno())),
+                    Err(e) => note(&format!("{ns}: {e:?} (errno {})", e.errno())),
                 }
             }
             if bad.is_empty() {
                 0
             } else {
-                eprintln!("{}", format!("{name}: {bad:?}"));
+                note(&format!("{name}: {bad:?}"));
                 CHECK_FAILED
             }
         })

@@ -177,6 +177,12 @@ pub struct Worker {
 /// Starts a worker with these environment variables. `nobody`: run as
 /// uid/gid 65534 (only when the test runs as root).
 pub fn spawn_worker(slot: usize, env: &[(&str, String)], nobody: bool) -> Worker {
+    spawn_worker_as(slot, env, (nobody && is_root()).then_some((65534, 65534)))
+}
+
+/// Starts a worker with these environment variables, as `(uid, gid)` if
+/// given (root only).
+pub fn spawn_worker_as(slot: usize, env: &[(&str, String)], user: Option<(u32, u32)>) -> Worker {
     let mut cmd = rerun_self(WORKER_TEST);
     cmd.env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
@@ -185,8 +191,8 @@ pub fn spawn_worker(slot: usize, env: &[(&str, String)], nobody: bool) -> Worker
     for (k, v) in env {
         cmd.env(k, v);
     }
-    if nobody && is_root() {
-        cmd.uid(65534).gid(65534);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
     }
     let mut child = cmd.spawn().expect("spawning a worker");
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -17,7 +17,7 @@
 //! | `sets.rs` | a set's observable state, unwrapped, and waits for it; the wall clock as sets stamp it |
 //! | `rng.rs` | [`Rng`], the seeded generator |
 //! | `errno.rs` | errno names |
-//! | `users.rs` | other users without creating any: a sandbox (private mount and IPC namespaces, its own tmpfs on /dev/shm) whose children switch to raw uids and gids |
+//! | `users.rs` | other users (raw uids and gids, no accounts) and a sandbox to run them in: private mount and IPC namespaces with a fresh tmpfs on /dev/shm ([`in_sandbox`]), and helpers to become one ([`as_user`], [`spawn_as`]) |
 //!
 //! Suite machinery that only one suite needs stays with the suite:
 //! tests/differential/harness.rs (the kernel-against-shmsem runner) and
