@@ -48,7 +48,6 @@
 //! | [`QueueSlot::ops`]              | [`pack_op`]    | sem_num, sem_op, sem_flg                 |
 //! | [`IntentHeader::commit`]        | `INTENT_*`     | none / committed (table at [`IntentHeader`]) |
 //! | intent entries                  | [`pack_intent`]| semaphore, value, adjustment             |
-//! | (an otime mirror)               | [`TaggedTime`] | seconds, sequence tag                    |
 //!
 //! Under `cfg(shmsem_loom)` the atomics are loom's, so that models can build
 //! a segment on the heap; the size assertions only hold for the real types.
@@ -67,7 +66,6 @@ mod proc_entry;
 mod queue_slot;
 mod sem_word;
 mod set_header;
-mod tagged_time;
 #[cfg(test)]
 mod testing;
 
@@ -78,7 +76,6 @@ pub use proc_entry::*;
 pub use queue_slot::*;
 pub use sem_word::*;
 pub use set_header::*;
-pub use tagged_time::*;
 
 #[cfg(not(shmsem_loom))]
 pub use core::sync::atomic::{
@@ -600,8 +597,6 @@ impl SetGeometry {
 const _: () = {
     // A lock token's slot part holds slot + 1 for every slot.
     assert!(PROC_SLOTS_MAX <= LOCK_SLOT_MASK);
-    // A sequence number fits a time tag whole.
-    assert!(IPC_SEQ_MAX as u64 <= TIME_TAG_MASK);
     // A value fits the semaphore word; a semaphore number the packed op,
     // the intent entry and the blocked word.
     assert!(SEMVMX as u64 <= SEM_VALUE_MASK);

@@ -177,7 +177,7 @@ pub(super) enum Found<'a> {
     Mapped(Held<'a, SetHandle>),
     /// A live set whose segment the OS will not open for this process (the
     /// set's mode grants its class nothing; README difference 8): only the
-    /// registry's copy can answer for it (see [`Namespace::meta_locked`]).
+    /// file metadata can answer for it (see `Namespace::meta_of`).
     Unmappable,
 }
 

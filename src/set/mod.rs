@@ -177,9 +177,6 @@ pub struct SetView<'a> {
     geo: SetGeometry,
     /// Process-local: a thread of this process holds the lock now.
     held_here: AtomicBool,
-    /// Where otime is mirrored for processes that cannot open the segment
-    /// (the registry entry's tagged word) and the set's sequence tag.
-    otime_mirror: Option<(&'a AtomicU64, u32)>,
 }
 
 /// The distinct semaphore numbers of a call, in first-mention order.
@@ -262,7 +259,6 @@ impl<'a> SetView<'a> {
                 ),
                 geo,
                 held_here: AtomicBool::new(false),
-                otime_mirror: None,
             })
         }
     }
@@ -290,7 +286,6 @@ impl<'a> SetView<'a> {
             intent_entries,
             geo,
             held_here: AtomicBool::new(false),
-            otime_mirror: None,
         }
     }
 
@@ -400,22 +395,12 @@ impl<'a> SetView<'a> {
         &self.undo[proc_slot as usize * (self.geo.undo_row() / 2) + sem]
     }
 
-    /// Mirrors otime into `word` (a registry entry's tagged word) for
-    /// processes that cannot open the segment; `seq` is the set's tag.
-    pub fn set_otime_mirror(&mut self, word: &'a AtomicU64, seq: u32) {
-        self.otime_mirror = Some((word, seq));
-    }
-
-    /// Records the time of an operation on semaphore `e` (and in the
-    /// mirror). Read first: most calls in one second find it already set,
+    /// Records the time of an operation on semaphore `e`. Read first: most calls in one second find it already set,
     /// and a load keeps the cache line shared.
     fn set_otime(&self, e: &SemEntry) {
         let now = sync::realtime_secs();
         if e.otime.load(Ordering::Relaxed) != now {
             e.otime.store(now, Ordering::Relaxed);
-            if let Some((w, seq)) = self.otime_mirror {
-                store_tagged_time(w, seq, now);
-            }
         }
     }
 
@@ -426,21 +411,5 @@ impl<'a> SetView<'a> {
             .map(|e| e.otime.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0)
-    }
-}
-
-/// Stores `secs` in a tagged time word ([`TaggedTime`]) if the word still
-/// carries tag `seq`, i.e. still belongs to this set.
-pub(crate) fn store_tagged_time(word: &AtomicU64, seq: u32, secs: i64) {
-    let new = TaggedTime::new(secs, seq);
-    let mut cur = TaggedTime::from_raw(word.load(Ordering::Relaxed));
-    // Relaxed: the mirror is advisory (only processes that cannot open the
-    // segment read it, under the registry lock); the CAS only guards the tag.
-    while cur.has_tag(seq) && cur != new {
-        match word.compare_exchange_weak(cur.raw(), new.raw(), Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => return,
-            Err(x) => cur = TaggedTime::from_raw(x),
-        }
     }
 }
