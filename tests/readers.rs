@@ -693,10 +693,10 @@ fn a_fifo_or_a_link_under_the_namespace_name_is_refused_at_once() {
                 && libc::symlink(target.as_ptr(), link.as_ptr()) == 0
         };
         if !made {
-            eprintln!(
-                "{}",
-                format!("{name}: set-up: {}", std::io::Error::last_os_error())
-            );
+            note(&format!(
+                "{name}: set-up: {}",
+                std::io::Error::last_os_error()
+            ));
             return CHECK_FAILED;
         }
         as_user(OTHER, || {
