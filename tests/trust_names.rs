@@ -136,10 +136,7 @@ fn set_files_of(ns: &str, uid: u32) -> Vec<String> {
     ns_names(ns)
         .into_iter()
         .filter(|(n, m)| {
-            m.file_type().is_file()
-                && m.uid() == uid
-                && *n != format!("shmsem.{ns}")
-                && *n != format!("shmsem.{ns}.hints")
+            m.file_type().is_file() && m.uid() == uid && n.starts_with(&format!("shmsem.{ns}.s."))
         })
         .map(|(n, _)| n)
         .collect()
@@ -331,7 +328,13 @@ fn squatted_names_give_a_clear_error_or_the_victims_own_set() {
                 assert_eq!(n.semget(key, 0, 0), Err(Error::NotFound), "key {key:#x}");
                 match n.semget(key, 1, IPC_CREAT | 0o600) {
                     Err(e) => assert!(
-                        matches!(e, Error::NoSpace | Error::Corrupt | Error::NotPermitted),
+                        matches!(
+                            e,
+                            Error::PermissionDenied
+                                | Error::NoSpace
+                                | Error::Corrupt
+                                | Error::NotPermitted
+                        ),
                         "key {key:#x}: {e}"
                     ),
                     Ok(id) => {

@@ -131,9 +131,16 @@ impl Namespace {
                     }
                 }
                 // Another user holds the key's name with something that is
-                // no set we may use: as the kernel answers for a key held by
-                // a set whose mode grants us nothing (README difference 16).
-                KeyState::Taken => return Err(Error::PermissionDenied),
+                // no set: there is no set of that key to find (ENOENT), and
+                // none may be made (EACCES, as the kernel answers for a key
+                // held by a set whose mode grants us nothing; README
+                // difference 16).
+                KeyState::Taken => {
+                    if semflg & IPC_CREAT == 0 {
+                        return Err(Error::NotFound);
+                    }
+                    return Err(Error::PermissionDenied);
+                }
             }
         }
         Err(Error::WouldBlock)
