@@ -10,7 +10,7 @@
 //!
 //! | name (in /dev/shm) | kind | meaning |
 //! |---|---|---|
-//! | `shmsem.NS` | regular, 0644, O_EXCL, the version written last | the limits (immutable; for `default` the compiled-in limits are used whatever it says) |
+//! | `shmsem.NS` | regular, 0644, O_EXCL, the version written last | the limits (read once per attach; for `default` the compiled-in limits are used whatever it says). Its owner can rewrite it, so they only size the sets a process makes and bound the indices it gives them: no name is judged by them (a claim's index only against SEMMNI_MAX) |
 //! | `shmsem.NS.hints` | regular, 0666, anyone's | hints only: the next index to try and the last sequence number (forged ⇒ ids repeat sooner); for now also the file presence locks are taken on (see `liveness`) |
 //! | `shmsem.NS.s.IDX.SEQ` | regular, O_EXCL, owned by the set's creator, mode from the set's mode | the set |
 //! | `shmsem.NS.i.IDX` | symlink → `shmsem.NS.s.IDX.SEQ`, symlink(2) | claims index IDX; the target gives SEQ, so the id |
@@ -556,7 +556,10 @@ impl Namespace {
             Err(e) => return Err(e),
         };
         ensure_hints(&dir, name)?;
-        let cache = (0..limits.semmni)
+        // Every index a claim may name (SEMMNI_MAX), not only the SEMMNI
+        // new sets are given: a set made while the limits file said more
+        // stays reachable (see `read_claim`).
+        let cache = (0..SEMMNI_MAX)
             .map(|_| AtomicPtr::new(core::ptr::null_mut()))
             .collect();
         Ok(Namespace {

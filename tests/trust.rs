@@ -2131,3 +2131,111 @@ fn forged_nsems_then_getall() {
         }
     });
 }
+
+// ===========================================================================
+// Holes a hostile review found after the rows above (README difference 18)
+// ===========================================================================
+
+/// Rewrites the limits file of namespace `ns` in place (its owner may):
+/// the record it holds with `edit` applied.
+fn rewrite_limits(ns: &str, edit: impl FnOnce(&mut shmsem::layout::LimitsRecord)) {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/dev/shm/shmsem.{ns}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let mut b = [0u8; shmsem::layout::LIMITS_FILE_SIZE];
+    f.read_exact_at(&mut b, 0)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let mut r = shmsem::layout::LimitsRecord::from_bytes(&b);
+    edit(&mut r);
+    f.write_all_at(&r.to_bytes(), 0)
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+/// Hole 1: mallory is the first user of namespace `trust-limits`, so she
+/// owns its limits file; alice makes three 0600 sets there (indices 0, 1,
+/// 2); mallory rewrites her limits file with SEMMNI = 1. Kernel: no user
+/// can change the limits (root's sysctl does not remove sets either); it
+/// must reach: alice's sets stay hers, found by key, with their values, for
+/// a fresh process of hers, after her gc and after root's gc.
+#[test]
+fn limits_file_owner_shrinks_semmni() {
+    run("limits_file_owner_shrinks_semmni", 60, || {
+        const LNS: &str = "trust-limits";
+        let keys = [K1, K2, K3];
+        let vals: [&[u16]; 3] = [&[1, 2], &[3, 4], &[5, 6]];
+        let b = board();
+        let mut kids = long_kids();
+        let m = spawn_as(&mut kids, MALLORY, || {
+            Namespace::open(LNS).unwrap_or_else(|e| panic!("open {LNS}: {e}"));
+            OK
+        });
+        kids.expect_exit(m, OK, "mallory makes the namespace");
+        let a = spawn_as(&mut kids, ALICE, || {
+            let a = Impl::Shmsem.api(LNS);
+            for (i, (&k, v)) in keys.iter().zip(vals).enumerate() {
+                b.put_id([ID, ID2, ID3][i], create(&*a, k, 2, 0o600, v));
+            }
+            OK
+        });
+        kids.expect_exit(a, OK, "alice makes her sets");
+        let ids: Vec<i32> = [ID, ID2, ID3].iter().map(|&w| b.id(w)).collect();
+        let before = files_of(LNS);
+        for semmni in [1, 2] {
+            let m = spawn_as(&mut kids, MALLORY, move || {
+                rewrite_limits(LNS, |r| r.semmni = semmni);
+                OK
+            });
+            kids.expect_exit(m, OK, "mallory rewrites her limits file");
+            let check = |who: &str, kids: &mut Kids| {
+                let ids = ids.clone();
+                let what = format!("SEMMNI {semmni}: alice's fresh process, {who}");
+                let pid = spawn_as(kids, ALICE, move || {
+                    let a = Impl::Shmsem.api(LNS);
+                    let mut p = Vec::new();
+                    for ((&k, v), &id) in keys.iter().zip(vals).zip(&ids) {
+                        p.extend(problems_of(&*a, ALICE, k, id, 0o600, v));
+                    }
+                    note(&format!(
+                        "  SEMMNI {semmni}, {who}: alice sees {}",
+                        if p.is_empty() {
+                            "her three sets intact".to_string()
+                        } else {
+                            p.join("; ")
+                        }
+                    ));
+                    assert_none("alice's sets", &p);
+                    OK
+                });
+                expect_ok(kids, &[(pid, &what)]);
+            };
+            check("after the rewrite", &mut kids);
+            let g = spawn_as(&mut kids, ALICE, || {
+                let r = Namespace::open(LNS).and_then(|ns| ns.gc());
+                note(&format!("  SEMMNI {semmni}: alice's gc: {r:?}"));
+                OK
+            });
+            kids.expect_exit(g, OK, "alice's gc");
+            check("after her gc", &mut kids);
+            // Root's, as `shmsem gc --all-namespaces` does it.
+            let r = within(CALL_LIMIT, "root's gc", || {
+                let r = Namespace::open_existing(LNS).and_then(|ns| ns.gc());
+                note(&format!("  SEMMNI {semmni}: root's gc: {r:?}"));
+                OK
+            });
+            if r != Ok(OK) {
+                failed(format!("root's gc: {r:?}"));
+            }
+            check("after root's gc", &mut kids);
+            let after = files_of(LNS);
+            let lost: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+            if !lost.is_empty() {
+                failed(format!("SEMMNI {semmni}: names gone: {lost:?}"));
+            }
+        }
+    });
+}

@@ -397,9 +397,6 @@ impl Namespace {
     /// What `lstat` says of set `idx` (whose sequence must be `seq` if
     /// given), for a process that may not open it. EINVAL as `find`.
     pub(super) fn meta(&self, idx: u32, seq: Option<u32>) -> Result<Meta> {
-        if idx >= self.limits.semmni {
-            return Err(Error::Invalid);
-        }
         let dir = Dir::open()?;
         let Claim::Valid(t) = self.read_claim(&dir, &index_name(&self.name, idx), Some(idx))?
         else {
@@ -411,14 +408,16 @@ impl Namespace {
         self.meta_of(&dir, &t)
     }
 
-    /// The indices some name claims (valid or not), from a scan.
+    /// The indices some name claims (valid or not), from a scan: every
+    /// index up to SEMMNI_MAX, whatever this namespace's SEMMNI (which
+    /// bounds only the indices new sets take), so that no set is taken for
+    /// an orphan because of the limits.
     pub(super) fn claimed_indices(&self, dir: &Dir) -> Vec<u32> {
         let prefix = format!("shmsem.{}.i.", self.name);
         let mut v: Vec<u32> = dir
             .list(&prefix)
             .iter()
             .filter_map(|n| parse_index_name(&self.name, n))
-            .filter(|&i| i < self.limits.semmni)
             .collect();
         v.sort_unstable();
         v

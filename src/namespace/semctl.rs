@@ -126,9 +126,6 @@ impl Namespace {
             }
         } else {
             let idx = SetId::from_raw(semid).index;
-            if idx >= self.limits.semmni {
-                return Err(Error::Invalid);
-            }
             match self.lookup_slow(reclaim::pin(), idx, None)? {
                 Found::Mapped(h) => h,
                 Found::Unmappable => return self.semctl_denied(idx, None, semnum, cmd, arg),
