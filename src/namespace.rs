@@ -41,18 +41,20 @@
 //! symlink(2) decides races. A reader that finds a set in transition treats
 //! it as not there (semget waits for it, 1 ms at a time, 2 s at most).
 //!
-//! **IPC_RMID**: under the set's lock, the removal is committed in the set
-//! (its sleepers get EIDRM, lookups EINVAL); then the file is put in
-//! transition (only its owner or root can chmod it), then `k`, `i` and `s`
-//! are unlinked, each only if it is still the set's own name. A set left
-//! half made or half removed by a process that died is finished by a later
-//! process **of the file owner's uid, or root** (only they can unlink its
-//! names anyway), on what only the owner can have written: its file in
-//! transition with its creation lock free, or the set's removal mark in a
-//! set nobody else may write. Nothing is ever unlinked because of what
-//! another user wrote: another user's names are at most nobody's claims,
-//! and what a writer of a set may scribble in it (a removal mark, a key)
-//! is not believed when others may write it.
+//! **IPC_RMID**: under the set's lock and the file's creation lock, the
+//! file is put in transition (only its owner or root can chmod it), then
+//! the removal is committed in the set (its sleepers get EIDRM, lookups
+//! EINVAL), then `k`, `i` and `s` are unlinked, each only if it is still
+//! the set's own name. A set left half made or half removed by a process
+//! that died is finished by a later process **of the file owner's uid, or
+//! root** (only they can unlink its names anyway), on what only the owner
+//! can have done: its file in transition with its creation lock free. The
+//! finisher holds that lock, commits the removal if it was not yet (a
+//! remover that died in between), then unlinks the names. Nothing is ever
+//! unlinked because of what another user wrote: another user's names are
+//! at most nobody's claims, and what a writer of a set may scribble in it
+//! (a removal mark, a key; through a mapping kept across an IPC_SET that
+//! took write away, too) is never believed by a finisher.
 //!
 //! What a process the set's mode shuts out is still told (semget without
 //! flags, SEM_STAT_ANY, EFBIG before EACCES, EPERM) comes from `lstat` and

@@ -73,7 +73,7 @@ mod harness;
 mod support;
 
 use std::mem::offset_of;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1001,7 +1001,7 @@ fn reader_fills_the_queue_with_wait_for_zero() {
                                 let r = a.semtimedop(
                                     id,
                                     &[sb(0, 0, 0)],
-                                    Some(&ts(Duration::from_secs(60))),
+                                    Some(&ts(Duration::from_secs(5))),
                                 );
                                 if r.is_err() && bp.get(READY) == 0 {
                                     bp.add(FAILED, 1);
@@ -2237,5 +2237,204 @@ fn limits_file_owner_shrinks_semmni() {
                 failed(format!("SEMMNI {semmni}: names gone: {lost:?}"));
             }
         }
+    });
+}
+
+/// The set names of namespace `ns` (set files and claims).
+fn set_names_of(ns: &str) -> Vec<String> {
+    let p = format!("shmsem.{ns}.");
+    files_of(ns)
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix(&p)
+                .is_some_and(|r| r.starts_with("s.") || r.starts_with("i.") || r.starts_with("k."))
+        })
+        .collect()
+}
+
+/// Hole 3: alice's set (mode 0666) is writable by mallory, who keeps a
+/// mapping of its file; alice takes write away (IPC_SET 0600); mallory
+/// writes the set's removal mark through the mapping she kept (the kept
+/// access is README difference 8: as an open file keeps its access). It
+/// must go no further: alice's own next semget, her gc and root's gc must
+/// not unlink the set's names (only a chmod, which only alice or root can
+/// make, may lead to that). Kernel: mallory cannot write after IPC_SET.
+#[test]
+fn write_kept_across_ipc_set_forges_removal() {
+    run("write_kept_across_ipc_set_forges_removal", 60, || {
+        let b = board();
+        let mut kids = long_kids();
+        let victim = spawn_as(&mut kids, ALICE, || {
+            let a = Impl::Shmsem.api(NS);
+            let id = create(&*a, K1, 1, 0o666, &[5]);
+            b.put_id(ID, id);
+            b.wait(READY, "mallory's mapping");
+            let set = Arg::Set {
+                uid: ALICE.uid,
+                gid: ALICE.gid,
+                mode: 0o600,
+            };
+            a.semctl(id, 0, IPC_SET, &set)
+                .unwrap_or_else(|e| panic!("IPC_SET: {}", errno_name(e)));
+            b.put(DONE, 1);
+            OK
+        });
+        let attacker = spawn_as(&mut kids, MALLORY, || {
+            b.id(ID);
+            let maps: Vec<_> = writable_maps(NS)
+                .into_iter()
+                .filter(|(f, _)| f.kind == Kind::Set)
+                .collect();
+            b.put(READY, 1);
+            b.wait(DONE, "alice's IPC_SET");
+            for (_, m) in &maps {
+                m.store_u32(offset_of!(SetHeader, removed), 1);
+            }
+            note(&format!(
+                "  mallory marked {} set(s) removed through a mapping kept across IPC_SET",
+                maps.len()
+            ));
+            // The set file, by its name and through its claims.
+            assert!(!maps.is_empty(), "mallory could map none of alice's set");
+            OK
+        });
+        expect_ok(&mut kids, &[(victim, "alice"), (attacker, "mallory")]);
+        let names = set_names_of(NS);
+        let lost = |when: &str| {
+            let now = set_names_of(NS);
+            let gone: Vec<&String> = names.iter().filter(|n| !now.contains(n)).collect();
+            note(&format!("  {when}: names gone: {gone:?}"));
+            if !gone.is_empty() {
+                failed(format!("{when}: alice's names unlinked: {gone:?}"));
+            }
+        };
+        let g = spawn_as(&mut kids, ALICE, || {
+            let a = Impl::Shmsem.api(NS);
+            let r = a.semget(K1, 0, 0);
+            let c = a.semget(K1, 1, IPC_CREAT | 0o600);
+            note(&format!(
+                "  alice's semget({K1:#x}): {}, with IPC_CREAT: {}",
+                show(&r),
+                show(&c)
+            ));
+            OK
+        });
+        kids.expect_exit(g, OK, "alice's semget");
+        lost("after alice's semget");
+        let g = spawn_as(&mut kids, ALICE, || {
+            let r = Namespace::open(NS).and_then(|ns| ns.gc());
+            note(&format!("  alice's gc: {r:?}"));
+            OK
+        });
+        kids.expect_exit(g, OK, "alice's gc");
+        lost("after alice's gc");
+        let r = within(CALL_LIMIT, "root's gc", || {
+            let r = Namespace::open(NS).and_then(|ns| ns.gc());
+            note(&format!("  root's gc: {r:?}"));
+            OK
+        });
+        if r != Ok(OK) {
+            failed(format!("root's gc: {r:?}"));
+        }
+        lost("after root's gc");
+    });
+}
+
+/// Hole 3's other half: IPC_RMID puts the file in transition (which only
+/// its owner or root can do) before it commits the removal, and a later
+/// process of the owner's finishes a set in transition whose creation lock
+/// is free: commits its removal if it was not yet, unlinks its names. So
+/// alice's remover killed at each of its writes (a sleeper of hers in the
+/// set) leaves a set that a fresh process of hers (not root: the file in
+/// transition is write-only for her) and her gc finish or remove: the
+/// sleeper gets EIDRM, no name is left, the key is free.
+#[test]
+fn remover_killed_at_each_write_is_finished() {
+    use shmsem::__private::{crash_after, crash_countdown};
+    run("remover_killed_at_each_write_is_finished", 180, || {
+        const KR: i32 = 0x7e57_00d0;
+        let mut kids = long_kids();
+        let mut finished = false;
+        let mut k = 1;
+        let mut in_transition = 0;
+        while !finished && k < 400 {
+            let b = board();
+            let maker = spawn_as(&mut kids, ALICE, || {
+                let a = Impl::Shmsem.api(NS);
+                b.put_id(ID, create(&*a, KR, 1, 0o600, &[0]));
+                OK
+            });
+            kids.expect_exit(maker, OK, "alice makes the set");
+            let id = b.id(ID);
+            let sleeper = spawn_as(&mut kids, ALICE, || {
+                let a = Impl::Shmsem.api(NS);
+                match a.semtimedop(id, &[sb(0, -1, 0)], Some(&ts(Duration::from_secs(5)))) {
+                    Ok(()) => OK,
+                    Err(e) => e,
+                }
+            });
+            let remover = spawn_as(&mut kids, ALICE, || {
+                let a = Impl::Shmsem.api(NS);
+                poll_until("alice's sleeper", || {
+                    a.semctl(id, 0, GETNCNT, &Arg::None).map(|o| o.ret) == Ok(1)
+                });
+                crash_after(k, libc::SIGKILL);
+                let r = a.semctl(id, 0, IPC_RMID, &Arg::None);
+                let left = crash_countdown();
+                crash_after(0, libc::SIGKILL);
+                assert_eq!(r.map(drop), Ok(()), "IPC_RMID");
+                assert!(left > 0);
+                99
+            });
+            match kids.wait(remover, "the remover") {
+                nix::sys::wait::WaitStatus::Exited(_, 99) => finished = true,
+                nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _) => {}
+                other => {
+                    failed(format!("k {k}: the remover: {other:?}"));
+                    break;
+                }
+            }
+            let transition = set_names_of(NS).iter().any(|n| {
+                n.contains(".s.")
+                    && std::fs::symlink_metadata(format!("/dev/shm/{n}"))
+                        .is_ok_and(|m| m.permissions().mode() & 0o777 == 0o200)
+            });
+            in_transition += transition as usize;
+            let fin = spawn_as(&mut kids, ALICE, || {
+                let a = Impl::Shmsem.api(NS);
+                // A live set (the remover died before it began) is removed
+                // for real.
+                if let Ok(id) = a.semget(KR, 0, 0) {
+                    assert_eq!(
+                        a.semctl(id, 0, IPC_RMID, &Arg::None).map(drop),
+                        Ok(()),
+                        "IPC_RMID of the set left live"
+                    );
+                }
+                Namespace::open(NS).and_then(|ns| ns.gc()).expect("gc");
+                assert_eq!(a.semget(KR, 0, 0), Err(libc::ENOENT), "the key is free");
+                OK
+            });
+            let what = format!("k {k}: alice finishes");
+            expect_ok(&mut kids, &[(fin, &what)]);
+            match kids.wait(sleeper, "the sleeper") {
+                nix::sys::wait::WaitStatus::Exited(_, e) if e == libc::EIDRM => {}
+                other => failed(format!("k {k}: the sleeper: {other:?}, not EIDRM")),
+            }
+            let left = set_names_of(NS);
+            if !left.is_empty() {
+                failed(format!(
+                    "k {k}{}: names left: {left:?}",
+                    if transition { " (in transition)" } else { "" }
+                ));
+                break;
+            }
+            k += 1;
+        }
+        note(&format!(
+            "  {} crash points, {in_transition} of them with the file in transition",
+            k - 1
+        ));
+        assert!(finished, "the remover never got to the end");
     });
 }

@@ -377,6 +377,47 @@ impl Namespace {
         }))
     }
 
+    /// A handle on the set in transition claim `t` names, for the process
+    /// finishing its removal (`Namespace::finish`, holding its creation
+    /// lock): `fd` is the file, opened read-write; checked as
+    /// [`Namespace::map_set`] checks it, but neither its mode nor its
+    /// removal mark bars it. `None` if it is no published set of that id
+    /// (nobody can have mapped it).
+    pub(super) fn handle_to_finish(
+        &self,
+        t: &Target,
+        fd: &std::os::fd::OwnedFd,
+    ) -> Result<Option<SetHandle>> {
+        let size = u64::try_from(t.file.st_size).map_err(|_| Error::Corrupt)?;
+        let map = Mapping::map_fd(fd, size, true)?;
+        if map.file_id() != shm::file_id_of(&t.file) {
+            return Ok(None);
+        }
+        // SAFETY: as in `map_set`.
+        let view: SetView<'static> = match unsafe { SetView::from_raw(map.base(), map.len()) } {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        let hdr = view.hdr;
+        let owner = t.file.st_uid;
+        if hdr.id.load(Ordering::Relaxed) != SetId::new(t.idx, t.seq).raw()
+            || (hdr.cuid.load(Ordering::Relaxed) != owner
+                && hdr.uid.load(Ordering::Relaxed) != owner)
+            || view.nsems() > self.limits.semmsl as usize
+        {
+            return Ok(None);
+        }
+        Ok(Some(SetHandle {
+            idx: t.idx,
+            seq: t.seq,
+            name: t.name.clone(),
+            map,
+            view,
+            member: Membership::new(),
+            granted: AtomicU64::new(0),
+        }))
+    }
+
     /// The key set `h` was made with, as its header says (`IPC_PRIVATE`
     /// for none).
     pub(super) fn key_of(h: &SetHandle) -> i32 {

@@ -16,6 +16,8 @@
 //! between the check and the unlink; that is the uid's own processes, not
 //! another user.
 
+use std::os::fd::OwnedFd;
+
 use crate::set::{SetView, Sweep};
 use crate::shm::{self, Access, Dir, Expect, Mapping, Open};
 use crate::sync::{self, Ordering};
@@ -226,10 +228,10 @@ impl Namespace {
         Ok(KeyState::Taken)
     }
 
-    /// Finishes the removal of the set claim `t` names if it was left half
-    /// done and this process may ([`Namespace::finishable`]), or if its
-    /// index claim does not name it (a key claim left behind). Returns
-    /// whether its names went.
+    /// Finishes the set claim `t` names if it was left half made or half
+    /// removed and this process may ([`Namespace::finish`]), or unlinks the
+    /// claim if its index claim does not name the set (a key claim left
+    /// behind). Returns whether its names went.
     fn finish_removed(&self, dir: &Dir, t: &Target) -> Result<bool> {
         if !may_clean(t.link.st_uid) {
             return Ok(false);
@@ -238,70 +240,130 @@ impl Namespace {
             self.read_claim(dir, &index_name(&self.name, t.idx), Some(t.idx))?,
             Claim::Valid(ref i) if i.seq == t.seq
         );
-        if indexed && !self.finishable(dir, t)? {
-            return Ok(false);
+        if indexed {
+            return self.finish(dir, t);
         }
-        self.unlink_claims(dir, t, None, indexed)?;
+        self.unlink_claims(dir, t, None, false)?;
         Ok(true)
     }
 
-    /// Whether the set claim `t` names was left half done by a process
-    /// that died and may be finished by this one (its file's owner, or
-    /// root). Only what the file's owner alone can have done counts, never
-    /// what a writer of the set may have scribbled:
-    ///
-    /// * its file is in transition (write-only for its owner: a creator
-    ///   not yet done, or a remover under way) and its creation lock is
-    ///   free (no creator at work); or
-    /// * the set says it is removed and its file lets nobody but its owner
-    ///   write it (so that only the owner's uid, or root, can have said
-    ///   so): a remover died before it marked the file.
-    ///
-    /// A set another class may write, removed by a remover that died
-    /// before it marked the file, stays (removed, every call EINVAL) until
-    /// its owner or root removes the names by hand.
-    fn finishable(&self, dir: &Dir, t: &Target) -> Result<bool> {
-        if !may_clean(t.file.st_uid) {
+    /// Finishes the set claim `t` names if a process that died left it half
+    /// made or half removed, and this process may (it is of its file's
+    /// owner's uid, or root). Only what the file's owner alone can have
+    /// done counts, never what a writer of the set may have scribbled in
+    /// it (a removal mark: README difference 8): its file is in
+    /// transition (write-only for its owner: a creator not yet done, or a
+    /// remover under way, which puts the file in transition before it
+    /// commits the removal) and its creation lock is free (no creator or
+    /// remover at work). The lock is held while the set is finished: its
+    /// removal committed if it was not yet (a remover that died in
+    /// between: processes that have the set mapped may still use it), then
+    /// its key, index and file unlinked. Returns whether it did.
+    fn finish(&self, dir: &Dir, t: &Target) -> Result<bool> {
+        if !may_clean(t.file.st_uid) || !in_transition(&t.file) {
             return Ok(false);
         }
-        if in_transition(&t.file) {
-            return self.creation_lock_free(dir, &t.name, t.file.st_uid);
-        }
-        if t.file.st_mode & 0o022 != 0 {
+        let Some(lock) = self.take_creation_lock(dir, &t.name, &t.file)? else {
             return Ok(false);
+        };
+        // Still that file, still in transition, now that nobody else is at
+        // work on it.
+        match dir.lstat(&t.name)? {
+            Some(st) if shm::file_id_of(&st) == shm::file_id_of(&t.file) && in_transition(&st) => {}
+            _ => return Ok(false),
         }
-        Ok(matches!(self.open_set_file(dir, t)?, Some((_, true))))
+        self.commit_left_removal(dir, t, &lock)?;
+        self.unlink_claims(dir, t, None, true)?;
+        drop(lock);
+        Ok(true)
     }
 
-    /// Maps the file claim `t` names, checked as a lookup checks it, and
-    /// says whether its header says removed; `None` if it cannot be opened
-    /// or is not a published set of this id.
-    fn open_set_file(&self, dir: &Dir, t: &Target) -> Result<Option<(Mapping, bool)>> {
+    /// The set file `name` (`was`, of its owner), opened write-only with
+    /// its creation lock taken; `None` if the lock is held (a creator or
+    /// remover at work) or the name is no longer that file.
+    fn take_creation_lock(
+        &self,
+        dir: &Dir,
+        name: &str,
+        was: &shm::Stat,
+    ) -> Result<Option<OwnedFd>> {
+        let expect = Expect {
+            owner: Some(was.st_uid),
+            ..Expect::ANY
+        };
+        let c = match dir.open_file(name, Access::WriteOnly, None, &expect) {
+            Ok(Open::File(c)) => c,
+            Ok(_) | Err(Error::Corrupt) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if shm::file_id_of(&c.st) != shm::file_id_of(was) {
+            return Ok(None);
+        }
+        Ok(shm::ofd_try_lock(&c.fd, CREATION_LOCK_BYTE)?.then_some(c.fd))
+    }
+
+    /// Commits the removal of the set in transition `t` names, if it is a
+    /// published set of that id not yet removed, as IPC_RMID does (under
+    /// the set's lock: its sleepers get EIDRM). `lock` holds the file's
+    /// creation lock. A file that is no published set of the id (its
+    /// creator died before it published the header) needs nothing: nobody
+    /// can have mapped it.
+    fn commit_left_removal(&self, dir: &Dir, t: &Target, lock: &OwnedFd) -> Result<()> {
+        // This process may have the set mapped from before.
+        if let Ok(Found::Mapped(h)) = self.lookup_slow(reclaim::pin(), t.idx, Some(t.seq)) {
+            return self.commit_removal_of(&h);
+        }
         let size = t.file.st_size as u64;
         if self.nsems_for_size(t.file.st_size).is_none() {
-            return Ok(None);
+            return Ok(());
         }
         let expect = Expect {
             owner: Some(t.file.st_uid),
             min_size: size,
             max_size: size,
         };
-        let c = match dir.open_file(&t.name, Access::ReadWrite, None, &expect) {
-            Ok(Open::File(c)) => c,
-            Ok(_) | Err(Error::Corrupt) => return Ok(None),
-            Err(e) => return Err(e),
+        let open = || match dir.open_file(&t.name, Access::ReadWrite, None, &expect) {
+            Ok(Open::File(c)) if shm::file_id_of(&c.st) == shm::file_id_of(&t.file) => Ok(Some(c)),
+            Ok(Open::Denied) => Err(Error::PermissionDenied),
+            Ok(_) | Err(Error::Corrupt) => Ok(None),
+            Err(e) => Err(e),
         };
-        let map = Mapping::map_fd(&c.fd, size, true)?;
-        // SAFETY: the mapping is page-aligned and `len` bytes long; all
-        // access is atomic; the view is dropped before the mapping.
-        let removed = match unsafe { SetView::from_raw(map.base(), map.len()) } {
-            Ok(v) if v.hdr.id.load(Ordering::Relaxed) == SetId::new(t.idx, t.seq).raw() => {
-                // SYNC: Acquire as in `Namespace::find`.
-                v.hdr.removed.load(Ordering::Acquire) != 0
+        let c = match open() {
+            Err(Error::PermissionDenied) if euid() != 0 => {
+                // A mapping needs a readable descriptor, and the file is
+                // write-only for its owner: it is given read for the open
+                // only (to its owner only; a process of the owner's uid
+                // that maps it meanwhile sees a set about to be removed, as
+                // one just before an IPC_RMID).
+                shm::fchmod(lock, 0o600)?;
+                let c = open();
+                shm::fchmod(lock, TRANSITION_MODE)?;
+                c?
             }
-            _ => return Ok(None),
+            c => c?,
         };
-        Ok(Some((map, removed)))
+        let Some(c) = c else {
+            return Ok(());
+        };
+        match self.handle_to_finish(t, &c.fd)? {
+            Some(h) => self.commit_removal_of(&h),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the removal of set `h` under its lock, unless it is removed
+    /// already.
+    fn commit_removal_of(&self, h: &SetHandle) -> Result<()> {
+        if h.removed() {
+            return Ok(());
+        }
+        let me = self.me(h)?;
+        let host = self.host(h);
+        let mut g = h.writer()?.lock(&me, &host);
+        if h.removed() {
+            return Ok(());
+        }
+        g.remove()
     }
 
     /// Whether set file `name` (of `owner`) has no creator at work: its
@@ -616,43 +678,50 @@ impl Namespace {
         if h.removed() {
             return Err(Error::Invalid);
         }
-        // The set dies first, in one committed step (its sleepers get
+        // First the mark only the file's owner (or root) can make: its file
+        // in transition, under its creation lock (so that no finisher takes
+        // this remover at work for a dead one). A remover that dies from
+        // here on leaves a set in transition with its creation lock free,
+        // which the next semget of its key by the file owner's uid (or gc)
+        // finishes: commits the removal if it was not yet, unlinks the
+        // names. Then the set dies, in one committed step (its sleepers get
         // EIDRM; a woken sleeper that uses the old id gets EINVAL, as in
         // the kernel, because lookups check `removed`), and its section
-        // ends; then its names go: key, index, file. A remover that dies
-        // in between leaves names of a removed set, which the next semget
-        // of its key by the set's uid (or gc) removes.
-        g.remove()?;
-        drop(g);
-        self.unlink_names(h);
-        Ok(())
-    }
-
-    /// Unlinks removed set `h`'s names (best effort: a name this process
-    /// may not remove, the set's owner not being its creator, stays for
-    /// the creator's uid to finish).
-    fn unlink_names(&self, h: &SetHandle) {
-        let Ok(dir) = Dir::open() else {
-            return;
+        // ends; then its names go: key, index, file. A remover that is not
+        // the file's owner cannot chmod it: the set dies, its names stay
+        // (README difference 8).
+        let dir = Dir::open()?;
+        let file = match dir.lstat(&h.name)? {
+            Some(st) if shm::file_id_of(&st) == h.map.file_id() => Some(st),
+            _ => None,
         };
-        let Ok(Some(file)) = dir.lstat(&h.name) else {
-            return;
+        let lock = match &file {
+            // Not to be had: the remover goes on without it.
+            Some(st) => self.take_creation_lock(&dir, &h.name, st).ok().flatten(),
+            None => None,
         };
-        if shm::file_id_of(&file) != h.map.file_id() {
-            return;
+        let marked = file.is_some() && h.map.set_mode(&h.name, TRANSITION_MODE).is_ok();
+        if let Err(e) = g.remove() {
+            if let (true, Some(st)) = (marked, &file) {
+                let _ = h.map.set_mode(&h.name, st.st_mode & 0o777);
+            }
+            return Err(e);
         }
-        // First the mark only the file's owner (or root) can make: a
-        // remover that dies from here on leaves a set any later process of
-        // the owner's uid finishes.
-        let _ = h.map.set_mode(&h.name, TRANSITION_MODE);
-        let t = Target {
-            idx: h.idx,
-            seq: h.seq,
-            name: h.name.clone(),
-            link: file,
-            file,
-        };
-        let _ = self.unlink_claims(&dir, &t, Some(Namespace::key_of(h)), true);
+        drop(g);
+        if let Some(st) = file {
+            let t = Target {
+                idx: h.idx,
+                seq: h.seq,
+                name: h.name.clone(),
+                link: st,
+                file: st,
+            };
+            // Best effort: a name this process may not remove (the set's
+            // owner not being its creator) stays.
+            let _ = self.unlink_claims(&dir, &t, Some(Namespace::key_of(h)), true);
+        }
+        drop(lock);
+        Ok(())
     }
 
     /// Gives set `h`'s names to `uid` (root's IPC_SET): its index and key
@@ -713,7 +782,7 @@ impl Namespace {
     }
 
     /// Crash leftovers this process may remove (its uid's, or any for
-    /// root): sets left half made or half removed ([`Namespace::finishable`]),
+    /// root): sets left half made or half removed ([`Namespace::finish`]),
     /// claims naming nothing, set files nothing claims.
     /// Returns (sets finished and stale claims removed, files unlinked).
     pub(super) fn clean_up(&self) -> Result<(usize, usize)> {
@@ -723,8 +792,7 @@ impl Namespace {
         for idx in self.claimed_indices(&dir) {
             let iname = index_name(&self.name, idx);
             match self.read_claim(&dir, &iname, Some(idx))? {
-                Claim::Valid(t) if self.finishable(&dir, &t)? => {
-                    self.unlink_claims(&dir, &t, None, true)?;
+                Claim::Valid(t) if self.finish(&dir, &t)? => {
                     stale += 1;
                 }
                 Claim::Dangling { owner, link } if may_clean(owner) => {
