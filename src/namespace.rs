@@ -69,6 +69,9 @@
 //! rm`), which unlinks its sets and then its limits file; a process that
 //! still has it open notices at its next semget, IPC_RMID, IPC_SET or gc
 //! (the limits file it read is no longer the one named) and gets EIDRM.
+//! Not for `default`: its limits file is whoever used it first's, who may
+//! unlink or replace it, so a process attached to `default` never finds it
+//! removed (its limits are compiled in; `ns rm default` removes its sets).
 //!
 //! This file holds the namespace itself (open, attach, destroy, the limits
 //! and hints files, the names); its rooms:
@@ -585,13 +588,28 @@ impl Namespace {
         self.limits
     }
 
+    /// Whether this process found the namespace removed (a call failed
+    /// with EIDRM): the object is dead, and [`Namespace::open`] of its name
+    /// (or [`Namespace::default_ns`]) attaches to the namespace of that
+    /// name as it is now. Never for `default`, which is never removed.
+    pub fn is_removed(&self) -> bool {
+        // SYNC: Relaxed, as in `mark_removed`.
+        self.removed.load(Ordering::Relaxed)
+    }
+
     /// Whether the limits file this process read still has its name (one
     /// lstat; `open` of a name already open asks it, so that opening a
     /// removed namespace's name gives the namespace there is now).
+    /// `default` always is: its limits are compiled in and its file is
+    /// anybody's who used it first, who may remove or replace it; that must
+    /// not end the namespace for everyone else.
     fn still_named(&self) -> bool {
         // SYNC: Relaxed, as in `mark_removed`.
         if self.removed.load(Ordering::Relaxed) {
             return false;
+        }
+        if self.name == DEFAULT_NAMESPACE {
+            return true;
         }
         let Some(ident) = self.ident else {
             return true;

@@ -2438,3 +2438,93 @@ fn remover_killed_at_each_write_is_finished() {
         assert!(finished, "the remover never got to the end");
     });
 }
+
+/// Hole 2: mallory is the first user of `default`, so she owns
+/// `shmsem.default`; alice's process is attached and has a set; mallory
+/// unlinks the file (then, again, renames a file of hers over it). Kernel:
+/// nobody can end the namespace; it must reach: alice's process (through
+/// the namespace it attached to) and a fresh one of hers go on: semget of
+/// her key, a new set, IPC_SET, IPC_RMID, never EIDRM.
+#[test]
+fn default_limits_file_removed_or_replaced() {
+    run("default_limits_file_removed_or_replaced", 60, || {
+        for replace in [false, true] {
+            clear_shm();
+            let b = board();
+            let mut kids = long_kids();
+            let m = spawn_as(&mut kids, MALLORY, || {
+                Namespace::open(NS).unwrap_or_else(|e| panic!("open {NS}: {e}"));
+                OK
+            });
+            kids.expect_exit(m, OK, "mallory is the first user of default");
+            let calls = |a: &dyn SemApi, who: &str, key: i32| -> Vec<String> {
+                let mut p = Vec::new();
+                match a.semget(K1, 0, 0) {
+                    Ok(_) => {}
+                    Err(e) => p.push(format!("{who}: semget(K1): {}", errno_name(e))),
+                }
+                match a.semget(key, 1, IPC_CREAT | 0o600) {
+                    Ok(id) => {
+                        let set = Arg::Set {
+                            uid: ALICE.uid,
+                            gid: ALICE.gid,
+                            mode: 0o640,
+                        };
+                        if let Err(e) = a.semctl(id, 0, IPC_SET, &set) {
+                            p.push(format!("{who}: IPC_SET: {}", errno_name(e)));
+                        }
+                        if let Err(e) = a.semctl(id, 0, IPC_RMID, &Arg::None) {
+                            p.push(format!("{who}: IPC_RMID: {}", errno_name(e)));
+                        }
+                    }
+                    Err(e) => p.push(format!(
+                        "{who}: semget({key:#x}, create): {}",
+                        errno_name(e)
+                    )),
+                }
+                p
+            };
+            let victim = spawn_as(&mut kids, ALICE, || {
+                let a = Impl::Shmsem.api(NS);
+                create(&*a, K1, 1, 0o600, &[5]);
+                b.put(READY, 1);
+                b.wait(ATTACKED, "mallory's removal");
+                let mut p = calls(&*a, "alice's process", K2);
+                let fresh = within(CALL_LIMIT, "a fresh process of alice's", || {
+                    let p = calls(&*Impl::Shmsem.api(NS), "a fresh process of alice's", K3);
+                    assert_none("a fresh process of alice's", &p);
+                    OK
+                });
+                if fresh != Ok(OK) {
+                    p.push(format!("{fresh:?}"));
+                }
+                note(&format!(
+                    "  shmsem.default {}: alice {}",
+                    if replace { "replaced" } else { "removed" },
+                    if p.is_empty() {
+                        "goes on".to_string()
+                    } else {
+                        p.join("; ")
+                    }
+                ));
+                assert_none("alice after mallory's removal", &p);
+                OK
+            });
+            let attacker = spawn_as(&mut kids, MALLORY, || {
+                b.wait(READY, "alice's set");
+                let path = format!("/dev/shm/shmsem.{NS}");
+                if replace {
+                    let tmp = "/dev/shm/mallory.tmp";
+                    std::fs::copy(&path, tmp).expect("copy the limits file");
+                    std::fs::rename(tmp, &path).expect("rename over the limits file");
+                } else {
+                    std::fs::remove_file(&path).expect("unlink the limits file");
+                }
+                b.put(ATTACKED, 1);
+                OK
+            });
+            expect_ok(&mut kids, &[(victim, "alice"), (attacker, "mallory")]);
+        }
+        clear_shm();
+    });
+}

@@ -39,7 +39,7 @@
 use std::mem::{size_of, MaybeUninit};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use libc::{c_int, c_long, c_void, size_t};
 use shmsem::sysv::{
@@ -426,12 +426,37 @@ fn seminfo_to_c(si: &Seminfo) -> libc::seminfo {
 /// `Namespace::default_ns` on every call, which clones an `Arc`: a shared
 /// reference count that concurrent callers would bounce between cores.
 fn namespace() -> Result<&'static Namespace> {
-    static NS: OnceLock<Arc<Namespace>> = OnceLock::new();
-    if let Some(ns) = NS.get() {
-        return Ok(ns);
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    // The process's namespace, leaked (calls in other threads may still be
+    // using it when it is replaced; one per `shmsem ns rm`, no more).
+    static NS: AtomicPtr<Namespace> = AtomicPtr::new(std::ptr::null_mut());
+    // SYNC: Acquire pairs with the AcqRel exchange below that published it.
+    let cur = NS.load(Ordering::Acquire);
+    if !cur.is_null() {
+        // SAFETY: a pointer stored here comes from Arc::into_raw and is
+        // never released.
+        let ns = unsafe { &*cur };
+        if !ns.is_removed() {
+            return Ok(ns);
+        }
     }
-    let ns = Namespace::default_ns()?;
-    Ok(NS.get_or_init(|| ns))
+    // First use, or the namespace was removed (a call got EIDRM): attach
+    // to the one of that name as it is now, as the Rust free functions do.
+    let fresh = Arc::into_raw(Namespace::default_ns()?) as *mut Namespace;
+    // SYNC: AcqRel: Release publishes the new namespace to the Acquire load
+    // above; Acquire, on failure, as that load.
+    match NS.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: as above (the old one stays leaked).
+        Ok(_) => Ok(unsafe { &*fresh }),
+        Err(other) => {
+            // SAFETY: `fresh` came from Arc::into_raw just above and was
+            // never shared; `other` as above.
+            unsafe {
+                drop(Arc::from_raw(fresh));
+                Ok(&*other)
+            }
+        }
+    }
 }
 
 fn do_semget(key: c_int, nsems: c_int, semflg: c_int) -> Result<c_int> {
