@@ -21,8 +21,8 @@ pub struct Mapping {
     writable: bool,
     /// (st_dev, st_ino) of the object mapped.
     id: FileId,
-    /// Its entry in the SIGBUS guard table, if it got one.
-    guard: Option<usize>,
+    /// Its entry in the SIGBUS guard table (every mapping has one).
+    guard: usize,
 }
 
 /// What names a file whatever its names and descriptors: (st_dev, st_ino).
@@ -70,9 +70,7 @@ impl FileId {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // Out of the table before the fields drop (and the range unmaps).
-        if let Some(i) = self.guard {
-            sigbus::unguard(i);
-        }
+        sigbus::unguard(self.guard);
     }
 }
 
@@ -85,40 +83,105 @@ impl Drop for Mapping {
 mod sigbus {
     use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
-    const SLOTS: usize = 4096;
-    static STARTS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-    static LENS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+    /// Entries per chunk of the table.
+    const CHUNK: usize = 4096;
+    /// Chunks at most: 65,536 mappings, as many as the kernel's default
+    /// `vm.max_map_count` (65,530) lets a process have at all.
+    const CHUNKS: usize = 16;
+
+    /// One entry: a guarded range (start 0: free).
+    struct Slot {
+        start: AtomicUsize,
+        len: AtomicUsize,
+    }
+
+    /// The table grows by chunks, each allocated on first need and never
+    /// freed (the handler may read any chunk at any time), published in
+    /// order: chunk c + 1 only once chunk c exists (a guard reaches it only
+    /// after it found chunk c full).
+    static CHUNK_PTRS: [AtomicPtr<Slot>; CHUNKS] =
+        [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
     static PAGE: AtomicUsize = AtomicUsize::new(4096);
     static OLD: AtomicPtr<libc::sigaction> = AtomicPtr::new(core::ptr::null_mut());
     static INSTALL: std::sync::Once = std::sync::Once::new();
 
-    /// Guards `len` bytes at `start`; `None` if the table is full (then a
-    /// truncation can still kill this process).
+    /// Chunk `c` if it exists.
+    fn chunk(c: usize) -> Option<&'static [Slot]> {
+        // SYNC: Acquire pairs with the Release CAS in `chunk_or_make` that
+        // published the zeroed chunk.
+        let p = CHUNK_PTRS[c].load(Ordering::Acquire);
+        // SAFETY: a published chunk is CHUNK slots, leaked, never freed.
+        (!p.is_null()).then(|| unsafe { core::slice::from_raw_parts(p, CHUNK) })
+    }
+
+    /// Chunk `c`, allocated if it does not exist yet (not in a handler).
+    fn chunk_or_make(c: usize) -> &'static [Slot] {
+        if let Some(s) = chunk(c) {
+            return s;
+        }
+        let fresh: Box<[Slot]> = (0..CHUNK)
+            .map(|_| Slot {
+                start: AtomicUsize::new(0),
+                len: AtomicUsize::new(0),
+            })
+            .collect();
+        let p = Box::into_raw(fresh) as *mut Slot;
+        // SYNC: Release publishes the initialised chunk to `chunk`'s
+        // Acquire load; Acquire on failure, as that load.
+        match CHUNK_PTRS[c].compare_exchange(
+            core::ptr::null_mut(),
+            p,
+            Ordering::Release,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just published; leaked from here on.
+            Ok(_) => unsafe { core::slice::from_raw_parts(p, CHUNK) },
+            Err(other) => {
+                // SAFETY: `p` came from Box::into_raw of a CHUNK-long
+                // slice just above and was never shared; `other` is a
+                // published chunk.
+                unsafe {
+                    drop(Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, CHUNK)));
+                    core::slice::from_raw_parts(other, CHUNK)
+                }
+            }
+        }
+    }
+
+    /// Guards `len` bytes at `start`; `None` if the table is full (all
+    /// [`CHUNKS`] chunks: the caller must not keep the mapping, which a
+    /// truncation could then kill this process through).
     pub fn guard(start: usize, len: usize) -> Option<usize> {
         INSTALL.call_once(install);
-        for i in 0..SLOTS {
-            if STARTS[i].load(Ordering::Relaxed) != 0 {
-                continue;
-            }
-            LENS[i].store(len, Ordering::Relaxed);
-            // SYNC: Release publishes the length to the handler's Acquire
-            // load of the start.
-            if STARTS[i]
-                .compare_exchange(0, start, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(i);
+        for c in 0..CHUNKS {
+            let slots = chunk_or_make(c);
+            for (i, s) in slots.iter().enumerate() {
+                if s.start.load(Ordering::Relaxed) != 0 {
+                    continue;
+                }
+                s.len.store(len, Ordering::Relaxed);
+                // SYNC: Release publishes the length to the handler's
+                // Acquire load of the start.
+                if s.start
+                    .compare_exchange(0, start, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(c * CHUNK + i);
+                }
             }
         }
         None
     }
 
     pub fn unguard(i: usize) {
-        // SYNC: Release pairs with the Acquire load of STARTS in
+        let Some(slots) = chunk(i / CHUNK) else {
+            return;
+        };
+        // SYNC: Release pairs with the Acquire load of the start in
         // `on_sigbus`: a handler that sees 0 leaves the range alone (the
         // mapping is about to go); a later `guard` of the slot publishes
         // its own length with its Release CAS.
-        STARTS[i].store(0, Ordering::Release);
+        slots[i % CHUNK].start.store(0, Ordering::Release);
     }
 
     fn install() {
@@ -152,10 +215,11 @@ mod sigbus {
         // handler; si_addr is the faulting address for SIGBUS.
         let addr = unsafe { (*info).si_addr() } as usize;
         let page = PAGE.load(Ordering::Relaxed);
-        for i in 0..SLOTS {
+        let slots = (0..CHUNKS).map_while(chunk).flatten();
+        for s in slots {
             // SYNC: Acquire pairs with the Release in `guard`.
-            let start = STARTS[i].load(Ordering::Acquire);
-            let len = LENS[i].load(Ordering::Relaxed);
+            let start = s.start.load(Ordering::Acquire);
+            let len = s.len.load(Ordering::Relaxed);
             if start == 0 || addr < start || addr >= start + len {
                 continue;
             }
@@ -235,7 +299,9 @@ impl Mapping {
             opts.map_raw_read_only(fd.as_raw_fd())
         }
         .map_err(|e| Error::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len());
+        // A mapping the guard cannot take is not kept (the table is as big
+        // as the kernel lets a process's mappings be by default).
+        let guard = sigbus::guard(map.as_mut_ptr() as usize, map.len()).ok_or(Error::NoMemory)?;
         Ok(Mapping {
             map,
             writable,

@@ -2528,3 +2528,76 @@ fn default_limits_file_removed_or_replaced() {
         clear_shm();
     });
 }
+
+/// Hole 4: mallory makes 4,100 sets (mode 0644) in a namespace of hers
+/// with the smallest geometry (one queue slot, one process entry); alice
+/// maps every one of them (a monitor reading every id), more than the
+/// 4,096 mappings the SIGBUS guard had room for; mallory truncates the one
+/// alice mapped last. Kernel: impossible; it must reach: alice's process
+/// lives on (no SIGBUS), every mapping it made guarded or refused.
+#[test]
+fn more_mapped_sets_than_the_guard_had_room_for() {
+    run("more_mapped_sets_than_the_guard_had_room_for", 300, || {
+        const TNS: &str = "trust-tiny";
+        const N: i32 = 4100;
+        let tiny = Limits {
+            queue_slots: 1,
+            proc_slots: 1,
+            ..Limits::default()
+        };
+        let b = board();
+        let mut kids = long_kids();
+        let m = spawn_as(&mut kids, MALLORY, || {
+            let a = Impl::Shmsem.api_with(TNS, tiny);
+            let mut last = -1;
+            for i in 0..N {
+                last = a
+                    .semget(IPC_PRIVATE, 1, IPC_CREAT | 0o644)
+                    .unwrap_or_else(|e| panic!("mallory's set {i}: {}", errno_name(e)));
+            }
+            b.put_id(ID, last);
+            OK
+        });
+        kids.expect_exit(m, OK, "mallory makes her sets");
+        let last = b.id(ID);
+        assert_eq!(last, N - 1, "the ids are the indices");
+        let victim = spawn_as(&mut kids, ALICE, || {
+            let a = Impl::Shmsem.api_with(TNS, tiny);
+            let mut read = 0;
+            let mut refused = 0;
+            for id in 0..N {
+                match getval(&*a, id, 0) {
+                    Ok(_) => read += 1,
+                    Err(libc::ENOMEM) => refused += 1,
+                    Err(e) => panic!("GETVAL of {id}: {}", errno_name(e)),
+                }
+            }
+            note(&format!(
+                "  alice read {read} sets, {refused} refused (ENOMEM)"
+            ));
+            b.put(READY, 1);
+            b.wait(ATTACKED, "mallory's truncation");
+            let r = getval(&*a, N - 1, 0);
+            note(&format!(
+                "  alice's GETVAL of the truncated set: {}",
+                show(&r)
+            ));
+            OK
+        });
+        let attacker = spawn_as(&mut kids, MALLORY, || {
+            b.wait_long(READY, "alice's mappings");
+            let name = ns_files(TNS)
+                .into_iter()
+                .find(|n| n.starts_with(&format!("shmsem.{TNS}.s.{}.", N - 1)))
+                .expect("mallory's last set file");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{name}"))
+                .and_then(|f| f.set_len(0))
+                .expect("truncate her set");
+            b.put(ATTACKED, 1);
+            OK
+        });
+        expect_ok(&mut kids, &[(victim, "alice"), (attacker, "mallory")]);
+    });
+}
